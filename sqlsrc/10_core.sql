@@ -1,0 +1,498 @@
+/*
+ * apikey_usage 0.1.0 — install script.
+ *
+ * Read top to bottom: guard, roles, tables, internal helpers, key
+ * management (admin), request path (app), log maintenance (worker),
+ * analytics (reader), views, grants.
+ *
+ * Every SECURITY DEFINER function pins search_path to pg_catalog, pg_temp
+ * and schema-qualifies every object it touches.
+ */
+
+\echo Use "CREATE EXTENSION apikey_usage" to load this file. \quit
+
+-- The extension lives in exactly one database, the one its background
+-- worker serves (apikey_usage.database).  This also fails with SQLSTATE
+-- 55000 when the library is not in shared_preload_libraries.
+CREATE FUNCTION apikey_usage._check_install_database() RETURNS void
+	LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'apikey_usage_check_install_database';
+SELECT apikey_usage._check_install_database();
+
+------------------------------------------------------------------------
+-- Roles (cluster-wide; created only when missing, never dropped by us)
+------------------------------------------------------------------------
+DO $roles$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'apikey_usage_admin') THEN
+		CREATE ROLE apikey_usage_admin NOLOGIN;
+	END IF;
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'apikey_usage_app') THEN
+		CREATE ROLE apikey_usage_app NOLOGIN;
+	END IF;
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'apikey_usage_reader') THEN
+		CREATE ROLE apikey_usage_reader NOLOGIN;
+	END IF;
+END
+$roles$;
+
+REVOKE ALL ON SCHEMA apikey_usage FROM PUBLIC;
+GRANT USAGE ON SCHEMA apikey_usage TO apikey_usage_admin, apikey_usage_app, apikey_usage_reader;
+
+------------------------------------------------------------------------
+-- Tables
+------------------------------------------------------------------------
+
+-- Keys.  key_hash and key_ciphertext are never granted to anyone: only
+-- the SECURITY DEFINER functions below and the C code (which switches to
+-- the extension owner for its lookups) read them.  A deleted key keeps its
+-- row as a tombstone with hash and ciphertext destroyed.
+CREATE TABLE apikey_usage.api_keys (
+	key_id			uuid PRIMARY KEY,
+	workspace		text NOT NULL,
+	name			text NOT NULL,
+	key_prefix		text NOT NULL,
+	key_hash		bytea UNIQUE,
+	key_ciphertext	bytea,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	expires_at		timestamptz,
+	rate_limit		integer,
+	rate_window		interval NOT NULL DEFAULT '1 minute',
+	last_used_at	timestamptz,
+	deleted_at		timestamptz,
+	CHECK ((deleted_at IS NULL) = (key_hash IS NOT NULL)),
+	CHECK ((deleted_at IS NULL) = (key_ciphertext IS NOT NULL))
+);
+CREATE INDEX api_keys_workspace_idx ON apikey_usage.api_keys (workspace);
+COMMENT ON TABLE apikey_usage.api_keys IS
+	'API keys and tombstones of deleted keys. Not readable by the app and reader roles; use the keys view.';
+
+-- The raw request log, one row per request, partitioned by UTC day on
+-- requested_at.  Partitions are created ahead and on demand, and dropped
+-- after apikey_usage.retention by the background worker.
+CREATE TABLE apikey_usage.request_log_raw (
+	requested_at	timestamptz NOT NULL,
+	request_id		uuid NOT NULL,
+	api_key_id		uuid NOT NULL,
+	method			text NOT NULL,
+	endpoint		text NOT NULL,
+	response_code	smallint NOT NULL,
+	resource_id		text
+) PARTITION BY RANGE (requested_at);
+CREATE INDEX request_log_raw_key_time_idx
+	ON apikey_usage.request_log_raw (api_key_id, requested_at DESC, request_id DESC);
+CREATE INDEX request_log_raw_time_idx
+	ON apikey_usage.request_log_raw (requested_at DESC, request_id DESC);
+CREATE INDEX request_log_raw_resource_idx
+	ON apikey_usage.request_log_raw (resource_id, requested_at DESC, request_id DESC)
+	WHERE resource_id IS NOT NULL;
+COMMENT ON TABLE apikey_usage.request_log_raw IS
+	'Raw request log, partitioned by UTC day; written only by the background worker (or a synchronous fall-back). Query it through the requests view or request_log().';
+
+-- Hourly rollups: request counts per key, hour, method, endpoint and
+-- response code, written in the same transaction as the raw rows they
+-- count, so that whole hours never need the raw log.
+CREATE TABLE apikey_usage.usage_hourly (
+	api_key_id		uuid NOT NULL,
+	bucket_start	timestamptz NOT NULL,
+	method			text NOT NULL,
+	endpoint		text NOT NULL,
+	response_code	smallint NOT NULL,
+	requests		bigint NOT NULL,
+	PRIMARY KEY (api_key_id, bucket_start, method, endpoint, response_code)
+);
+CREATE INDEX usage_hourly_bucket_idx ON apikey_usage.usage_hourly (bucket_start);
+COMMENT ON TABLE apikey_usage.usage_hourly IS
+	'Request counts per key, UTC hour, method, endpoint and response code; maintained with the raw log in one transaction.';
+
+-- Exactly-once flushing of the durable log buffer: the highest sequence
+-- number written to the tables, per buffer file (ring_id), updated in the
+-- same transaction as the rows.
+CREATE TABLE apikey_usage.flush_state (
+	ring_id			bigint PRIMARY KEY,
+	flushed_seq		bigint NOT NULL,
+	updated_at		timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE apikey_usage.flush_state IS
+	'Per log-buffer file: the sequence number below which every entry is in the tables (exactly-once flushing).';
+
+------------------------------------------------------------------------
+-- Internal helpers (C).  None is granted to anyone: only the extension
+-- owner (through the SECURITY DEFINER functions) may call them.
+------------------------------------------------------------------------
+CREATE FUNCTION apikey_usage._key_material(key_prefix text, key_id uuid,
+	OUT api_key text, OUT key_hash bytea, OUT key_ciphertext bytea, OUT display_prefix text)
+	RETURNS record
+	LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'apikey_usage_key_material';
+COMMENT ON FUNCTION apikey_usage._key_material(text, uuid) IS
+	'Internal: a new random key with its hash, its ciphertext under the server secret and its display prefix.';
+
+CREATE FUNCTION apikey_usage._decrypt_key(key_ciphertext bytea, key_id uuid) RETURNS text
+	LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'apikey_usage_decrypt_key';
+COMMENT ON FUNCTION apikey_usage._decrypt_key(bytea, uuid) IS
+	'Internal: the key again, decrypted under the server secret.';
+
+CREATE FUNCTION apikey_usage._invalidate_key(key_hash bytea) RETURNS void
+	LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'apikey_usage_invalidate_key';
+COMMENT ON FUNCTION apikey_usage._invalidate_key(bytea) IS
+	'Internal: drop the key from the shared-memory cache at commit of the calling transaction.';
+
+CREATE FUNCTION apikey_usage._retention() RETURNS interval
+	LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'apikey_usage_retention';
+COMMENT ON FUNCTION apikey_usage._retention() IS
+	'The value of apikey_usage.retention as an interval.';
+
+CREATE FUNCTION apikey_usage._cache_last_used(OUT key_id uuid, OUT last_used_at timestamptz)
+	RETURNS SETOF record
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'apikey_usage_cache_last_used';
+COMMENT ON FUNCTION apikey_usage._cache_last_used() IS
+	'Internal: last_used_at of every key in the shared-memory cache (the live value).';
+
+-- Status of a response code, as API.md defines it.
+CREATE FUNCTION apikey_usage.status_of(response_code integer) RETURNS text
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT
+	RETURN CASE WHEN response_code BETWEEN 100 AND 399 THEN 'completed'
+				WHEN response_code = 429 THEN 'rate_limited'
+				ELSE 'failed' END;
+COMMENT ON FUNCTION apikey_usage.status_of(integer) IS
+	'completed for 100-399, rate_limited for 429, failed for any other code.';
+
+------------------------------------------------------------------------
+-- Key management (apikey_usage_admin)
+------------------------------------------------------------------------
+
+-- Shared argument checks of the admin functions; raise 22004 / 22023.
+CREATE FUNCTION apikey_usage._check_name(name text) RETURNS void
+	LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF name IS NULL THEN
+		RAISE EXCEPTION 'name must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	IF pg_catalog.octet_length(name) NOT BETWEEN 1 AND 200 THEN
+		RAISE EXCEPTION 'name must be 1 to 200 bytes long' USING ERRCODE = '22023';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage._check_name(text) IS 'Internal: validate a key name.';
+
+CREATE FUNCTION apikey_usage._check_rate_limit(rate_limit integer, rate_window interval) RETURNS void
+	LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF rate_window IS NULL THEN
+		RAISE EXCEPTION 'rate_window must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	IF rate_limit IS NOT NULL AND rate_limit NOT BETWEEN 1 AND 1000000000 THEN
+		RAISE EXCEPTION 'rate_limit must be between 1 and 1000000000, or NULL for unlimited'
+			USING ERRCODE = '22023';
+	END IF;
+	IF rate_window < interval '1 second' OR rate_window > interval '1 day'
+		OR pg_catalog.date_part('month', rate_window) <> 0 THEN
+		RAISE EXCEPTION 'rate_window must be between 1 second and 1 day'
+			USING ERRCODE = '22023';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage._check_rate_limit(integer, interval) IS 'Internal: validate a rate limit and window.';
+
+CREATE FUNCTION apikey_usage.generate_key(
+	workspace text,
+	name text,
+	rate_limit integer DEFAULT NULL,
+	rate_window interval DEFAULT '1 minute',
+	expires_at timestamptz DEFAULT NULL,
+	key_prefix text DEFAULT 'ak')
+	RETURNS TABLE (key_id uuid, api_key text)
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	new_id		uuid := pg_catalog.gen_random_uuid();
+	material	record;
+BEGIN
+	IF workspace IS NULL THEN
+		RAISE EXCEPTION 'workspace must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	IF pg_catalog.octet_length(workspace) NOT BETWEEN 1 AND 200 THEN
+		RAISE EXCEPTION 'workspace must be 1 to 200 bytes long' USING ERRCODE = '22023';
+	END IF;
+	PERFORM apikey_usage._check_name(name);
+	PERFORM apikey_usage._check_rate_limit(rate_limit, rate_window);
+	IF key_prefix IS NULL THEN
+		RAISE EXCEPTION 'key_prefix must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	IF key_prefix !~ '^[a-z][a-z0-9]{0,15}$' THEN
+		RAISE EXCEPTION 'key_prefix must match [a-z][a-z0-9]{0,15}' USING ERRCODE = '22023';
+	END IF;
+	IF expires_at IS NOT NULL AND expires_at <= pg_catalog.clock_timestamp() THEN
+		RAISE EXCEPTION 'expires_at must be in the future' USING ERRCODE = '22023';
+	END IF;
+
+	material := apikey_usage._key_material(key_prefix, new_id);
+	INSERT INTO apikey_usage.api_keys
+		(key_id, workspace, name, key_prefix, key_hash, key_ciphertext,
+		 expires_at, rate_limit, rate_window)
+	VALUES (new_id, generate_key.workspace, generate_key.name, material.display_prefix,
+			material.key_hash, material.key_ciphertext,
+			generate_key.expires_at, generate_key.rate_limit, generate_key.rate_window);
+	key_id := new_id;
+	api_key := material.api_key;
+	RETURN NEXT;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage.generate_key(text, text, integer, interval, timestamptz, text) IS
+	'Create an API key for a workspace; returns its id and the secret key (shown again only by copy_key).';
+
+CREATE FUNCTION apikey_usage.copy_key(key_id uuid) RETURNS text
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	ciphertext	bytea;
+BEGIN
+	IF key_id IS NULL THEN
+		RAISE EXCEPTION 'key_id must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	SELECT k.key_ciphertext INTO ciphertext
+	  FROM apikey_usage.api_keys k
+	 WHERE k.key_id = copy_key.key_id AND k.deleted_at IS NULL;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no live API key with id %', key_id USING ERRCODE = '22023';
+	END IF;
+	RETURN apikey_usage._decrypt_key(ciphertext, key_id);
+END
+$$;
+COMMENT ON FUNCTION apikey_usage.copy_key(uuid) IS
+	'The secret API key of a live key again (decrypted under the server secret).';
+
+CREATE FUNCTION apikey_usage.delete_key(key_id uuid) RETURNS boolean
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	old_hash	bytea;
+BEGIN
+	IF key_id IS NULL THEN
+		RAISE EXCEPTION 'key_id must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	SELECT k.key_hash INTO old_hash
+	  FROM apikey_usage.api_keys k
+	 WHERE k.key_id = delete_key.key_id AND k.deleted_at IS NULL
+	   FOR UPDATE;
+	IF NOT FOUND THEN
+		IF EXISTS (SELECT FROM apikey_usage.api_keys k WHERE k.key_id = delete_key.key_id) THEN
+			RETURN false;
+		END IF;
+		RAISE EXCEPTION 'no API key with id %', key_id USING ERRCODE = '22023';
+	END IF;
+	UPDATE apikey_usage.api_keys k
+	   SET key_hash = NULL, key_ciphertext = NULL, deleted_at = pg_catalog.now()
+	 WHERE k.key_id = delete_key.key_id;
+	PERFORM apikey_usage._invalidate_key(old_hash);
+	RETURN true;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage.delete_key(uuid) IS
+	'Delete a key for good: hash and ciphertext are destroyed, every backend rejects it from commit on; its usage history stays.';
+
+CREATE FUNCTION apikey_usage.rename_key(key_id uuid, name text) RETURNS void
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF key_id IS NULL THEN
+		RAISE EXCEPTION 'key_id must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	PERFORM apikey_usage._check_name(name);
+	UPDATE apikey_usage.api_keys k SET name = rename_key.name
+	 WHERE k.key_id = rename_key.key_id AND k.deleted_at IS NULL;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no live API key with id %', key_id USING ERRCODE = '22023';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage.rename_key(uuid, text) IS 'Change the name (description) of a live key.';
+
+CREATE FUNCTION apikey_usage.set_rate_limit(key_id uuid, rate_limit integer,
+	rate_window interval DEFAULT '1 minute') RETURNS void
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	old_hash	bytea;
+BEGIN
+	IF key_id IS NULL THEN
+		RAISE EXCEPTION 'key_id must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	PERFORM apikey_usage._check_rate_limit(rate_limit, rate_window);
+	UPDATE apikey_usage.api_keys k
+	   SET rate_limit = set_rate_limit.rate_limit, rate_window = set_rate_limit.rate_window
+	 WHERE k.key_id = set_rate_limit.key_id AND k.deleted_at IS NULL
+	RETURNING k.key_hash INTO old_hash;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no live API key with id %', key_id USING ERRCODE = '22023';
+	END IF;
+	PERFORM apikey_usage._invalidate_key(old_hash);
+END
+$$;
+COMMENT ON FUNCTION apikey_usage.set_rate_limit(uuid, integer, interval) IS
+	'Set (or, with NULL, remove) the rate limit of a live key; effective on the next request in every backend.';
+
+------------------------------------------------------------------------
+-- Request path (apikey_usage_app).  C functions, not SECURITY DEFINER:
+-- they switch to the extension owner only for their own fully qualified
+-- lookups, so no per-call privilege switch is paid on a cache hit.
+------------------------------------------------------------------------
+CREATE FUNCTION apikey_usage.verify_key(api_key text)
+	RETURNS TABLE (valid boolean, key_id uuid, workspace text, reason text)
+	LANGUAGE c VOLATILE CALLED ON NULL INPUT ROWS 1
+	AS 'MODULE_PATHNAME', 'apikey_usage_verify_key';
+COMMENT ON FUNCTION apikey_usage.verify_key(text) IS
+	'Check an API key: valid, or why not (malformed, unknown, expired). Served from the shared-memory key cache; never writes a table.';
+
+CREATE FUNCTION apikey_usage.check_request(api_key text, method text, endpoint text,
+	resource_id text DEFAULT NULL)
+	RETURNS TABLE (allowed boolean, key_id uuid, workspace text, response_code integer,
+				   rate_limit integer, remaining integer, retry_after_ms integer,
+				   request_id uuid, rate_window interval)
+	LANGUAGE c VOLATILE CALLED ON NULL INPUT ROWS 1
+	AS 'MODULE_PATHNAME', 'apikey_usage_check_request';
+COMMENT ON FUNCTION apikey_usage.check_request(text, text, text, text) IS
+	'The gateway call before serving a request: verify the key, apply its rate limit (GCRA), log refusals; returns what to answer.';
+
+CREATE FUNCTION apikey_usage.log_request(key_id uuid, method text, endpoint text,
+	response_code integer, resource_id text DEFAULT NULL, request_id uuid DEFAULT NULL,
+	requested_at timestamptz DEFAULT NULL)
+	RETURNS uuid
+	LANGUAGE c VOLATILE CALLED ON NULL INPUT
+	AS 'MODULE_PATHNAME', 'apikey_usage_log_request';
+COMMENT ON FUNCTION apikey_usage.log_request(uuid, text, text, integer, text, uuid, timestamptz) IS
+	'Log one served request (non-transactional, like a sequence); returns its request_id. Reaches the tables within flush_interval.';
+
+CREATE FUNCTION apikey_usage.flush() RETURNS bigint
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'apikey_usage_flush';
+COMMENT ON FUNCTION apikey_usage.flush() IS
+	'Wait until every request logged before the call is in the tables; returns the number of entries written meanwhile.';
+
+------------------------------------------------------------------------
+-- Log maintenance (called by the background worker, as the owner)
+------------------------------------------------------------------------
+
+-- Create the day partition holding ts unless it exists.
+CREATE FUNCTION apikey_usage._ensure_partition(ts timestamptz) RETURNS void
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	day		date := (ts AT TIME ZONE 'UTC')::date;
+	part	text := 'request_log_raw_p' || pg_catalog.to_char(day, 'YYYYMMDD');
+BEGIN
+	IF pg_catalog.to_regclass('apikey_usage.' || part) IS NOT NULL THEN
+		RETURN;
+	END IF;
+	-- serialise creators (worker, synchronous fall-backs)
+	PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('apikey_usage._ensure_partition'));
+	IF pg_catalog.to_regclass('apikey_usage.' || part) IS NOT NULL THEN
+		RETURN;
+	END IF;
+	EXECUTE pg_catalog.format(
+		'CREATE TABLE apikey_usage.%I PARTITION OF apikey_usage.request_log_raw
+		   FOR VALUES FROM (%L) TO (%L)',
+		part,
+		(day::timestamp AT TIME ZONE 'UTC'),
+		((day + 1)::timestamp AT TIME ZONE 'UTC'));
+END
+$$;
+COMMENT ON FUNCTION apikey_usage._ensure_partition(timestamptz) IS
+	'Internal: create the UTC-day partition of request_log_raw that holds ts, if missing.';
+
+-- Insert a batch into the raw log and add it to the hourly rollups, in
+-- the caller's transaction.  The one write path of the log: used by the
+-- background worker, the synchronous fall-back and bulk imports.
+CREATE FUNCTION apikey_usage._insert_batch(
+	request_ids uuid[], requested_ats timestamptz[], key_ids uuid[],
+	methods text[], endpoints text[], response_codes smallint[], resource_ids text[])
+	RETURNS bigint
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	day			timestamptz;
+	inserted	bigint;
+BEGIN
+	FOR day IN
+		SELECT DISTINCT pg_catalog.date_trunc('day', t AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+		  FROM pg_catalog.unnest(requested_ats) AS t
+	LOOP
+		PERFORM apikey_usage._ensure_partition(day);
+	END LOOP;
+
+	WITH batch AS (
+		SELECT * FROM unnest(request_ids, requested_ats, key_ids, methods,
+										endpoints, response_codes, resource_ids)
+			AS b(request_id, requested_at, api_key_id, method, endpoint, response_code, resource_id)
+	), raw AS (
+		INSERT INTO apikey_usage.request_log_raw
+			(requested_at, request_id, api_key_id, method, endpoint, response_code, resource_id)
+		SELECT requested_at, request_id, api_key_id, method, endpoint, response_code, resource_id
+		  FROM batch
+	)
+	INSERT INTO apikey_usage.usage_hourly AS u
+		(api_key_id, bucket_start, method, endpoint, response_code, requests)
+	SELECT api_key_id, pg_catalog.date_trunc('hour', requested_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
+		   method, endpoint, response_code, pg_catalog.count(*)
+	  FROM batch
+	 GROUP BY 1, 2, 3, 4, 5
+	 ORDER BY 1, 2, 3, 4, 5
+	ON CONFLICT (api_key_id, bucket_start, method, endpoint, response_code)
+	DO UPDATE SET requests = u.requests OPERATOR(pg_catalog.+) excluded.requests;
+
+	inserted := pg_catalog.cardinality(request_ids);
+	RETURN inserted;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage._insert_batch(uuid[], timestamptz[], uuid[], text[], text[], smallint[], text[]) IS
+	'Internal: write a batch of log entries to the raw log and the hourly rollups in one transaction.';
+
+-- Create the partitions for the coming days and drop the ones wholly
+-- older than the retention (with the rollup rows of the same hours).
+-- Returns the number of partitions dropped.
+CREATE FUNCTION apikey_usage._maintain(retention interval DEFAULT NULL) RETURNS integer
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	keep_from	timestamptz := pg_catalog.now() - coalesce(retention, apikey_usage._retention());
+	part		record;
+	dropped		integer := 0;
+	upper_bound	timestamptz;
+	cutoff		timestamptz := '-infinity';
+BEGIN
+	FOR d IN 0..2 LOOP
+		PERFORM apikey_usage._ensure_partition(pg_catalog.now() + pg_catalog.make_interval(days => d));
+	END LOOP;
+	FOR part IN
+		SELECT c.oid::regclass AS rel, pg_catalog.pg_get_expr(c.relpartbound, c.oid) AS bound
+		  FROM pg_catalog.pg_inherits i
+		  JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+		 WHERE i.inhparent = 'apikey_usage.request_log_raw'::regclass
+	LOOP
+		upper_bound := pg_catalog.substring(part.bound, 'TO \(''([^'']+)''\)')::timestamptz;
+		IF upper_bound <= keep_from THEN
+			EXECUTE pg_catalog.format('DROP TABLE %s', part.rel);
+			dropped := dropped + 1;
+			cutoff := GREATEST(cutoff, upper_bound);
+		END IF;
+	END LOOP;
+	IF dropped > 0 THEN
+		DELETE FROM apikey_usage.usage_hourly WHERE bucket_start < cutoff;
+	END IF;
+	RETURN dropped;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage._maintain(interval) IS
+	'Internal: create the next days'' partitions, drop those past the retention (and their rollups); returns how many were dropped.';
+
+-- Write last_used_at values gathered from shared memory.
+CREATE FUNCTION apikey_usage._store_last_used(key_ids uuid[], last_used timestamptz[]) RETURNS void
+	LANGUAGE sql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	BEGIN ATOMIC
+		UPDATE apikey_usage.api_keys k
+		   SET last_used_at = u.ts
+		  FROM unnest(key_ids, last_used) AS u(id, ts)
+		 WHERE k.key_id OPERATOR(pg_catalog.=) u.id
+		   AND (k.last_used_at IS NULL OR k.last_used_at OPERATOR(pg_catalog.<) u.ts);
+	END;
+COMMENT ON FUNCTION apikey_usage._store_last_used(uuid[], timestamptz[]) IS
+	'Internal: persist last_used_at values kept in shared memory.';

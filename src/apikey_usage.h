@@ -1,0 +1,170 @@
+/*-------------------------------------------------------------------------
+ *
+ * apikey_usage.h
+ *		Declarations shared by the apikey_usage sources.
+ *
+ * One capability per file:
+ *	apikey_usage.c	_PG_init, GUCs, shared-memory hooks
+ *	keyformat.c		key text format (pure C)
+ *	secret.c		server secret file, encryption of keys
+ *	keys.c			key material, verify_key, invalidation at commit
+ *	keycache.c		shared-memory key cache (LRU) and limiter state
+ *	ratelimit.c		GCRA arithmetic (pure)
+ *	logbuf.c		durable log ring in a file-backed shared mapping
+ *	flusher.c		background worker
+ *	request.c		check_request, log_request, argument validation
+ *	stats.c			runtime_stats, flush(), helpers for views
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef APIKEY_USAGE_H
+#define APIKEY_USAGE_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "port/atomics.h"
+#include "storage/latch.h"
+#include "fmgr.h"
+#include "utils/uuid.h"
+
+#define APIKEY_HASH_BYTES	32	/* BLAKE2b-256 */
+
+/* log entry field limits (API.md) */
+#define APIKEY_METHOD_MAX	32
+#define APIKEY_ENDPOINT_MAX 1024
+#define APIKEY_RESOURCE_MAX 256
+
+/* GUCs (apikey_usage.c) */
+extern char *apikey_database;
+extern int	apikey_max_keys;
+extern int	apikey_log_buffer_entries;
+extern int	apikey_flush_interval_ms;
+extern char *apikey_retention_string;
+extern char *apikey_secret_file;
+extern int	apikey_log_mode;
+
+#define LOG_MODE_BUFFERED		0
+#define LOG_MODE_SYNCHRONOUS	1
+
+/* apikey_usage.c */
+extern bool apikey_preloaded;
+extern void apikey_require_preload(void);
+extern Interval *apikey_retention(void);
+
+/* secret.c */
+extern void secret_load_or_create(void);
+extern bytea *secret_encrypt_key(const char *api_key, size_t len,
+								 const pg_uuid_t *key_id);
+extern char *secret_decrypt_key(const bytea *ciphertext,
+								const pg_uuid_t *key_id);
+
+
+/* What a key lookup returns (cache or table). */
+typedef struct KeyInfo
+{
+	pg_uuid_t	key_id;
+	TimestampTz expires_at;		/* DT_NOEND when the key never expires */
+	int32		rate_limit;		/* 0 when unlimited */
+	int64		rate_window_us;
+} KeyInfo;
+
+typedef enum KeyLookupResult
+{
+	KEY_FOUND,
+	KEY_UNKNOWN
+} KeyLookupResult;
+
+/* Result of one limiter step. */
+typedef struct LimitDecision
+{
+	bool		allowed;
+	bool		expired;		/* the key was found but has expired */
+	int64		remaining;		/* -1 when unlimited */
+	int64		retry_after_ns;
+} LimitDecision;
+
+/* keys.c */
+extern void key_hash_compute(const char *api_key, size_t len,
+							 uint8 hash[APIKEY_HASH_BYTES]);
+extern bool key_table_lookup_by_hash(const uint8 hash[APIKEY_HASH_BYTES],
+									 KeyInfo *info, char **workspace);
+extern void key_remember_workspace(const pg_uuid_t *key_id,
+								   const char *workspace);
+extern const char *key_workspace(const pg_uuid_t *key_id);
+extern Datum srf_return_one_row(FunctionCallInfo fcinfo, Datum *values,
+								bool *nulls);
+
+/* keycache.c */
+extern Size keycache_shmem_size(void);
+extern void keycache_shmem_init(void);
+extern KeyLookupResult keycache_verify(const uint8 hash[APIKEY_HASH_BYTES],
+									   bool apply_limit, KeyInfo *info,
+									   LimitDecision *decision);
+extern void keycache_invalidate_at_commit(const uint8 hash[APIKEY_HASH_BYTES]);
+extern void keycache_stats(int64 *size, int64 *hits, int64 *misses,
+						   int64 *evictions);
+extern int	keycache_collect_last_used(bool only_dirty, pg_uuid_t **ids,
+									   TimestampTz **times);
+extern Size keycache_bytes(void);
+
+/* ratelimit.c */
+typedef struct GcraParams
+{
+	int64		emission_interval_ns;	/* T = ceil(window / limit) */
+	int64		tolerance_ns;	/* (limit - 1) * T: the burst */
+} GcraParams;
+extern void gcra_params(int32 rate_limit, int64 rate_window_us,
+						GcraParams *params);
+extern void gcra_step(const GcraParams *params, int64 *tat_ns, int64 now_ns,
+					  LimitDecision *decision);
+
+/* logbuf.c */
+typedef struct LogEntry
+{
+	pg_uuid_t	request_id;
+	TimestampTz requested_at;
+	pg_uuid_t	key_id;
+	int16		response_code;
+	bool		has_resource;
+	uint8		method_len;
+	uint16		endpoint_len;
+	uint16		resource_len;
+	char		method[APIKEY_METHOD_MAX];
+	char		endpoint[APIKEY_ENDPOINT_MAX];
+	char		resource[APIKEY_RESOURCE_MAX];
+} LogEntry;
+
+extern Size logbuf_shmem_size(void);
+extern void logbuf_shmem_init(void);
+extern void logbuf_map_file(void);
+extern void logbuf_append(const LogEntry *entry);
+extern uint64 logbuf_reserved_seq(void);
+extern uint64 logbuf_flushed_seq(void);
+extern uint64 logbuf_capacity(void);
+extern Size logbuf_file_bytes(void);
+extern uint64 logbuf_ring_id(void);
+extern int	logbuf_take_batch(uint64 from_seq, int max_entries,
+							  LogEntry *entries, uint64 *next_seq);
+extern void logbuf_set_flushed(uint64 seq);
+extern void logbuf_wait_flushed(uint64 seq);
+extern void logbuf_wake_worker(void);
+extern void logbuf_set_worker_latch(Latch *latch, int pid);
+extern void logbuf_broadcast_flushed(void);
+extern void logbuf_insert_sync(const LogEntry *entry);
+extern void logbuf_stats(int64 *logged, int64 *flushed, int64 *fallbacks,
+						 int64 *errors, TimestampTz *last_flush,
+						 int *worker_pid, int64 *recovered);
+extern void logbuf_count_flush(int64 n, bool recovered);
+extern void logbuf_count_error(void);
+
+/* flusher.c */
+extern void flusher_register(void);
+extern PGDLLEXPORT void apikey_usage_worker_main(Datum main_arg);
+extern int64 flusher_write_entries(const LogEntry *entries, int count);
+
+/* request.c */
+extern void uuid_v7_generate(pg_uuid_t *uuid, TimestampTz ts);
+extern Oid	apikey_owner_oid(void);
+
+#endif							/* APIKEY_USAGE_H */

@@ -1,0 +1,396 @@
+/*-------------------------------------------------------------------------
+ *
+ * flusher.c
+ *		The background worker: drains the log buffer into the raw log and
+ *		the hourly rollups, writes last_used_at, maintains partitions.
+ *
+ * One worker, connected to apikey_usage.database.  Every flush_interval
+ * (or when woken: ring half full, flush(), synchronous mode) it writes the
+ * committed entries of the ring in batches; each batch is one transaction
+ * that inserts the rows, adds them to the rollups and records the new
+ * flushed sequence number in apikey_usage.flush_state, so a batch is
+ * written exactly once even if the worker dies between commit and
+ * advancing the ring.  It idles while the server is in recovery or the
+ * extension is not created, reloads its configuration on SIGHUP, drains
+ * the ring before exiting on SIGTERM, exits on postmaster death, and is
+ * restarted by the postmaster after a crash.
+ *
+ * Shared state: none of its own; it is the only process that advances the
+ * ring's flushed_seq (see logbuf.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "apikey_usage.h"
+
+#define FLUSH_BATCH				5000
+#define LAST_USED_INTERVAL_MS	1000
+#define MAINTAIN_INTERVAL_MS	(10 * 60 * 1000)
+#define ERROR_BACKOFF_MS		1000
+
+void
+flusher_register(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 1;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "apikey_usage");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "apikey_usage_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "apikey_usage flusher");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "apikey_usage flusher");
+	RegisterBackgroundWorker(&worker);
+}
+
+/* ---- writing entries (worker, synchronous fall-back) ---- */
+
+static SPIPlanPtr insert_plan = NULL;
+
+static ArrayType *
+make_array(Datum *values, bool *nulls, int n, Oid type, int typlen,
+		   bool byval, char align)
+{
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	return construct_md_array(values, nulls, 1, dims, lbs, type, typlen, byval, align);
+}
+
+/*
+ * Insert entries into the raw log and the rollups, in the current
+ * transaction, through apikey_usage._insert_batch.  The caller runs as
+ * a role allowed to call it.
+ */
+int64
+flusher_write_entries(const LogEntry *entries, int count)
+{
+	Datum	   *ids = palloc(sizeof(Datum) * count);
+	Datum	   *times = palloc(sizeof(Datum) * count);
+	Datum	   *keys = palloc(sizeof(Datum) * count);
+	Datum	   *methods = palloc(sizeof(Datum) * count);
+	Datum	   *endpoints = palloc(sizeof(Datum) * count);
+	Datum	   *codes = palloc(sizeof(Datum) * count);
+	Datum	   *resources = palloc(sizeof(Datum) * count);
+	bool	   *resource_nulls = palloc(sizeof(bool) * count);
+	Datum		args[7];
+	Oid			argtypes[7] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID, UUIDARRAYOID,
+	TEXTARRAYOID, TEXTARRAYOID, INT2ARRAYOID, TEXTARRAYOID};
+	int			i;
+	int			rc;
+
+	for (i = 0; i < count; i++)
+	{
+		const LogEntry *e = &entries[i];
+
+		ids[i] = UUIDPGetDatum(unconstify(pg_uuid_t *, &e->request_id));
+		times[i] = TimestampTzGetDatum(e->requested_at);
+		keys[i] = UUIDPGetDatum(unconstify(pg_uuid_t *, &e->key_id));
+		methods[i] = PointerGetDatum(cstring_to_text_with_len(e->method, e->method_len));
+		endpoints[i] = PointerGetDatum(cstring_to_text_with_len(e->endpoint, e->endpoint_len));
+		codes[i] = Int16GetDatum(e->response_code);
+		resource_nulls[i] = !e->has_resource;
+		resources[i] = e->has_resource ?
+			PointerGetDatum(cstring_to_text_with_len(e->resource, e->resource_len)) : (Datum) 0;
+	}
+	args[0] = PointerGetDatum(make_array(ids, NULL, count, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+	args[1] = PointerGetDatum(make_array(times, NULL, count, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[2] = PointerGetDatum(make_array(keys, NULL, count, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+	args[3] = PointerGetDatum(make_array(methods, NULL, count, TEXTOID, -1, false, TYPALIGN_INT));
+	args[4] = PointerGetDatum(make_array(endpoints, NULL, count, TEXTOID, -1, false, TYPALIGN_INT));
+	args[5] = PointerGetDatum(make_array(codes, NULL, count, INT2OID, 2, true, TYPALIGN_SHORT));
+	args[6] = PointerGetDatum(make_array(resources, resource_nulls, count, TEXTOID, -1, false, TYPALIGN_INT));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (insert_plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare("SELECT apikey_usage._insert_batch($1, $2, $3, $4, $5, $6, $7)",
+									   7, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		insert_plan = plan;
+	}
+	rc = SPI_execute_plan(insert_plan, args, NULL, false, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "writing the request log failed: %s", SPI_result_code_string(rc));
+	SPI_finish();
+	return count;
+}
+
+/* ---- the worker ---- */
+
+static LogEntry *batch = NULL;
+static MemoryContext work_context = NULL;
+static bool ring_synced = false;
+static TimestampTz last_maintain = 0;
+static TimestampTz last_last_used = 0;
+static bool maintain_now = true;
+
+/* Run one SQL statement with up to two parameters in its own SPI scope. */
+static void
+run_sql(const char *sql, int nargs, Oid *types, Datum *values)
+{
+	int			rc;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
+	if (rc < 0)
+		elog(ERROR, "apikey_usage worker: \"%s\" failed: %s", sql, SPI_result_code_string(rc));
+	SPI_finish();
+}
+
+static void
+begin_tx(const char *activity)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+static void
+commit_tx(void)
+{
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(work_context);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * Once per worker start: make the ring's flushed_seq agree with the table
+ * (a crash between commit and advancing the ring), and register the ring.
+ */
+static void
+sync_ring_with_table(void)
+{
+	Datum		args[2];
+	Oid			types[2] = {INT8OID, INT8OID};
+	int			rc;
+
+	args[0] = Int64GetDatum((int64) logbuf_ring_id());
+	args[1] = Int64GetDatum((int64) logbuf_flushed_seq());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rc = SPI_execute_with_args("SELECT flushed_seq FROM apikey_usage.flush_state WHERE ring_id = $1",
+							   1, types, args, NULL, true, 1);
+	if (rc == SPI_OK_SELECT && SPI_processed == 1)
+	{
+		bool		isnull;
+		int64		table_seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+															SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (table_seq > (int64) logbuf_flushed_seq() &&
+			table_seq <= (int64) logbuf_reserved_seq())
+		{
+			ereport(LOG,
+					(errmsg("apikey_usage: skipping " INT64_FORMAT " log entries already written before a crash",
+							table_seq - (int64) logbuf_flushed_seq())));
+			logbuf_set_flushed((uint64) table_seq);
+		}
+	}
+	else
+		SPI_execute_with_args("INSERT INTO apikey_usage.flush_state (ring_id, flushed_seq) VALUES ($1, $2)"
+							  " ON CONFLICT (ring_id) DO NOTHING",
+							  2, types, args, NULL, false, 0);
+	SPI_finish();
+}
+
+/*
+ * Write everything committed in the ring, batch by batch.  Returns the
+ * number of entries written.
+ */
+static int64
+drain_ring(void)
+{
+	int64		total = 0;
+
+	for (;;)
+	{
+		uint64		from = logbuf_flushed_seq();
+		uint64		next;
+		int			n = logbuf_take_batch(from, FLUSH_BATCH, batch, &next);
+		Datum		args[2];
+		Oid			types[2] = {INT8OID, INT8OID};
+
+		if (next == from)
+			break;
+		if (n > 0)
+		{
+			begin_tx("apikey_usage: flushing the log buffer");
+			flusher_write_entries(batch, n);
+			args[0] = Int64GetDatum((int64) next);
+			args[1] = Int64GetDatum((int64) logbuf_ring_id());
+			run_sql("UPDATE apikey_usage.flush_state SET flushed_seq = $1, updated_at = pg_catalog.now()"
+					" WHERE ring_id = $2", 2, types, args);
+			commit_tx();
+			logbuf_count_flush(n, false);
+		}
+		logbuf_set_flushed(next);
+		logbuf_broadcast_flushed();
+		total += n;
+		if (n < FLUSH_BATCH && next == logbuf_reserved_seq())
+			break;
+		CHECK_FOR_INTERRUPTS();
+	}
+	return total;
+}
+
+static void
+store_last_used(void)
+{
+	pg_uuid_t  *ids;
+	TimestampTz *times;
+	int			n = keycache_collect_last_used(true, &ids, &times);
+	Datum	   *id_datums;
+	Datum	   *time_datums;
+	Datum		args[2];
+	Oid			types[2] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID};
+	int			i;
+
+	if (n == 0)
+		return;
+	id_datums = palloc(sizeof(Datum) * n);
+	time_datums = palloc(sizeof(Datum) * n);
+	for (i = 0; i < n; i++)
+	{
+		id_datums[i] = UUIDPGetDatum(&ids[i]);
+		time_datums[i] = TimestampTzGetDatum(times[i]);
+	}
+	args[0] = PointerGetDatum(make_array(id_datums, NULL, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+	args[1] = PointerGetDatum(make_array(time_datums, NULL, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	begin_tx("apikey_usage: storing last_used_at");
+	run_sql("SELECT apikey_usage._store_last_used($1, $2)", 2, types, args);
+	commit_tx();
+}
+
+static bool
+extension_ready(void)
+{
+	bool		ready;
+
+	begin_tx("apikey_usage: checking for the extension");
+	ready = OidIsValid(get_extension_oid("apikey_usage", true));
+	if (ready && !ring_synced)
+	{
+		sync_ring_with_table();
+		ring_synced = true;
+	}
+	commit_tx();
+	return ready;
+}
+
+/*
+ * One round of work.  Errors are reported, counted and retried on the
+ * next round; they never kill the worker.
+ */
+static void
+work_cycle(void)
+{
+	MemoryContext cycle_context = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		TimestampTz now;
+
+		if (!RecoveryInProgress() && extension_ready())
+		{
+			drain_ring();
+			now = GetCurrentTimestamp();
+			if (TimestampDifferenceExceeds(last_last_used, now, LAST_USED_INTERVAL_MS))
+			{
+				store_last_used();
+				last_last_used = now;
+			}
+			if (maintain_now ||
+				TimestampDifferenceExceeds(last_maintain, now, MAINTAIN_INTERVAL_MS))
+			{
+				begin_tx("apikey_usage: maintaining partitions");
+				run_sql("SELECT apikey_usage._maintain(NULL)", 0, NULL, NULL);
+				commit_tx();
+				last_maintain = now;
+				maintain_now = false;
+			}
+		}
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cycle_context);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		MemoryContextSwitchTo(cycle_context);
+		logbuf_count_error();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 ERROR_BACKOFF_MS, PG_WAIT_EXTENSION);
+	}
+	PG_END_TRY();
+}
+
+static void
+worker_exit(int code, Datum arg)
+{
+	logbuf_set_worker_latch(NULL, 0);
+}
+
+void
+apikey_usage_worker_main(Datum main_arg)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(apikey_database, NULL, 0);
+	pgstat_report_appname("apikey_usage flusher");
+
+	batch = MemoryContextAllocHuge(TopMemoryContext, sizeof(LogEntry) * FLUSH_BATCH);
+	work_context = AllocSetContextCreate(TopMemoryContext, "apikey_usage worker",
+										 ALLOCSET_DEFAULT_SIZES);
+	logbuf_set_worker_latch(MyLatch, MyProcPid);
+	before_shmem_exit(worker_exit, (Datum) 0);
+
+	while (!ShutdownRequestPending)
+	{
+		MemoryContextSwitchTo(work_context);
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			maintain_now = true;	/* the retention may have changed */
+		}
+		work_cycle();
+		MemoryContextSwitchTo(TopMemoryContext);
+		MemoryContextReset(work_context);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 apikey_flush_interval_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+
+	/* shutting down: write what is in the ring, then exit to be restarted */
+	MemoryContextSwitchTo(work_context);
+	work_cycle();
+	proc_exit(1);
+}

@@ -1,0 +1,504 @@
+/*-------------------------------------------------------------------------
+ *
+ * logbuf.c
+ *		The log buffer: a ring of fixed-size slots in a file-backed shared
+ *		mapping, so that no PostgreSQL crash loses a logged entry.
+ *
+ * The ring lives in the file apikey_usage.ring in the data directory,
+ * mapped MAP_SHARED by the postmaster in _PG_init, before any child is
+ * forked, so every process inherits the same mapping.  A process crash
+ * does not touch the operating system's page cache: after any crash and
+ * restart of PostgreSQL the worker finds every entry whose slot was
+ * committed and writes it.  Only an operating-system crash can lose what
+ * was logged since the last flush.
+ *
+ * Protocol and locking rules
+ * --------------------------
+ * - header->reserve_seq (atomic): the next sequence number to hand out.
+ *	 A writer reserves seq by compare-and-swap, only while
+ *	 seq - flushed_seq < nslots (the slot's previous occupant is flushed).
+ * - The writer fills slot[seq % nslots], issues a write barrier, then sets
+ *	 slot->state = seq + 1 ("committed").  No error can be raised and no
+ *	 lock is held between reservation and commit.
+ * - header->flushed_seq (atomic): every seq below it is in the tables.
+ *	 Only the background worker advances it, after the transaction that
+ *	 wrote the entries (and recorded the same number in
+ *	 apikey_usage.flush_state) has committed.  Exactly once: at start the
+ *	 worker moves flushed_seq up to what flush_state says.
+ * - A slot reserved by a process that died before committing it is marked
+ *	 dead (state = (seq + 1) | DEAD) by the postmaster in
+ *	 logbuf_shmem_init, when no other process exists, and skipped.  Its
+ *	 caller never got an answer, so nothing acknowledged is lost.
+ * - LogBufShared (PostgreSQL shared memory) holds the worker's latch and
+ *	 pid, a condition variable for flush() waiters, and counters: all
+ *	 atomics, or written only by the worker.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <sodium.h>
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/condition_variable.h"
+#include "storage/latch.h"
+#include "storage/shmem.h"
+#include "utils/timestamp.h"
+
+#include "apikey_usage.h"
+
+#define RING_FILE		"apikey_usage.ring"
+#define RING_MAGIC		UINT64CONST(0x41504b5552494e47)	/* "APKURING" */
+#define RING_VERSION	1
+#define SLOT_DEAD		(UINT64CONST(1) << 63)
+
+typedef struct RingHeader
+{
+	uint64		magic;
+	uint32		version;
+	uint32		slot_size;
+	uint64		nslots;
+	uint64		ring_id;
+	char		pad1[PG_CACHE_LINE_SIZE - 32];
+	pg_atomic_uint64 reserve_seq;
+	char		pad2[PG_CACHE_LINE_SIZE - sizeof(pg_atomic_uint64)];
+	pg_atomic_uint64 flushed_seq;
+	char		pad3[PG_CACHE_LINE_SIZE - sizeof(pg_atomic_uint64)];
+} RingHeader;
+
+typedef struct RingSlot
+{
+	pg_atomic_uint64 state;
+	LogEntry	entry;
+} RingSlot;
+
+typedef struct LogBufShared
+{
+	Latch	   *worker_latch;
+	pg_atomic_uint32 worker_pid;
+	ConditionVariable flushed_cv;
+	pg_atomic_uint64 flushed_count;
+	pg_atomic_uint64 fallbacks;
+	pg_atomic_uint64 errors;
+	pg_atomic_uint64 recovered;
+	pg_atomic_uint64 last_flush;
+	uint64		start_reserve;
+} LogBufShared;
+
+static RingHeader *ring = NULL;
+static RingSlot *slots = NULL;
+static Size ring_bytes = 0;
+static LogBufShared *shared = NULL;
+
+#define SLOT_SIZE	MAXALIGN(sizeof(RingSlot))
+
+static inline RingSlot *
+slot_for(uint64 seq)
+{
+	return (RingSlot *) ((char *) slots + (seq % ring->nslots) * SLOT_SIZE);
+}
+
+static Size
+ring_file_size(uint64 nslots)
+{
+	return add_size(sizeof(RingHeader), mul_size(nslots, SLOT_SIZE));
+}
+
+/* Create a fresh, zeroed ring file of the configured size. */
+static int
+create_ring_file(void)
+{
+	int			fd;
+	int			rc;
+
+	fd = open(RING_FILE, O_RDWR | O_CREAT | O_EXCL | PG_BINARY, S_IRUSR | S_IWUSR);
+	if (fd < 0)
+		ereport(FATAL,
+				(errcode_for_file_access(),
+				 errmsg("apikey_usage: could not create log buffer file \"%s\": %m", RING_FILE)));
+	/* allocate every block now: a mapped page must never hit a full disk */
+	rc = posix_fallocate(fd, 0, ring_file_size(apikey_log_buffer_entries));
+	if (rc != 0)
+	{
+		errno = rc;
+		ereport(FATAL,
+				(errcode_for_file_access(),
+				 errmsg("apikey_usage: could not allocate log buffer file \"%s\": %m", RING_FILE)));
+	}
+	return fd;
+}
+
+/*
+ * Map the ring file (postmaster, _PG_init).  An existing file is reused
+ * only when its header matches this build and configuration; otherwise it
+ * is renamed aside with a LOG message, never silently reused or deleted.
+ */
+void
+logbuf_map_file(void)
+{
+	Size		want = ring_file_size(apikey_log_buffer_entries);
+	int			fd;
+	struct stat st;
+	bool		fresh = false;
+	void	   *map;
+
+	fd = open(RING_FILE, O_RDWR | PG_BINARY);
+	if (fd < 0 && errno != ENOENT)
+		ereport(FATAL,
+				(errcode_for_file_access(),
+				 errmsg("apikey_usage: could not open log buffer file \"%s\": %m", RING_FILE)));
+	if (fd >= 0)
+	{
+		RingHeader	header;
+		bool		ok;
+
+		ok = fstat(fd, &st) == 0 && (Size) st.st_size == want &&
+			pread(fd, &header, sizeof(header), 0) == sizeof(header) &&
+			header.magic == RING_MAGIC && header.version == RING_VERSION &&
+			header.slot_size == SLOT_SIZE &&
+			header.nslots == (uint64) apikey_log_buffer_entries;
+		if (!ok)
+		{
+			char		aside[MAXPGPATH];
+
+			close(fd);
+			snprintf(aside, sizeof(aside), "%s.%ld.old", RING_FILE, (long) time(NULL));
+			if (rename(RING_FILE, aside) != 0)
+				ereport(FATAL,
+						(errcode_for_file_access(),
+						 errmsg("apikey_usage: could not rename \"%s\" to \"%s\": %m", RING_FILE, aside)));
+			ereport(LOG,
+					(errmsg("apikey_usage: log buffer file \"%s\" does not match this server's build or apikey_usage.log_buffer_entries; renamed it to \"%s\"",
+							RING_FILE, aside)));
+			fd = -1;
+		}
+	}
+	if (fd < 0)
+	{
+		fd = create_ring_file();
+		fresh = true;
+	}
+
+	map = mmap(NULL, want, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		ereport(FATAL,
+				(errmsg("apikey_usage: could not map log buffer file \"%s\": %m", RING_FILE)));
+	close(fd);
+	ring = (RingHeader *) map;
+	slots = (RingSlot *) ((char *) map + sizeof(RingHeader));
+	ring_bytes = want;
+
+	if (fresh)
+	{
+		ring->magic = RING_MAGIC;
+		ring->version = RING_VERSION;
+		ring->slot_size = SLOT_SIZE;
+		ring->nslots = apikey_log_buffer_entries;
+		randombytes_buf(&ring->ring_id, sizeof(ring->ring_id));
+		ring->ring_id &= ~SLOT_DEAD;	/* keep it a positive bigint */
+		pg_atomic_init_u64(&ring->reserve_seq, 0);
+		pg_atomic_init_u64(&ring->flushed_seq, 0);
+	}
+}
+
+Size
+logbuf_shmem_size(void)
+{
+	return MAXALIGN(sizeof(LogBufShared));
+}
+
+/*
+ * Set up the shared part; called with AddinShmemInitLock held, in the
+ * postmaster at start and after every crash, when no other process is
+ * alive: reserved slots never committed are marked dead now.
+ */
+void
+logbuf_shmem_init(void)
+{
+	bool		found;
+
+	shared = ShmemInitStruct("apikey_usage log buffer", sizeof(LogBufShared), &found);
+	if (!found)
+	{
+		uint64		reserve = pg_atomic_read_u64(&ring->reserve_seq);
+		uint64		flushed = pg_atomic_read_u64(&ring->flushed_seq);
+		uint64		seq;
+		uint64		pending = 0;
+
+		shared->worker_latch = NULL;
+		pg_atomic_init_u32(&shared->worker_pid, 0);
+		ConditionVariableInit(&shared->flushed_cv);
+		pg_atomic_init_u64(&shared->flushed_count, 0);
+		pg_atomic_init_u64(&shared->fallbacks, 0);
+		pg_atomic_init_u64(&shared->errors, 0);
+		pg_atomic_init_u64(&shared->last_flush, 0);
+
+		if (reserve < flushed || reserve - flushed > ring->nslots)
+		{
+			ereport(LOG,
+					(errmsg("apikey_usage: log buffer counters are inconsistent (reserved " UINT64_FORMAT ", flushed " UINT64_FORMAT "); starting empty",
+							reserve, flushed)));
+			pg_atomic_write_u64(&ring->flushed_seq, reserve);
+			flushed = reserve;
+		}
+		for (seq = flushed; seq < reserve; seq++)
+		{
+			RingSlot   *slot = slot_for(seq);
+
+			if (pg_atomic_read_u64(&slot->state) == seq + 1)
+				pending++;
+			else
+				pg_atomic_write_u64(&slot->state, (seq + 1) | SLOT_DEAD);
+		}
+		pg_atomic_init_u64(&shared->recovered, pending);
+		shared->start_reserve = reserve;
+		if (pending > 0)
+			ereport(LOG,
+					(errmsg("apikey_usage: " UINT64_FORMAT " logged requests found in the log buffer will be written to the tables",
+							pending)));
+	}
+}
+
+/* ---- writers ---- */
+
+static void
+copy_entry(LogEntry *dst, const LogEntry *src)
+{
+	/* the fixed part, then only the used bytes of the text fields */
+	memcpy(dst, src, offsetof(LogEntry, method));
+	memcpy(dst->method, src->method, src->method_len);
+	memcpy(dst->endpoint, src->endpoint, src->endpoint_len);
+	if (src->has_resource)
+		memcpy(dst->resource, src->resource, src->resource_len);
+}
+
+/*
+ * Try to put an entry in the ring.  Returns false when the ring is full;
+ * on success *seq_out is the entry's sequence number.
+ */
+static bool
+try_append(const LogEntry *entry, uint64 *seq_out)
+{
+	uint64		seq = pg_atomic_read_u64(&ring->reserve_seq);
+	RingSlot   *slot;
+
+	for (;;)
+	{
+		uint64		flushed = pg_atomic_read_u64(&ring->flushed_seq);
+
+		if (seq - flushed >= ring->nslots)
+			return false;
+		if (pg_atomic_compare_exchange_u64(&ring->reserve_seq, &seq, seq + 1))
+			break;
+	}
+	slot = slot_for(seq);
+	copy_entry(&slot->entry, entry);
+	pg_write_barrier();
+	pg_atomic_write_u64(&slot->state, seq + 1);
+
+	/* wake the worker early when the ring is half full */
+	if (seq + 1 - pg_atomic_read_u64(&ring->flushed_seq) == ring->nslots / 2)
+		logbuf_wake_worker();
+	*seq_out = seq;
+	return true;
+}
+
+/*
+ * Log one entry.  Buffered mode returns once it is in the ring; synchronous
+ * mode once it is in the tables.  When the ring stays full for a while the
+ * caller writes the entry to the tables itself (counted as a fall-back):
+ * never a silent drop.
+ */
+void
+logbuf_append(const LogEntry *entry)
+{
+	uint64		seq;
+	int			attempt;
+
+	for (attempt = 0; attempt < 50; attempt++)
+	{
+		if (try_append(entry, &seq))
+		{
+			if (apikey_log_mode == LOG_MODE_SYNCHRONOUS)
+				logbuf_wait_flushed(seq + 1);
+			return;
+		}
+		logbuf_wake_worker();
+		pg_usleep(200L);
+	}
+	pg_atomic_fetch_add_u64(&shared->fallbacks, 1);
+	logbuf_insert_sync(entry);
+}
+
+/* Write one entry to the tables in the caller's transaction. */
+void
+logbuf_insert_sync(const LogEntry *entry)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(apikey_owner_oid(),
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	flusher_write_entries(entry, 1);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+}
+
+void
+logbuf_wake_worker(void)
+{
+	Latch	   *latch = shared->worker_latch;
+
+	if (latch != NULL)
+		SetLatch(latch);
+}
+
+/*
+ * Wait until every entry below seq is in the tables.  Gives up with an
+ * error when no worker has been running for 30 seconds.
+ */
+void
+logbuf_wait_flushed(uint64 seq)
+{
+	TimestampTz no_worker_since = 0;
+
+	logbuf_wake_worker();
+	ConditionVariablePrepareToSleep(&shared->flushed_cv);
+	while (pg_atomic_read_u64(&ring->flushed_seq) < seq)
+	{
+		if (pg_atomic_read_u32(&shared->worker_pid) == 0)
+		{
+			TimestampTz now = GetCurrentTimestamp();
+
+			if (no_worker_since == 0)
+				no_worker_since = now;
+			else if (TimestampDifferenceExceeds(no_worker_since, now, 30000))
+			{
+				ConditionVariableCancelSleep();
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("the apikey_usage background worker is not running"),
+						 errhint("Check the server log; the worker serves database \"%s\" (apikey_usage.database).",
+								 apikey_database)));
+			}
+		}
+		else
+			no_worker_since = 0;
+		logbuf_wake_worker();
+		ConditionVariableTimedSleep(&shared->flushed_cv, 100, PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
+}
+
+/* ---- the worker's side ---- */
+
+void
+logbuf_set_worker_latch(Latch *latch, int pid)
+{
+	shared->worker_latch = latch;
+	pg_atomic_write_u32(&shared->worker_pid, (uint32) pid);
+}
+
+/*
+ * Copy up to max_entries committed entries starting at from_seq; dead
+ * slots are skipped.  *next_seq is where the next batch starts: the worker
+ * may set flushed_seq to it once the copied entries are in the tables.
+ */
+int
+logbuf_take_batch(uint64 from_seq, int max_entries, LogEntry *entries,
+				  uint64 *next_seq)
+{
+	uint64		reserve = pg_atomic_read_u64(&ring->reserve_seq);
+	uint64		seq;
+	int			n = 0;
+
+	for (seq = from_seq; seq < reserve && n < max_entries; seq++)
+	{
+		RingSlot   *slot = slot_for(seq);
+		uint64		state = pg_atomic_read_u64(&slot->state);
+
+		if (state == ((seq + 1) | SLOT_DEAD))
+			continue;
+		if (state != seq + 1)
+			break;				/* still being written */
+		pg_read_barrier();
+		copy_entry(&entries[n++], &slot->entry);
+	}
+	*next_seq = seq;
+	return n;
+}
+
+void
+logbuf_set_flushed(uint64 seq)
+{
+	if (seq > pg_atomic_read_u64(&ring->flushed_seq))
+		pg_atomic_write_u64(&ring->flushed_seq, seq);
+}
+
+void
+logbuf_broadcast_flushed(void)
+{
+	ConditionVariableBroadcast(&shared->flushed_cv);
+}
+
+void
+logbuf_count_flush(int64 n, bool recovered)
+{
+	pg_atomic_fetch_add_u64(&shared->flushed_count, n);
+	pg_atomic_write_u64(&shared->last_flush, (uint64) GetCurrentTimestamp());
+}
+
+void
+logbuf_count_error(void)
+{
+	pg_atomic_fetch_add_u64(&shared->errors, 1);
+}
+
+uint64
+logbuf_reserved_seq(void)
+{
+	return pg_atomic_read_u64(&ring->reserve_seq);
+}
+
+uint64
+logbuf_flushed_seq(void)
+{
+	return pg_atomic_read_u64(&ring->flushed_seq);
+}
+
+uint64
+logbuf_capacity(void)
+{
+	return ring->nslots;
+}
+
+Size
+logbuf_file_bytes(void)
+{
+	return ring_bytes;
+}
+
+uint64
+logbuf_ring_id(void)
+{
+	return ring->ring_id;
+}
+
+void
+logbuf_stats(int64 *logged, int64 *flushed, int64 *fallbacks, int64 *errors,
+			 TimestampTz *last_flush, int *worker_pid, int64 *recovered)
+{
+	*logged = (int64) (pg_atomic_read_u64(&ring->reserve_seq) - shared->start_reserve);
+	*flushed = (int64) pg_atomic_read_u64(&shared->flushed_count);
+	*fallbacks = (int64) pg_atomic_read_u64(&shared->fallbacks);
+	*errors = (int64) pg_atomic_read_u64(&shared->errors);
+	*last_flush = (TimestampTz) pg_atomic_read_u64(&shared->last_flush);
+	*worker_pid = (int) pg_atomic_read_u32(&shared->worker_pid);
+	*recovered = (int64) pg_atomic_read_u64(&shared->recovered);
+}
