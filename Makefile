@@ -14,14 +14,19 @@ PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initi
 
 # pg_regress and isolation start their own preloaded instance
 # (run as the postgres OS user; see scripts/test.sh).
-REGRESS = keys_setup keys_errors log_request analytics
+REGRESS = $(sort $(basename $(notdir $(wildcard sql/*.sql))))
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=./test/regress.conf --dbname=contrib_regression
-ISOLATION = revoke_vs_fill last_request
-ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=./test/regress.conf --dbname=contrib_regression
+ISOLATION = $(sort $(basename $(notdir $(wildcard specs/*.spec))))
+ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=./test/regress.conf
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# pgxs appends --dbname=$(ISOLATION_TESTDB) (isolation_regression by
+# default, set by the include above) to ISOLATION_OPTS; the worker serves
+# contrib_regression (test/regress.conf).
+ISOLATION_TESTDB = contrib_regression
 
 # The install script is assembled from sqlsrc/ (core, analytics, views
 # and grants), each part readable top to bottom.

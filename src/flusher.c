@@ -23,6 +23,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -143,7 +144,7 @@ flusher_write_entries(const LogEntry *entries, int count)
 
 static LogEntry *batch = NULL;
 static MemoryContext work_context = NULL;
-static bool ring_synced = false;
+static Oid	synced_extension = InvalidOid;	/* ring checked against its table */
 static TimestampTz last_maintain = 0;
 static TimestampTz last_last_used = 0;
 static bool maintain_now = true;
@@ -244,9 +245,18 @@ drain_ring(void)
 			flusher_write_entries(batch, n);
 			args[0] = Int64GetDatum((int64) next);
 			args[1] = Int64GetDatum((int64) logbuf_ring_id());
-			run_sql("UPDATE apikey_usage.flush_state SET flushed_seq = $1, updated_at = pg_catalog.now()"
-					" WHERE ring_id = $2", 2, types, args);
+			run_sql("INSERT INTO apikey_usage.flush_state AS f (flushed_seq, ring_id) VALUES ($1, $2)"
+					" ON CONFLICT (ring_id) DO UPDATE SET flushed_seq = excluded.flushed_seq,"
+					" updated_at = pg_catalog.now()", 2, types, args);
 			commit_tx();
+
+			/*
+			 * The ring's slots may be reused once flushed_seq passes them:
+			 * make sure the commit record is on disk first, whatever
+			 * synchronous_commit says, or a crash could lose entries that
+			 * are no longer in the ring either.
+			 */
+			XLogFlush(XactLastCommitEnd);
 			logbuf_count_flush(n, false);
 		}
 		logbuf_set_flushed(next);
@@ -290,17 +300,19 @@ store_last_used(void)
 static bool
 extension_ready(void)
 {
-	bool		ready;
+	Oid			extension;
 
 	begin_tx("apikey_usage: checking for the extension");
-	ready = OidIsValid(get_extension_oid("apikey_usage", true));
-	if (ready && !ring_synced)
+	extension = get_extension_oid("apikey_usage", true);
+	if (OidIsValid(extension) && extension != synced_extension)
 	{
+		/* first time, or the extension was dropped and created again */
 		sync_ring_with_table();
-		ring_synced = true;
+		synced_extension = extension;
+		maintain_now = true;
 	}
 	commit_tx();
-	return ready;
+	return OidIsValid(extension);
 }
 
 /*
@@ -387,6 +399,8 @@ apikey_usage_worker_main(Datum main_arg)
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 apikey_flush_interval_ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
+		/* absorb proc-signal barriers (DROP DATABASE waits for them) */
+		CHECK_FOR_INTERRUPTS();
 	}
 
 	/* shutting down: write what is in the ring, then exit to be restarted */

@@ -32,7 +32,8 @@
  * Limiter state survives eviction conservatively: an evicted (or
  * invalidated) entry whose TAT lies in the future leaves it in
  * evicted_tat[slot of its hash] (the max of all such keys in that slot),
- * and a refilled key starts from min(that, now + its tolerance).  That can
+ * and a refilled key starts from min(that, now + its tolerance + its
+ * emission interval), the furthest its own TAT can be ahead.  That can
  * only refuse more, never allow more than the bound.
  *
  *-------------------------------------------------------------------------
@@ -308,9 +309,17 @@ keycache_verify(const uint8 hash[APIKEY_HASH_BYTES], bool apply_limit,
 			if (info->rate_limit > 0)
 			{
 				gcra_params(info->rate_limit, info->rate_window_us, &entry->gcra);
+
+				/*
+				 * The key's own TAT was at most (its last allowed request) +
+				 * tau + T <= now + tau + T, and the slot holds at least it,
+				 * so the cap keeps the state conservative.  (A cap of now +
+				 * tau would allow one more request after every eviction.)
+				 */
 				if (cache->evicted_tat[slot] > now * NS_PER_US)
 					entry->tat_ns = Min(cache->evicted_tat[slot],
-										now * NS_PER_US + entry->gcra.tolerance_ns);
+										now * NS_PER_US + entry->gcra.tolerance_ns +
+										entry->gcra.emission_interval_ns);
 			}
 		}
 		else

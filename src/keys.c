@@ -83,7 +83,8 @@ static SPIPlanPtr lookup_by_id_plan = NULL;
  * SPI_tuptable before SPI_finish.
  */
 static int
-run_owner_lookup(SPIPlanPtr *plan, const char *sql, Oid argtype, Datum arg)
+run_owner_lookup(SPIPlanPtr *plan, const char *sql, Oid argtype, Datum arg,
+				 bool committed_only)
 {
 	Oid			save_userid;
 	int			save_sec_context;
@@ -104,6 +105,15 @@ run_owner_lookup(SPIPlanPtr *plan, const char *sql, Oid argtype, Datum arg)
 		*plan = p;
 	}
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
+
+	/*
+	 * With committed_only, hide the calling transaction's own changes (rows
+	 * it inserted or updated are invisible, rows it deleted or updated still
+	 * show their old version): what is read may go into the shared cache,
+	 * which must never hold a row that could still be rolled back.
+	 */
+	if (committed_only)
+		snapshot->curcid = FirstCommandId;
 	rc = SPI_execute_snapshot(*plan, &arg, NULL, snapshot, InvalidSnapshot,
 							  true, false, 1);
 	UnregisterSnapshot(snapshot);
@@ -114,9 +124,10 @@ run_owner_lookup(SPIPlanPtr *plan, const char *sql, Oid argtype, Datum arg)
 }
 
 /*
- * Look a live key up by its hash in the key table.  Fills info (and the
- * workspace, palloc'd in the caller's context, when wanted) and returns
- * true when found.
+ * Look a live key up by its hash in the key table, as committed (the
+ * calling transaction's own uncommitted key changes take effect at its
+ * commit, like everyone else's).  Fills info (and the workspace, palloc'd
+ * in the caller's context, when wanted) and returns true when found.
  */
 bool
 key_table_lookup_by_hash(const uint8 hash[APIKEY_HASH_BYTES], KeyInfo *info,
@@ -136,7 +147,7 @@ key_table_lookup_by_hash(const uint8 hash[APIKEY_HASH_BYTES], KeyInfo *info,
 						 " (pg_catalog.date_part('epoch', rate_window) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8"
 						 " FROM apikey_usage.api_keys"
 						 " WHERE key_hash OPERATOR(pg_catalog.=) $1 AND deleted_at IS NULL",
-						 BYTEAOID, PointerGetDatum(hash_datum)) == 1)
+						 BYTEAOID, PointerGetDatum(hash_datum), true) == 1)
 	{
 		HeapTuple	tuple = SPI_tuptable->vals[0];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
@@ -234,7 +245,8 @@ key_workspace(const pg_uuid_t *key_id)
 	if (run_owner_lookup(&lookup_by_id_plan,
 						 "SELECT workspace FROM apikey_usage.api_keys"
 						 " WHERE key_id OPERATOR(pg_catalog.=) $1",
-						 UUIDOID, UUIDPGetDatum(unconstify(pg_uuid_t *, key_id))) == 1)
+						 UUIDOID, UUIDPGetDatum(unconstify(pg_uuid_t *, key_id)),
+						 false) == 1)
 	{
 		bool		isnull;
 
@@ -402,16 +414,23 @@ apikey_usage_verify_key(PG_FUNCTION_ARGS)
 			uint8		hash[APIKEY_HASH_BYTES];
 			KeyInfo		info;
 			pg_uuid_t  *key_id;
+			const char *workspace = NULL;
 
 			key_hash_compute(key, len, hash);
-			if (keycache_verify(hash, false, &info, NULL) == KEY_UNKNOWN)
+
+			/*
+			 * A cached key whose row is gone (the extension was dropped and
+			 * created again) is unknown too.
+			 */
+			if (keycache_verify(hash, false, &info, NULL) == KEY_UNKNOWN ||
+				(workspace = key_workspace(&info.key_id)) == NULL)
 				reason = "unknown";
 			else
 			{
 				key_id = palloc(sizeof(pg_uuid_t));
 				*key_id = info.key_id;
 				values[1] = UUIDPGetDatum(key_id);
-				values[2] = CStringGetTextDatum(key_workspace(key_id));
+				values[2] = CStringGetTextDatum(workspace);
 				nulls[1] = nulls[2] = false;
 				if (info.expires_at <= GetCurrentTimestamp())
 					reason = "expired";

@@ -184,6 +184,7 @@ apikey_usage_check_request(PG_FUNCTION_ARGS)
 	LimitDecision decision;
 	pg_uuid_t  *key_id;
 	pg_uuid_t  *request_id;
+	const char *workspace = NULL;
 	TimestampTz now;
 
 	apikey_require_preload();
@@ -210,13 +211,15 @@ apikey_usage_check_request(PG_FUNCTION_ARGS)
 	if (key == NULL || !keyfmt_parse(key, key_len, &prefix_len))
 		return srf_return_one_row(fcinfo, values, nulls);
 	key_hash_compute(key, key_len, hash);
-	if (keycache_verify(hash, true, &info, &decision) == KEY_UNKNOWN)
+	/* unknown, or cached but its row is gone (extension dropped and created) */
+	if (keycache_verify(hash, true, &info, &decision) == KEY_UNKNOWN ||
+		(workspace = key_workspace(&info.key_id)) == NULL)
 		return srf_return_one_row(fcinfo, values, nulls);
 
 	key_id = palloc(sizeof(pg_uuid_t));
 	*key_id = info.key_id;
 	values[1] = UUIDPGetDatum(key_id);
-	values[2] = CStringGetTextDatum(key_workspace(key_id));
+	values[2] = CStringGetTextDatum(workspace);
 	nulls[1] = nulls[2] = false;
 	if (info.rate_limit > 0)
 	{
