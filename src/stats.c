@@ -35,9 +35,10 @@ apikey_usage_runtime_stats(PG_FUNCTION_ARGS)
 				evictions;
 	TimestampTz last_flush;
 	int			worker_pid;
-	uint64		reserved = logbuf_reserved_seq();
+	uint64		reserved;
 
 	apikey_require_preload();
+	reserved = logbuf_reserved_seq();
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	logbuf_stats(&logged, &flushed, &fallbacks, &errors, &last_flush,
