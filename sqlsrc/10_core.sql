@@ -115,6 +115,16 @@ CREATE TABLE apikey_usage.flush_state (
 COMMENT ON TABLE apikey_usage.flush_state IS
 	'Per log-buffer file: the sequence number below which every entry is in the tables (exactly-once flushing).';
 
+-- Spool files (entries that found the log buffer full) already written to
+-- the tables, recorded in the same transaction as their rows; a file whose
+-- name is here is only removed, never written twice.
+CREATE TABLE apikey_usage.spool_done (
+	name			text PRIMARY KEY,
+	done_at			timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE apikey_usage.spool_done IS
+	'Spool files already written to the tables (exactly-once flushing of overflow entries).';
+
 ------------------------------------------------------------------------
 -- Internal helpers (C).  None is granted to anyone: only the extension
 -- owner (through the SECURITY DEFINER functions) may call them.
@@ -372,9 +382,12 @@ COMMENT ON FUNCTION apikey_usage.flush() IS
 ------------------------------------------------------------------------
 
 -- Create the day partition holding ts unless it exists.
+-- lock_timeout: creating a partition locks the parent table; a session
+-- that reads the log and then waits in flush() must not block the worker
+-- for ever (the worker retries later instead).
 CREATE FUNCTION apikey_usage._ensure_partition(ts timestamptz) RETURNS void
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp AS $$
+	SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
 DECLARE
 	day		date := (ts AT TIME ZONE 'UTC')::date;
 	part	text := 'request_log_raw_p' || pg_catalog.to_char(day, 'YYYYMMDD');
@@ -450,7 +463,7 @@ COMMENT ON FUNCTION apikey_usage._insert_batch(uuid[], timestamptz[], uuid[], te
 -- Returns the number of partitions dropped.
 CREATE FUNCTION apikey_usage._maintain(retention interval DEFAULT NULL) RETURNS integer
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp AS $$
+	SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
 DECLARE
 	keep_from	timestamptz := pg_catalog.now() - coalesce(retention, apikey_usage._retention());
 	part		record;

@@ -175,6 +175,7 @@ _PG_init(void)
 
 	secret_load_or_create();
 	logbuf_map_file();
+	spool_init_dir();
 
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = apikey_shmem_request;

@@ -11,6 +11,7 @@
  *	keycache.c		shared-memory key cache (LRU) and limiter state
  *	ratelimit.c		GCRA arithmetic (pure)
  *	logbuf.c		durable log ring in a file-backed shared mapping
+ *	spool.c			overflow files for entries that find the ring full
  *	flusher.c		background worker
  *	request.c		check_request, log_request, argument validation
  *	stats.c			runtime_stats, flush(), helpers for views
@@ -151,12 +152,20 @@ extern void logbuf_wait_flushed(uint64 seq);
 extern void logbuf_wake_worker(void);
 extern void logbuf_set_worker_latch(Latch *latch, int pid);
 extern void logbuf_broadcast_flushed(void);
-extern void logbuf_insert_sync(const LogEntry *entry);
+extern void logbuf_wait_spooled(char **names, int count);
 extern void logbuf_stats(int64 *logged, int64 *flushed, int64 *fallbacks,
 						 int64 *errors, TimestampTz *last_flush,
 						 int *worker_pid, int64 *recovered);
 extern void logbuf_count_flush(int64 n, bool recovered);
 extern void logbuf_count_error(void);
+
+/* spool.c */
+extern void spool_init_dir(void);
+extern void spool_write(const LogEntry *entry, char *name_out);
+extern bool spool_exists(const char *name);
+extern int	spool_list(char ***names_out, int max);
+extern bool spool_read(const char *name, LogEntry *entry);
+extern void spool_remove(const char *name);
 
 /* flusher.c */
 extern void flusher_register(void);

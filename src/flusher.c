@@ -269,6 +269,70 @@ drain_ring(void)
 	return total;
 }
 
+/*
+ * Write the spooled entries (those that found the ring full), oldest
+ * first, exactly once: the names written are recorded in spool_done in
+ * the same transaction; a recorded name is only removed, never rewritten.
+ * Returns the number of files handled.
+ */
+static int64
+drain_spool(void)
+{
+	char	  **names;
+	int			n = spool_list(&names, FLUSH_BATCH);
+	LogEntry   *entries;
+	Datum	   *name_datums;
+	int			count = 0;
+	int			i;
+	Datum		args[1];
+	Oid			types[1] = {TEXTARRAYOID};
+
+	if (n == 0)
+		return 0;
+	entries = palloc(sizeof(LogEntry) * n);
+	name_datums = palloc(sizeof(Datum) * n);
+	begin_tx("apikey_usage: flushing spooled entries");
+	for (i = 0; i < n; i++)
+	{
+		bool		done;
+		Datum		name_arg = CStringGetTextDatum(names[i]);
+		Oid			name_type = TEXTOID;
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		SPI_execute_with_args("SELECT FROM apikey_usage.spool_done WHERE name = $1",
+							  1, &name_type, &name_arg, NULL, true, 1);
+		done = SPI_processed > 0;
+		SPI_finish();
+		if (done || !spool_read(names[i], &entries[count]))
+			continue;
+		name_datums[count++] = name_arg;
+	}
+	if (count > 0)
+	{
+		flusher_write_entries(entries, count);
+		args[0] = PointerGetDatum(make_array(name_datums, NULL, count, TEXTOID, -1, false, TYPALIGN_INT));
+		run_sql("INSERT INTO apikey_usage.spool_done (name) SELECT unnest($1::text[])", 1, types, args);
+	}
+	commit_tx();
+	XLogFlush(XactLastCommitEnd);
+	if (count > 0)
+		logbuf_count_flush(count, false);
+
+	/* the files are in the tables: remove them, then forget their names */
+	for (i = 0; i < n; i++)
+		spool_remove(names[i]);
+	name_datums = palloc(sizeof(Datum) * n);
+	for (i = 0; i < n; i++)
+		name_datums[i] = CStringGetTextDatum(names[i]);
+	args[0] = PointerGetDatum(make_array(name_datums, NULL, n, TEXTOID, -1, false, TYPALIGN_INT));
+	begin_tx("apikey_usage: forgetting spooled entries");
+	run_sql("DELETE FROM apikey_usage.spool_done WHERE name = ANY ($1)", 1, types, args);
+	commit_tx();
+	logbuf_broadcast_flushed();
+	return n;
+}
+
 static void
 store_last_used(void)
 {
@@ -331,6 +395,8 @@ work_cycle(void)
 		if (!RecoveryInProgress() && extension_ready())
 		{
 			drain_ring();
+			while (drain_spool() == FLUSH_BATCH)
+				CHECK_FOR_INTERRUPTS();
 			now = GetCurrentTimestamp();
 			if (TimestampDifferenceExceeds(last_last_used, now, LAST_USED_INTERVAL_MS))
 			{

@@ -32,6 +32,7 @@
  * - LogBufShared (PostgreSQL shared memory) holds the worker's latch and
  *	 pid, a condition variable for flush() waiters, and counters: all
  *	 atomics, or written only by the worker.
+ * - Entries that find the ring full go to spool files (spool.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -309,16 +310,19 @@ try_append(const LogEntry *entry, uint64 *seq_out)
 }
 
 /*
- * Log one entry.  Buffered mode returns once it is in the ring; synchronous
- * mode once it is in the tables.  When the ring stays full for a while the
- * caller writes the entry to the tables itself (counted as a fall-back):
- * never a silent drop.
+ * Log one entry.  Buffered mode returns once it is in the ring (or the
+ * spool); synchronous mode once it is in the tables.  When the ring stays
+ * full for a while (about 10 ms) the entry goes to a spool file of its own
+ * (counted as a fall-back): never a silent drop, and never written in the
+ * caller's transaction, so a rollback cannot take it back.
  */
 void
 logbuf_append(const LogEntry *entry)
 {
 	uint64		seq;
 	int			attempt;
+	char		name[MAXPGPATH];
+	char	   *names[1];
 
 	for (attempt = 0; attempt < 50; attempt++)
 	{
@@ -331,23 +335,33 @@ logbuf_append(const LogEntry *entry)
 		logbuf_wake_worker();
 		pg_usleep(200L);
 	}
+	spool_write(entry, name);
 	pg_atomic_fetch_add_u64(&shared->fallbacks, 1);
-	logbuf_insert_sync(entry);
+	logbuf_wake_worker();
+	if (apikey_log_mode == LOG_MODE_SYNCHRONOUS)
+	{
+		names[0] = name;
+		logbuf_wait_spooled(names, 1);
+	}
 }
 
-/* Write one entry to the tables in the caller's transaction. */
+/*
+ * Wait until the worker has written (and removed) the given spool files.
+ */
 void
-logbuf_insert_sync(const LogEntry *entry)
+logbuf_wait_spooled(char **names, int count)
 {
-	Oid			save_userid;
-	int			save_sec_context;
+	int			i;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(apikey_owner_oid(),
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	flusher_write_entries(entry, 1);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	for (i = 0; i < count; i++)
+	{
+		while (spool_exists(names[i]))
+		{
+			logbuf_wake_worker();
+			ConditionVariableTimedSleep(&shared->flushed_cv, 20, PG_WAIT_EXTENSION);
+		}
+	}
+	ConditionVariableCancelSleep();
 }
 
 void

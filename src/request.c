@@ -302,7 +302,8 @@ apikey_usage_log_request(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(5))
 		uuid_v7_generate(result, entry.requested_at);
 
-	if (!PG_ARGISNULL(6))
+	/* a given time, or one taken from a given UUIDv7, must be in range */
+	if (!PG_ARGISNULL(6) || !PG_ARGISNULL(5))
 	{
 		Interval   *retention = apikey_retention();
 		TimestampTz oldest;
@@ -314,6 +315,8 @@ apikey_usage_log_request(PG_FUNCTION_ARGS)
 		newest = tx_now + USECS_PER_HOUR;
 		if (entry.requested_at < oldest || entry.requested_at > newest)
 			bad_argument(ERRCODE_INVALID_PARAMETER_VALUE,
+						 PG_ARGISNULL(6) ?
+						 "the time inside request_id must lie between now() - apikey_usage.retention and now() + 1 hour" :
 						 "requested_at must lie between now() - apikey_usage.retention and now() + 1 hour");
 	}
 

@@ -78,14 +78,18 @@ apikey_usage_flush(PG_FUNCTION_ARGS)
 	uint64		target;
 	uint64		before;
 	uint64		after;
+	char	  **spooled;
+	int			nspooled;
 
 	apikey_require_preload();
 	before = logbuf_flushed_seq();
 	target = logbuf_reserved_seq();
+	nspooled = spool_list(&spooled, INT_MAX);
 	if (target > before)
 		logbuf_wait_flushed(target);
+	logbuf_wait_spooled(spooled, nspooled);
 	after = Min(logbuf_flushed_seq(), target);
-	PG_RETURN_INT64((int64) (after > before ? after - before : 0));
+	PG_RETURN_INT64((int64) (after > before ? after - before : 0) + nspooled);
 }
 
 /*

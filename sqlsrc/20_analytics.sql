@@ -1,0 +1,620 @@
+
+------------------------------------------------------------------------
+-- Analytics (apikey_usage_reader)
+--
+-- Every count is exact: equal to a plain count over request_log_raw for
+-- the same bounds.  Whole UTC hours inside [since, until) are read from
+-- the hourly rollups (usage_hourly, written in the same transaction as
+-- the raw rows they count); the partial hours at the two edges are read
+-- from the raw log through its (api_key_id, requested_at) or
+-- (requested_at) index.  A dashboard over 30 days of one key thus reads
+-- about 720 hours of rollup rows plus at most two hours of raw rows,
+-- whatever the traffic.
+--
+-- The queries are built as text and run with EXECUTE ... USING, so each
+-- call is planned for its own arguments: a NULL key_id or bound drops its
+-- condition (instead of an "x IS NULL OR" that no index serves), and the
+-- day partitions of the raw log are pruned at plan time.  Only fixed SQL
+-- fragments enter the text; every value is a parameter.
+--
+-- The functions are SECURITY DEFINER (readers have no table privileges),
+-- STABLE (one snapshot for rollups and raw log alike, so a concurrent
+-- flush is seen entirely or not at all) and pin search_path.
+------------------------------------------------------------------------
+
+-- since > until is bad input (22023); NULL bounds are unbounded sides.
+CREATE FUNCTION apikey_usage._check_bounds(since timestamptz, until timestamptz) RETURNS void
+	LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF since > until THEN
+		RAISE EXCEPTION 'since must not be later than until'
+			USING ERRCODE = '22023',
+				  DETAIL = pg_catalog.format('since = %s, until = %s', since, until);
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage._check_bounds(timestamptz, timestamptz) IS
+	'Internal: raise 22023 when since > until.';
+
+/*
+ * The query that yields what was requested in [since, until), as rows
+ * (ts, method, endpoint, response_code, n): rollup rows (ts = the UTC
+ * hour, n = its count) for whole hours, raw rows (ts = requested_at,
+ * n = 1) for the rest.  With raw_only every row comes from the raw log
+ * (for time buckets the hours do not tile).
+ *
+ * Parameters of the returned query: $1 key_id (referenced only when
+ * by_key), $2 since, $3 until, $4 lo_hour, $5 hi_hour; the caller passes
+ * the lo_hour and hi_hour returned here.  A NULL since / until (or an
+ * infinite one on its own side) leaves that side unbounded.
+ */
+CREATE FUNCTION apikey_usage._usage_query(
+	by_key boolean, since timestamptz, until timestamptz, raw_only boolean,
+	OUT lo_hour timestamptz, OUT hi_hour timestamptz, OUT query text)
+	RETURNS record
+	LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	epoch		constant timestamptz := '1970-01-01 00:00:00+00';
+	raw_select	constant text :=
+		'SELECT r.requested_at AS ts, r.method, r.endpoint, r.response_code, 1::bigint AS n'
+		' FROM apikey_usage.request_log_raw r WHERE true';
+	raw_key		constant text := CASE WHEN by_key THEN ' AND r.api_key_id OPERATOR(pg_catalog.=) $1' ELSE '' END;
+	pieces		text[] := '{}';
+	piece		text;
+BEGIN
+	IF since = '-infinity' THEN
+		since := NULL;
+	END IF;
+	IF until = 'infinity' THEN
+		until := NULL;
+	END IF;
+
+	IF since = 'infinity' OR until = '-infinity' OR since >= until THEN
+		query := 'SELECT NULL::timestamptz AS ts, NULL::text AS method, NULL::text AS endpoint,'
+			' NULL::smallint AS response_code, 0::bigint AS n WHERE false';
+		RETURN;
+	END IF;
+
+	-- the whole UTC hours inside [since, until): [lo_hour, hi_hour)
+	IF since IS NOT NULL THEN
+		lo_hour := pg_catalog.date_bin('1 hour', since, epoch);
+		IF lo_hour < since THEN
+			lo_hour := lo_hour + interval '1 hour';
+		END IF;
+	END IF;
+	IF until IS NOT NULL THEN
+		hi_hour := pg_catalog.date_bin('1 hour', until, epoch);
+	END IF;
+
+	IF raw_only OR lo_hour >= hi_hour THEN
+		piece := raw_select || raw_key;
+		IF since IS NOT NULL THEN
+			piece := piece || ' AND r.requested_at OPERATOR(pg_catalog.>=) $2';
+		END IF;
+		IF until IS NOT NULL THEN
+			piece := piece || ' AND r.requested_at OPERATOR(pg_catalog.<) $3';
+		END IF;
+		query := piece;
+		RETURN;
+	END IF;
+
+	piece := 'SELECT u.bucket_start AS ts, u.method, u.endpoint, u.response_code, u.requests AS n'
+		' FROM apikey_usage.usage_hourly u WHERE true';
+	IF by_key THEN
+		piece := piece || ' AND u.api_key_id OPERATOR(pg_catalog.=) $1';
+	END IF;
+	IF lo_hour IS NOT NULL THEN
+		piece := piece || ' AND u.bucket_start OPERATOR(pg_catalog.>=) $4';
+	END IF;
+	IF hi_hour IS NOT NULL THEN
+		piece := piece || ' AND u.bucket_start OPERATOR(pg_catalog.<) $5';
+	END IF;
+	pieces := pieces || piece;
+
+	IF since < lo_hour THEN
+		pieces := pieces || (raw_select || raw_key
+			|| ' AND r.requested_at OPERATOR(pg_catalog.>=) $2'
+			|| ' AND r.requested_at OPERATOR(pg_catalog.<) $4');
+	END IF;
+	IF hi_hour < until THEN
+		pieces := pieces || (raw_select || raw_key
+			|| ' AND r.requested_at OPERATOR(pg_catalog.>=) $5'
+			|| ' AND r.requested_at OPERATOR(pg_catalog.<) $3');
+	END IF;
+	query := pg_catalog.array_to_string(pieces, ' UNION ALL ');
+END
+$$;
+COMMENT ON FUNCTION apikey_usage._usage_query(boolean, timestamptz, timestamptz, boolean) IS
+	'Internal: the rollup + raw-edge query behind the analytics functions, with the whole-hour range it uses.';
+
+-- The per-status sums over the rows of _usage_query, as SQL text.
+CREATE FUNCTION apikey_usage._status_sums_sql() RETURNS text
+	LANGUAGE sql IMMUTABLE
+	RETURN 'COALESCE(pg_catalog.sum(s.n), 0)::bigint,'
+		' COALESCE(pg_catalog.sum(s.n) FILTER (WHERE s.response_code BETWEEN 100 AND 399), 0)::bigint,'
+		' COALESCE(pg_catalog.sum(s.n) FILTER (WHERE s.response_code NOT BETWEEN 100 AND 399'
+		' AND s.response_code OPERATOR(pg_catalog.<>) 429), 0)::bigint,'
+		' COALESCE(pg_catalog.sum(s.n) FILTER (WHERE s.response_code OPERATOR(pg_catalog.=) 429), 0)::bigint';
+COMMENT ON FUNCTION apikey_usage._status_sums_sql() IS
+	'Internal: SQL text of the total / completed / failed / rate_limited sums used by the analytics functions.';
+
+CREATE FUNCTION apikey_usage.usage_summary(
+	key_id uuid,
+	since timestamptz DEFAULT pg_catalog.now() - '30 days'::interval,
+	until timestamptz DEFAULT pg_catalog.now(),
+	OUT total_requests bigint, OUT completed bigint, OUT failed bigint, OUT rate_limited bigint)
+	RETURNS record
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	q	record;
+BEGIN
+	PERFORM apikey_usage._check_bounds(since, until);
+	q := apikey_usage._usage_query(key_id IS NOT NULL, since, until, false);
+	EXECUTE 'SELECT ' || apikey_usage._status_sums_sql() || ' FROM (' || q.query || ') s'
+	   INTO total_requests, completed, failed, rate_limited
+	  USING key_id, since, until, q.lo_hour, q.hi_hour;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage.usage_summary(uuid, timestamptz, timestamptz) IS
+	'Requests of a key (NULL = every key) in [since, until) (default: the last 30 days; NULL = unbounded), by status; always one row.';
+
+CREATE FUNCTION apikey_usage.usage_by_method(
+	key_id uuid,
+	since timestamptz DEFAULT pg_catalog.now() - '30 days'::interval,
+	until timestamptz DEFAULT pg_catalog.now())
+	RETURNS TABLE (method text, requests bigint)
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	q	record;
+BEGIN
+	PERFORM apikey_usage._check_bounds(since, until);
+	q := apikey_usage._usage_query(key_id IS NOT NULL, since, until, false);
+	RETURN QUERY EXECUTE
+		'SELECT s.method, pg_catalog.sum(s.n)::bigint AS requests FROM (' || q.query || ') s'
+		' GROUP BY s.method ORDER BY requests DESC, s.method'
+		USING key_id, since, until, q.lo_hour, q.hi_hour;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage.usage_by_method(uuid, timestamptz, timestamptz) IS
+	'Requests of a key (NULL = every key) in [since, until) per HTTP method, most requested first.';
+
+CREATE FUNCTION apikey_usage.usage_by_response_status(
+	key_id uuid,
+	since timestamptz DEFAULT pg_catalog.now() - '30 days'::interval,
+	until timestamptz DEFAULT pg_catalog.now())
+	RETURNS TABLE (response_code integer, requests bigint)
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	q	record;
+BEGIN
+	PERFORM apikey_usage._check_bounds(since, until);
+	q := apikey_usage._usage_query(key_id IS NOT NULL, since, until, false);
+	RETURN QUERY EXECUTE
+		'SELECT s.response_code::integer AS response_code, pg_catalog.sum(s.n)::bigint AS requests'
+		' FROM (' || q.query || ') s'
+		' GROUP BY s.response_code ORDER BY requests DESC, response_code'
+		USING key_id, since, until, q.lo_hour, q.hi_hour;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage.usage_by_response_status(uuid, timestamptz, timestamptz) IS
+	'Requests of a key (NULL = every key) in [since, until) per HTTP response code, most frequent first.';
+
+CREATE FUNCTION apikey_usage.top_endpoints(
+	key_id uuid,
+	since timestamptz DEFAULT pg_catalog.now() - '30 days'::interval,
+	until timestamptz DEFAULT pg_catalog.now(),
+	max_rows integer DEFAULT 10)
+	RETURNS TABLE (endpoint text, requests bigint)
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	q	record;
+BEGIN
+	IF max_rows IS NULL THEN
+		RAISE EXCEPTION 'max_rows must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	IF max_rows NOT BETWEEN 1 AND 10000 THEN
+		RAISE EXCEPTION 'max_rows must be between 1 and 10000' USING ERRCODE = '22023';
+	END IF;
+	PERFORM apikey_usage._check_bounds(since, until);
+	q := apikey_usage._usage_query(key_id IS NOT NULL, since, until, false);
+	RETURN QUERY EXECUTE
+		'SELECT s.endpoint, pg_catalog.sum(s.n)::bigint AS requests FROM (' || q.query || ') s'
+		' GROUP BY s.endpoint ORDER BY requests DESC, s.endpoint LIMIT $6'
+		USING key_id, since, until, q.lo_hour, q.hi_hour, max_rows;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage.top_endpoints(uuid, timestamptz, timestamptz, integer) IS
+	'The max_rows (1-10000) most requested endpoints of a key (NULL = every key) in [since, until).';
+
+/*
+ * Buckets are aligned to multiples of the bucket from the Unix epoch
+ * (date_bin), measured in absolute time: a bucket of '1 day' is 86400
+ * seconds in every time zone, so the buckets do not move with TimeZone or
+ * DST.  A bucket that is a whole number of hours contains whole UTC
+ * hours, so rollups serve it; other buckets count raw rows.
+ */
+CREATE FUNCTION apikey_usage.usage_timeseries(
+	key_id uuid,
+	since timestamptz DEFAULT pg_catalog.now() - '30 days'::interval,
+	until timestamptz DEFAULT pg_catalog.now(),
+	bucket interval DEFAULT '1 hour')
+	RETURNS TABLE (bucket_start timestamptz, total_requests bigint, completed bigint,
+				   failed bigint, rate_limited bigint)
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	epoch		constant timestamptz := '1970-01-01 00:00:00+00';
+	bucket_secs	numeric;
+	step		interval;
+	first_start	timestamptz;
+	buckets		numeric;
+	q			record;
+BEGIN
+	IF since IS NULL OR until IS NULL THEN
+		RAISE EXCEPTION 'usage_timeseries needs both since and until'
+			USING ERRCODE = '22004';
+	END IF;
+	IF bucket IS NULL THEN
+		RAISE EXCEPTION 'bucket must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	PERFORM apikey_usage._check_bounds(since, until);
+	IF NOT pg_catalog.isfinite(since) OR NOT pg_catalog.isfinite(until) THEN
+		RAISE EXCEPTION 'since and until must be finite for usage_timeseries'
+			USING ERRCODE = '22023';
+	END IF;
+	IF pg_catalog.date_part('month', bucket) <> 0 OR pg_catalog.date_part('year', bucket) <> 0 THEN
+		RAISE EXCEPTION 'bucket must not contain months or years (use days)'
+			USING ERRCODE = '22023';
+	END IF;
+	bucket_secs := pg_catalog.date_part('epoch', bucket)::numeric;
+	IF bucket_secs < 60 THEN
+		RAISE EXCEPTION 'bucket must be at least 1 minute' USING ERRCODE = '22023';
+	END IF;
+	-- days counted as 86400 seconds, as date_bin does
+	step := pg_catalog.make_interval(secs => bucket_secs::double precision);
+	first_start := pg_catalog.date_bin(step, since, epoch);
+	buckets := pg_catalog.ceil((pg_catalog.date_part('epoch', until)::numeric
+								- pg_catalog.date_part('epoch', first_start)::numeric) / bucket_secs);
+	IF buckets > 10000 THEN
+		RAISE EXCEPTION 'bucket % gives % buckets between since and until; at most 10000 are allowed',
+			bucket, buckets USING ERRCODE = '22023';
+	END IF;
+	IF since = until THEN
+		RETURN;		-- an empty range overlaps no bucket
+	END IF;
+
+	q := apikey_usage._usage_query(key_id IS NOT NULL, since, until,
+								   bucket_secs % 3600 <> 0);
+	RETURN QUERY EXECUTE
+		'WITH counts AS ('
+		' SELECT pg_catalog.date_bin($6, s.ts, ''1970-01-01 00:00:00+00''::timestamptz) AS bucket_start, '
+		|| apikey_usage._status_sums_sql()
+		|| ' FROM (' || q.query || ') s GROUP BY 1)'
+		' SELECT g.b, COALESCE(c.sum, 0), COALESCE(c.sum_1, 0), COALESCE(c.sum_2, 0), COALESCE(c.sum_3, 0)'
+		' FROM pg_catalog.generate_series($7, $3 OPERATOR(pg_catalog.-) ''1 microsecond''::interval, $6) AS g(b)'
+		' LEFT JOIN counts AS c(bucket_start, sum, sum_1, sum_2, sum_3) ON c.bucket_start OPERATOR(pg_catalog.=) g.b'
+		' ORDER BY g.b'
+		USING key_id, since, until, q.lo_hour, q.hi_hour, step, first_start;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage.usage_timeseries(uuid, timestamptz, timestamptz, interval) IS
+	'Requests of a key (NULL = every key) per time bucket (aligned to multiples of bucket from the Unix epoch), by status; every bucket overlapping [since, until) is present, counting only requests inside [since, until).';
+
+/*
+ * One page of the request log, newest first.  Keyset pagination: the
+ * next page starts strictly before the (requested_at, request_id) of the
+ * last row of this one, which the indexes on (..., requested_at DESC,
+ * request_id DESC) reach directly, so a late page costs what the first
+ * does.  The extra "requested_at <= before_requested_at" lets the
+ * planner prune the newer day partitions.
+ *
+ * The work is done here; request_log() below only gives it the names of
+ * API.md (PL/pgSQL refuses result columns named like its arguments).
+ */
+CREATE FUNCTION apikey_usage._request_log(
+	key_id uuid, resource_id text, since timestamptz, until timestamptz, status text,
+	method text, endpoint text, response_code integer, max_rows integer,
+	before_requested_at timestamptz, before_request_id uuid)
+	RETURNS TABLE (out_request_id uuid, out_requested_at timestamptz, out_api_key_id uuid,
+				   out_method text, out_endpoint text, out_status text,
+				   out_response_code integer, out_resource_id text)
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	query	text;
+BEGIN
+	IF max_rows IS NULL THEN
+		RAISE EXCEPTION 'max_rows must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	IF max_rows NOT BETWEEN 1 AND 10000 THEN
+		RAISE EXCEPTION 'max_rows must be between 1 and 10000' USING ERRCODE = '22023';
+	END IF;
+	PERFORM apikey_usage._check_bounds(since, until);
+	IF (before_requested_at IS NULL) <> (before_request_id IS NULL) THEN
+		RAISE EXCEPTION 'before_requested_at and before_request_id go together'
+			USING ERRCODE = '22023',
+				  HINT = 'Pass the requested_at and request_id of the last row of the previous page.';
+	END IF;
+
+	query := 'SELECT r.request_id, r.requested_at, r.api_key_id, r.method, r.endpoint,'
+		' apikey_usage.status_of(r.response_code), r.response_code::integer, r.resource_id'
+		' FROM apikey_usage.request_log_raw r WHERE true';
+	IF key_id IS NOT NULL THEN
+		query := query || ' AND r.api_key_id OPERATOR(pg_catalog.=) $1';
+	END IF;
+	IF resource_id IS NOT NULL THEN
+		query := query || ' AND r.resource_id OPERATOR(pg_catalog.=) $2';
+	END IF;
+	IF since IS NOT NULL THEN
+		query := query || ' AND r.requested_at OPERATOR(pg_catalog.>=) $3';
+	END IF;
+	IF until IS NOT NULL THEN
+		query := query || ' AND r.requested_at OPERATOR(pg_catalog.<) $4';
+	END IF;
+	IF status NOT IN ('completed', 'rate_limited', 'failed') THEN
+		RAISE EXCEPTION 'unknown status "%"', status
+			USING ERRCODE = '22023',
+				  HINT = 'status is one of completed, failed, rate_limited.';
+	END IF;
+	-- the same classes as status_of(), as ranges of the column
+	query := query || CASE status
+		WHEN 'completed' THEN ' AND r.response_code BETWEEN 100 AND 399'
+		WHEN 'rate_limited' THEN ' AND r.response_code OPERATOR(pg_catalog.=) 429'
+		WHEN 'failed' THEN ' AND r.response_code NOT BETWEEN 100 AND 399'
+						   ' AND r.response_code OPERATOR(pg_catalog.<>) 429'
+		ELSE '' END;
+	IF method IS NOT NULL THEN
+		query := query || ' AND r.method OPERATOR(pg_catalog.=) pg_catalog.upper($5)';
+	END IF;
+	IF endpoint IS NOT NULL THEN
+		query := query || ' AND r.endpoint OPERATOR(pg_catalog.=) $6';
+	END IF;
+	IF response_code IS NOT NULL THEN
+		query := query || ' AND r.response_code OPERATOR(pg_catalog.=) $7';
+	END IF;
+	IF before_requested_at IS NOT NULL THEN
+		query := query || ' AND r.requested_at OPERATOR(pg_catalog.<=) $9'
+			' AND (r.requested_at, r.request_id) < ($9, $10)';
+	END IF;
+	query := query || ' ORDER BY r.requested_at DESC, r.request_id DESC LIMIT $8';
+
+	RETURN QUERY EXECUTE query
+		USING key_id, resource_id, since, until, method, endpoint, response_code,
+			  max_rows, before_requested_at, before_request_id;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage._request_log(uuid, text, timestamptz, timestamptz, text, text, text, integer, integer, timestamptz, uuid) IS
+	'Internal: the query behind request_log().';
+
+CREATE FUNCTION apikey_usage.request_log(
+	key_id uuid DEFAULT NULL,
+	resource_id text DEFAULT NULL,
+	since timestamptz DEFAULT NULL,
+	until timestamptz DEFAULT NULL,
+	status text DEFAULT NULL,
+	method text DEFAULT NULL,
+	endpoint text DEFAULT NULL,
+	response_code integer DEFAULT NULL,
+	max_rows integer DEFAULT 50,
+	before_requested_at timestamptz DEFAULT NULL,
+	before_request_id uuid DEFAULT NULL)
+	RETURNS TABLE (request_id uuid, requested_at timestamptz, api_key_id uuid, method text,
+				   endpoint text, status text, response_code integer, resource_id text)
+	LANGUAGE sql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT * FROM apikey_usage._request_log($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+$$;
+COMMENT ON FUNCTION apikey_usage.request_log(uuid, text, timestamptz, timestamptz, text, text, text, integer, integer, timestamptz, uuid) IS
+	'One page of the request log, newest first; NULL filters are off. Pass the last row''s requested_at and request_id as before_* for the next page.';
+
+------------------------------------------------------------------------
+-- Bulk import of history (apikey_usage_admin)
+------------------------------------------------------------------------
+
+-- A UUIDv7 for a time: the Unix milliseconds of ts, then random bits.
+CREATE FUNCTION apikey_usage._uuid_v7(ts timestamptz) RETURNS uuid
+	LANGUAGE sql VOLATILE PARALLEL SAFE
+	RETURN (SELECT pg_catalog.encode(
+				pg_catalog.set_byte(
+					pg_catalog.overlay(b, pg_catalog.substr(pg_catalog.int8send(ms), 3), 1, 6),
+					6, (pg_catalog.get_byte(b, 6) & 15) | 112),
+				'hex')::uuid
+			  FROM (SELECT pg_catalog.uuid_send(pg_catalog.gen_random_uuid()) AS b,
+						   pg_catalog.floor(pg_catalog.date_part('epoch', ts) * 1000)::bigint AS ms) AS x);
+COMMENT ON FUNCTION apikey_usage._uuid_v7(timestamptz) IS
+	'Internal: a random UUIDv7 carrying the millisecond of ts (request ids of imported rows that have none).';
+
+/*
+ * Import request history from a table or view with the columns
+ * requested_at, api_key_id, method, endpoint, response_code and optionally
+ * request_id and resource_id (any types that cast to timestamptz, uuid,
+ * text and integer, e.g. all text after a COPY).  Every row is checked as
+ * log_request checks its arguments (22004 / 22023, nothing imported on
+ * error); then the raw log and the hourly rollups are filled set-based in
+ * the caller's transaction, so they agree.  A NULL request_id gets a
+ * UUIDv7 of its requested_at; methods are upper-cased.
+ *
+ * The source is read with the owner's rights, so the session user must be
+ * allowed to SELECT it (42501).  It is locked in SHARE mode, so it cannot
+ * change between the checks and the inserts.  Not idempotent: importing
+ * the same rows twice counts them twice.
+ */
+CREATE FUNCTION apikey_usage.import_requests(source regclass) RETURNS bigint
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	cols		text[];
+	col			text;
+	src			text;
+	oldest		timestamptz := pg_catalog.now() - apikey_usage._retention();
+	newest		timestamptz := pg_catalog.now() + interval '1 hour';
+	problem		record;
+	total		bigint := 0;
+	min_at		timestamptz;
+	max_at		timestamptz;
+	day			timestamptz;
+	inserted	bigint;
+BEGIN
+	IF source IS NULL THEN
+		RAISE EXCEPTION 'source must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	IF NOT pg_catalog.has_table_privilege(SESSION_USER, source, 'SELECT') THEN
+		RAISE EXCEPTION 'permission denied for %', source USING ERRCODE = '42501';
+	END IF;
+
+	SELECT pg_catalog.array_agg(a.attname::text) INTO cols
+	  FROM pg_catalog.pg_attribute a
+	 WHERE a.attrelid = source AND a.attnum > 0 AND NOT a.attisdropped;
+	FOREACH col IN ARRAY ARRAY['requested_at', 'api_key_id', 'method', 'endpoint', 'response_code'] LOOP
+		IF NOT col = ANY (cols) THEN
+			RAISE EXCEPTION 'source % has no column %', source, col
+				USING ERRCODE = '22023',
+					  HINT = 'Columns: request_id (optional), requested_at, api_key_id, method, endpoint, response_code, resource_id (optional).';
+		END IF;
+	END LOOP;
+
+	EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE MODE', source);
+
+	-- the source, typed and normalised
+	src := pg_catalog.format(
+		'SELECT %s AS request_id, s.requested_at::timestamptz AS requested_at,'
+		' s.api_key_id::uuid AS api_key_id, s.method::text AS method, s.endpoint::text AS endpoint,'
+		' s.response_code::integer AS response_code, %s AS resource_id FROM %s s',
+		CASE WHEN 'request_id' = ANY (cols) THEN 's.request_id::uuid' ELSE 'NULL::uuid' END,
+		CASE WHEN 'resource_id' = ANY (cols) THEN 's.resource_id::text' ELSE 'NULL::text' END,
+		source);
+
+	-- one pass: the first kind of bad row (if any), the row count and the time span
+	FOR problem IN EXECUTE
+		'SELECT c.problem, pg_catalog.count(*) AS n, pg_catalog.min(c.requested_at) AS min_at,'
+		' pg_catalog.max(c.requested_at) AS max_at FROM ('
+		' SELECT t.requested_at, CASE'
+		'  WHEN t.requested_at IS NULL THEN ''22004 requested_at is NULL'''
+		'  WHEN t.api_key_id IS NULL THEN ''22004 api_key_id is NULL'''
+		'  WHEN t.method IS NULL THEN ''22004 method is NULL'''
+		'  WHEN t.endpoint IS NULL THEN ''22004 endpoint is NULL'''
+		'  WHEN t.response_code IS NULL THEN ''22004 response_code is NULL'''
+		'  WHEN t.requested_at < $1 OR t.requested_at > $2'
+		'   THEN ''22023 requested_at outside [now() - apikey_usage.retention, now() + 1 hour]'''
+		'  WHEN t.method !~ ''^[-A-Za-z0-9!#$%&''''*+.^_`|~]{1,32}$'''
+		'   THEN ''22023 method is not an HTTP method token of 1 to 32 bytes'''
+		'  WHEN pg_catalog.octet_length(t.endpoint) NOT BETWEEN 1 AND 1024 OR pg_catalog.left(t.endpoint, 1) <> ''/'''
+		'   THEN ''22023 endpoint does not start with "/" or is not 1 to 1024 bytes long'''
+		'  WHEN t.endpoint ~ ''[\x01-\x1f\x7f]'' THEN ''22023 endpoint contains control characters'''
+		'  WHEN t.response_code NOT BETWEEN 100 AND 599 THEN ''22023 response_code is not between 100 and 599'''
+		'  WHEN pg_catalog.octet_length(t.resource_id) > 256 THEN ''22023 resource_id is longer than 256 bytes'''
+		'  WHEN k.key_id IS NULL THEN ''22023 api_key_id is not the id of any API key'''
+		'  END AS problem'
+		' FROM (' || src || ') t LEFT JOIN apikey_usage.api_keys k ON k.key_id = t.api_key_id'
+		') c GROUP BY c.problem ORDER BY c.problem NULLS FIRST'
+		USING oldest, newest
+	LOOP
+		IF problem.problem IS NULL THEN
+			total := problem.n;
+			min_at := problem.min_at;
+			max_at := problem.max_at;
+		ELSE
+			RAISE EXCEPTION 'cannot import from %: % in % row(s)', source,
+				pg_catalog.substr(problem.problem, 7), problem.n
+				USING ERRCODE = pg_catalog.substr(problem.problem, 1, 5),
+					  DETAIL = pg_catalog.format('First bad requested_at: %s.', problem.min_at);
+		END IF;
+	END LOOP;
+	IF total = 0 THEN
+		RETURN 0;
+	END IF;
+
+	day := pg_catalog.date_bin('1 day', min_at, '1970-01-01 00:00:00+00');
+	WHILE day <= max_at LOOP
+		PERFORM apikey_usage._ensure_partition(day);
+		day := day + interval '24 hours';
+	END LOOP;
+
+	-- the raw rows, in time order (index locality), then their rollups
+	EXECUTE
+		'INSERT INTO apikey_usage.request_log_raw'
+		' (requested_at, request_id, api_key_id, method, endpoint, response_code, resource_id)'
+		' SELECT t.requested_at, COALESCE(t.request_id, apikey_usage._uuid_v7(t.requested_at)),'
+		' t.api_key_id, pg_catalog.upper(t.method), t.endpoint, t.response_code::smallint, t.resource_id'
+		' FROM (' || src || ') t ORDER BY t.requested_at';
+	GET DIAGNOSTICS inserted = ROW_COUNT;
+
+	EXECUTE
+		'INSERT INTO apikey_usage.usage_hourly AS u'
+		' (api_key_id, bucket_start, method, endpoint, response_code, requests)'
+		' SELECT t.api_key_id, pg_catalog.date_bin(''1 hour'', t.requested_at, ''1970-01-01 00:00:00+00''),'
+		' pg_catalog.upper(t.method), t.endpoint, t.response_code::smallint, pg_catalog.count(*)'
+		' FROM (' || src || ') t GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5'
+		' ON CONFLICT (api_key_id, bucket_start, method, endpoint, response_code)'
+		' DO UPDATE SET requests = u.requests OPERATOR(pg_catalog.+) excluded.requests';
+
+	RETURN inserted;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage.import_requests(regclass) IS
+	'Import request history from a table or view (request_id, requested_at, api_key_id, method, endpoint, response_code, resource_id) into the raw log and the hourly rollups, set-based, all or nothing; returns the rows imported.';
+
+------------------------------------------------------------------------
+-- Views over the rollups, for tools that cannot call functions
+-- (Metabase, Grafana's table panels).  They run with the owner's rights.
+------------------------------------------------------------------------
+CREATE VIEW apikey_usage.hourly_usage AS
+SELECT u.api_key_id AS key_id, k.name AS key_name, k.workspace, u.bucket_start,
+	   u.method, u.endpoint, u.response_code::integer AS response_code,
+	   apikey_usage.status_of(u.response_code) AS status, u.requests
+  FROM apikey_usage.usage_hourly u
+  LEFT JOIN apikey_usage.api_keys k ON k.key_id = u.api_key_id;
+COMMENT ON VIEW apikey_usage.hourly_usage IS
+	'Request counts per key, UTC hour, method, endpoint and response code (the hourly rollups), labelled with key name and workspace.';
+COMMENT ON COLUMN apikey_usage.hourly_usage.key_id IS 'Key the requests were made with.';
+COMMENT ON COLUMN apikey_usage.hourly_usage.key_name IS 'Name of that key (kept after deletion).';
+COMMENT ON COLUMN apikey_usage.hourly_usage.workspace IS 'Workspace of that key.';
+COMMENT ON COLUMN apikey_usage.hourly_usage.bucket_start IS 'Start of the UTC hour counted.';
+COMMENT ON COLUMN apikey_usage.hourly_usage.method IS 'HTTP method, upper case.';
+COMMENT ON COLUMN apikey_usage.hourly_usage.endpoint IS 'Route as the application names it.';
+COMMENT ON COLUMN apikey_usage.hourly_usage.response_code IS 'HTTP response code sent.';
+COMMENT ON COLUMN apikey_usage.hourly_usage.status IS 'completed (100-399), rate_limited (429) or failed (other 400-599).';
+COMMENT ON COLUMN apikey_usage.hourly_usage.requests IS 'Number of requests in that hour with that key, method, endpoint and response code.';
+
+CREATE VIEW apikey_usage.daily_usage AS
+SELECT u.api_key_id AS key_id, k.name AS key_name, k.workspace,
+	   (u.bucket_start AT TIME ZONE 'UTC')::date AS day,
+	   u.method, u.endpoint, u.response_code::integer AS response_code,
+	   apikey_usage.status_of(u.response_code) AS status,
+	   pg_catalog.sum(u.requests)::bigint AS requests
+  FROM apikey_usage.usage_hourly u
+  LEFT JOIN apikey_usage.api_keys k ON k.key_id = u.api_key_id
+ GROUP BY u.api_key_id, k.name, k.workspace, (u.bucket_start AT TIME ZONE 'UTC')::date,
+		  u.method, u.endpoint, u.response_code;
+COMMENT ON VIEW apikey_usage.daily_usage IS
+	'Request counts per key, UTC day, method, endpoint and response code (summed hourly rollups), labelled with key name and workspace.';
+COMMENT ON COLUMN apikey_usage.daily_usage.key_id IS 'Key the requests were made with.';
+COMMENT ON COLUMN apikey_usage.daily_usage.key_name IS 'Name of that key (kept after deletion).';
+COMMENT ON COLUMN apikey_usage.daily_usage.workspace IS 'Workspace of that key.';
+COMMENT ON COLUMN apikey_usage.daily_usage.day IS 'The UTC day counted.';
+COMMENT ON COLUMN apikey_usage.daily_usage.method IS 'HTTP method, upper case.';
+COMMENT ON COLUMN apikey_usage.daily_usage.endpoint IS 'Route as the application names it.';
+COMMENT ON COLUMN apikey_usage.daily_usage.response_code IS 'HTTP response code sent.';
+COMMENT ON COLUMN apikey_usage.daily_usage.status IS 'completed (100-399), rate_limited (429) or failed (other 400-599).';
+COMMENT ON COLUMN apikey_usage.daily_usage.requests IS 'Number of requests that UTC day with that key, method, endpoint and response code.';
+
+------------------------------------------------------------------------
+-- Grants of this part (90_grants.sql revokes everything from PUBLIC
+-- first; these role grants stay).  The admin role is a member of the
+-- reader role.
+------------------------------------------------------------------------
+GRANT EXECUTE ON FUNCTION
+	apikey_usage.usage_summary(uuid, timestamptz, timestamptz),
+	apikey_usage.usage_by_method(uuid, timestamptz, timestamptz),
+	apikey_usage.usage_by_response_status(uuid, timestamptz, timestamptz),
+	apikey_usage.top_endpoints(uuid, timestamptz, timestamptz, integer),
+	apikey_usage.usage_timeseries(uuid, timestamptz, timestamptz, interval),
+	apikey_usage.request_log(uuid, text, timestamptz, timestamptz, text, text, text, integer, integer, timestamptz, uuid)
+	TO apikey_usage_reader;
+GRANT SELECT ON apikey_usage.hourly_usage, apikey_usage.daily_usage TO apikey_usage_reader;
+GRANT EXECUTE ON FUNCTION apikey_usage.import_requests(regclass) TO apikey_usage_admin;
