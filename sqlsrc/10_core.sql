@@ -345,20 +345,25 @@ COMMENT ON FUNCTION apikey_usage.set_rate_limit(uuid, integer, interval) IS
 -- Request path (apikey_usage_app).  C functions, not SECURITY DEFINER:
 -- they switch to the extension owner only for their own fully qualified
 -- lookups, so no per-call privilege switch is paid on a cache hit.
+-- verify_key and check_request return exactly one row: they are declared
+-- with OUT parameters (one row, the columns of API.md's TABLE(...)), which
+-- spares the set-returning-function machinery on every call.
 ------------------------------------------------------------------------
-CREATE FUNCTION apikey_usage.verify_key(api_key text)
-	RETURNS TABLE (valid boolean, key_id uuid, workspace text, reason text)
-	LANGUAGE c VOLATILE CALLED ON NULL INPUT ROWS 1
+CREATE FUNCTION apikey_usage.verify_key(api_key text,
+	OUT valid boolean, OUT key_id uuid, OUT workspace text, OUT reason text)
+	RETURNS record
+	LANGUAGE c VOLATILE CALLED ON NULL INPUT
 	AS 'MODULE_PATHNAME', 'apikey_usage_verify_key';
 COMMENT ON FUNCTION apikey_usage.verify_key(text) IS
 	'Check an API key: valid, or why not (malformed, unknown, expired). Served from the shared-memory key cache; never writes a table.';
 
 CREATE FUNCTION apikey_usage.check_request(api_key text, method text, endpoint text,
-	resource_id text DEFAULT NULL)
-	RETURNS TABLE (allowed boolean, key_id uuid, workspace text, response_code integer,
-				   rate_limit integer, remaining integer, retry_after_ms integer,
-				   request_id uuid, rate_window interval)
-	LANGUAGE c VOLATILE CALLED ON NULL INPUT ROWS 1
+	resource_id text DEFAULT NULL,
+	OUT allowed boolean, OUT key_id uuid, OUT workspace text, OUT response_code integer,
+	OUT rate_limit integer, OUT remaining integer, OUT retry_after_ms integer,
+	OUT request_id uuid, OUT rate_window interval)
+	RETURNS record
+	LANGUAGE c VOLATILE CALLED ON NULL INPUT
 	AS 'MODULE_PATHNAME', 'apikey_usage_check_request';
 COMMENT ON FUNCTION apikey_usage.check_request(text, text, text, text) IS
 	'The gateway call before serving a request: verify the key, apply its rate limit (GCRA), log refusals; returns what to answer.';

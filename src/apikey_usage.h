@@ -93,8 +93,8 @@ extern bool key_table_lookup_by_hash(const uint8 hash[APIKEY_HASH_BYTES],
 extern void key_remember_workspace(const pg_uuid_t *key_id,
 								   const char *workspace);
 extern const char *key_workspace(const pg_uuid_t *key_id);
-extern Datum srf_return_one_row(FunctionCallInfo fcinfo, Datum *values,
-								bool *nulls);
+extern Datum return_one_row(FunctionCallInfo fcinfo, Datum *values,
+							bool *nulls);
 
 /* keycache.c */
 extern Size keycache_shmem_size(void);

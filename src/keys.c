@@ -354,31 +354,26 @@ apikey_usage_invalidate_key(PG_FUNCTION_ARGS)
 }
 
 /*
- * Return one row from a set-returning function declared RETURNS TABLE,
- * in value-per-call mode (cheaper than a tuplestore for one row).
+ * Return one row from a function with OUT parameters.  The blessed result
+ * descriptor is built once per call site and kept in fn_extra: building it
+ * from pg_proc on every call costs more than the lookup itself.
  */
 Datum
-srf_return_one_row(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
+return_one_row(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
 {
-	FuncCallContext *funcctx;
+	TupleDesc	desc = (TupleDesc) fcinfo->flinfo->fn_extra;
 
-	if (SRF_IS_FIRSTCALL())
+	if (desc == NULL)
 	{
-		MemoryContext old;
-		TupleDesc	desc;
+		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
 
-		funcctx = SRF_FIRSTCALL_INIT();
-		old = MemoryContextSwitchTo(funcctx->multi_call_memory_ctx);
 		if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 			elog(ERROR, "return type must be a row type");
-		funcctx->tuple_desc = BlessTupleDesc(desc);
-		funcctx->user_fctx = heap_form_tuple(funcctx->tuple_desc, values, nulls);
+		desc = BlessTupleDesc(CreateTupleDescCopy(desc));
+		fcinfo->flinfo->fn_extra = desc;
 		MemoryContextSwitchTo(old);
 	}
-	funcctx = SRF_PERCALL_SETUP();
-	if (funcctx->call_cntr == 0)
-		SRF_RETURN_NEXT(funcctx, HeapTupleGetDatum((HeapTuple) funcctx->user_fctx));
-	SRF_RETURN_DONE(funcctx);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
 
 /*
@@ -392,14 +387,8 @@ apikey_usage_verify_key(PG_FUNCTION_ARGS)
 	Datum		values[4];
 	bool		nulls[4] = {false, true, true, false};
 	const char *reason = "malformed";
-	FuncCallContext *funcctx;
 
 	apikey_require_preload();
-	if (!SRF_IS_FIRSTCALL())
-	{
-		funcctx = SRF_PERCALL_SETUP();
-		SRF_RETURN_DONE(funcctx);
-	}
 
 	values[0] = BoolGetDatum(false);
 	if (!PG_ARGISNULL(0))
@@ -443,5 +432,5 @@ apikey_usage_verify_key(PG_FUNCTION_ARGS)
 		}
 	}
 	values[3] = CStringGetTextDatum(reason);
-	return srf_return_one_row(fcinfo, values, nulls);
+	return return_one_row(fcinfo, values, nulls);
 }

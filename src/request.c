@@ -175,7 +175,6 @@ apikey_usage_check_request(PG_FUNCTION_ARGS)
 	Datum		values[9];
 	bool		nulls[9];
 	LogEntry	entry;
-	FuncCallContext *funcctx;
 	const char *key = NULL;
 	size_t		key_len = 0;
 	size_t		prefix_len;
@@ -188,11 +187,6 @@ apikey_usage_check_request(PG_FUNCTION_ARGS)
 	TimestampTz now;
 
 	apikey_require_preload();
-	if (!SRF_IS_FIRSTCALL())
-	{
-		funcctx = SRF_PERCALL_SETUP();
-		SRF_RETURN_DONE(funcctx);
-	}
 	fill_request_fields(fcinfo, 1, 2, 3, &entry);
 
 	memset(nulls, true, sizeof(nulls));
@@ -209,12 +203,12 @@ apikey_usage_check_request(PG_FUNCTION_ARGS)
 		key_len = VARSIZE_ANY_EXHDR(key_text);
 	}
 	if (key == NULL || !keyfmt_parse(key, key_len, &prefix_len))
-		return srf_return_one_row(fcinfo, values, nulls);
+		return return_one_row(fcinfo, values, nulls);
 	key_hash_compute(key, key_len, hash);
 	/* unknown, or cached but its row is gone (extension dropped and created) */
 	if (keycache_verify(hash, true, &info, &decision) == KEY_UNKNOWN ||
 		(workspace = key_workspace(&info.key_id)) == NULL)
-		return srf_return_one_row(fcinfo, values, nulls);
+		return return_one_row(fcinfo, values, nulls);
 
 	key_id = palloc(sizeof(pg_uuid_t));
 	*key_id = info.key_id;
@@ -244,7 +238,7 @@ apikey_usage_check_request(PG_FUNCTION_ARGS)
 			values[6] = Int32GetDatum(ns_to_ms_ceil(decision.retry_after_ns));
 			nulls[5] = nulls[6] = false;
 		}
-		return srf_return_one_row(fcinfo, values, nulls);
+		return return_one_row(fcinfo, values, nulls);
 	}
 
 	/* refused: expired (401, failed) or over the limit (429): log it now */
@@ -262,7 +256,7 @@ apikey_usage_check_request(PG_FUNCTION_ARGS)
 	entry.requested_at = now;
 	entry.key_id = info.key_id;
 	logbuf_append(&entry);
-	return srf_return_one_row(fcinfo, values, nulls);
+	return return_one_row(fcinfo, values, nulls);
 }
 
 /*
