@@ -242,6 +242,8 @@ apikey_usage_check_install_database(PG_FUNCTION_ARGS)
 						   current ? current : "?"),
 				 errhint("Create the extension in \"%s\", or set apikey_usage.database and restart the server.",
 						 apikey_database)));
+	/* a fresh installation: forget keys cached for an earlier one */
+	keycache_clear();
 	PG_RETURN_VOID();
 }
 

@@ -108,6 +108,7 @@ extern void keycache_stats(int64 *size, int64 *hits, int64 *misses,
 extern int	keycache_collect_last_used(bool only_dirty, pg_uuid_t **ids,
 									   TimestampTz **times);
 extern Size keycache_bytes(void);
+extern void keycache_clear(void);
 
 /* ratelimit.c */
 typedef struct GcraParams

@@ -460,6 +460,8 @@ apikey_usage_worker_main(Datum main_arg)
 			maintain_now = true;	/* the retention may have changed */
 		}
 		work_cycle();
+		/* let autovacuum see the worker's inserts and upserts */
+		pgstat_report_stat(false);
 		MemoryContextSwitchTo(TopMemoryContext);
 		MemoryContextReset(work_context);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,

@@ -8,7 +8,7 @@
  * -------------
  * - KeyCacheShared->lock (LWLock): shared to look an entry up and to use
  *	 it; exclusive to insert, remove, evict, mark for invalidation, and to
- *	 read-modify-write generation and evicted_tat[].  An entry pointer is
+ *	 read-modify-write generation and evicted[].  An entry pointer is
  *	 valid only while the lock is held (in either mode).
  * - KeyCacheEntry->mutex (spinlock): guards tat_ns, last_used and
  *	 last_used_flushed of that entry.  Taken with the LWLock held, never the
@@ -29,12 +29,16 @@
  * is unchanged, otherwise it starts over: so a table read from before the
  * commit can never bring a deleted key back.
  *
- * Limiter state survives eviction conservatively: an evicted (or
- * invalidated) entry whose TAT lies in the future leaves it in
- * evicted_tat[slot of its hash] (the max of all such keys in that slot),
- * and a refilled key starts from min(that, now + its tolerance + its
- * emission interval), the furthest its own TAT can be ahead.  That can
- * only refuse more, never allow more than the bound.
+ * Limiter state survives eviction conservatively: an evicted entry whose
+ * TAT lies in the future leaves it in evicted[slot of its hash], tagged
+ * with 64 bits of its hash.  A slot whose state has passed is free; a slot
+ * wanted by two keys with live state keeps the max of both, tagged MIXED.
+ * A refilled key whose tag (or MIXED) is in its slot starts from
+ * min(that TAT, now + its tolerance + its emission interval), the furthest
+ * its own TAT can be ahead: it can only refuse more, never allow more than
+ * the bound, and a key whose state is not in its slot never had live
+ * state taken from it.  set_rate_limit starts the key afresh under its
+ * new limit; delete_key needs no state.
  *
  *-------------------------------------------------------------------------
  */
@@ -69,6 +73,15 @@ typedef struct KeyCacheEntry
 	TimestampTz last_used_flushed;
 } KeyCacheEntry;
 
+/* limiter state of evicted keys (see the header comment) */
+typedef struct EvictedState
+{
+	uint64		tag;			/* 64 bits of the key hash, or EVICTED_MIXED */
+	int64		tat_ns;
+} EvictedState;
+
+#define EVICTED_MIXED 0			/* real tags have their low bit set */
+
 typedef struct KeyCacheShared
 {
 	LWLock	   *lock;
@@ -76,7 +89,7 @@ typedef struct KeyCacheShared
 	pg_atomic_uint64 hits;
 	pg_atomic_uint64 misses;
 	pg_atomic_uint64 evictions;
-	int64		evicted_tat[FLEXIBLE_ARRAY_MEMBER];	/* max_keys slots */
+	EvictedState evicted[FLEXIBLE_ARRAY_MEMBER];	/* max_keys slots */
 } KeyCacheShared;
 
 static KeyCacheShared *cache = NULL;
@@ -85,8 +98,8 @@ static HTAB *cache_htab = NULL;
 static Size
 shared_struct_size(void)
 {
-	return add_size(offsetof(KeyCacheShared, evicted_tat),
-					mul_size(apikey_max_keys, sizeof(int64)));
+	return add_size(offsetof(KeyCacheShared, evicted),
+					mul_size(apikey_max_keys, sizeof(EvictedState)));
 }
 
 Size
@@ -119,7 +132,7 @@ keycache_shmem_init(void)
 		pg_atomic_init_u64(&cache->hits, 0);
 		pg_atomic_init_u64(&cache->misses, 0);
 		pg_atomic_init_u64(&cache->evictions, 0);
-		memset(cache->evicted_tat, 0, sizeof(int64) * apikey_max_keys);
+		memset(cache->evicted, 0, sizeof(EvictedState) * apikey_max_keys);
 	}
 	info.keysize = APIKEY_HASH_BYTES;
 	info.entrysize = sizeof(KeyCacheEntry);
@@ -128,13 +141,22 @@ keycache_shmem_init(void)
 							   &info, HASH_ELEM | HASH_BLOBS);
 }
 
-static inline int
+static inline EvictedState *
 evicted_slot(const uint8 hash[APIKEY_HASH_BYTES])
 {
 	uint32		bits;
 
 	memcpy(&bits, hash, sizeof(bits));
-	return (int) (bits % (uint32) apikey_max_keys);
+	return &cache->evicted[bits % (uint32) apikey_max_keys];
+}
+
+static inline uint64
+evicted_tag(const uint8 hash[APIKEY_HASH_BYTES])
+{
+	uint64		tag;
+
+	memcpy(&tag, hash + 8, sizeof(tag));
+	return tag | 1;
 }
 
 /* Exclusive lock held: keep a departing entry's future TAT. */
@@ -142,16 +164,51 @@ static void
 remember_tat(KeyCacheEntry *entry, int64 now_ns)
 {
 	int64		tat;
-	int			slot;
+	EvictedState *slot;
+	uint64		tag = evicted_tag(entry->key_hash);
 
 	SpinLockAcquire(&entry->mutex);
 	tat = entry->tat_ns;
 	SpinLockRelease(&entry->mutex);
 	if (tat <= now_ns)
-		return;
+		return;					/* a full bucket: nothing to remember */
 	slot = evicted_slot(entry->key_hash);
-	if (cache->evicted_tat[slot] < tat)
-		cache->evicted_tat[slot] = tat;
+	if (slot->tat_ns <= now_ns)
+		slot->tag = tag;		/* free (its state has passed) */
+	else if (slot->tag != tag)
+		slot->tag = EVICTED_MIXED;
+	slot->tat_ns = Max(slot->tat_ns, tat);
+}
+
+/*
+ * Exclusive lock held: the remembered TAT of a key being (re)filled, or 0.
+ * A slot holding only this key's state is freed, the state moving back
+ * into the entry.
+ */
+static int64
+recall_tat(const uint8 hash[APIKEY_HASH_BYTES], int64 now_ns)
+{
+	EvictedState *slot = evicted_slot(hash);
+	uint64		tag = evicted_tag(hash);
+	int64		tat;
+
+	if (slot->tat_ns <= now_ns ||
+		(slot->tag != tag && slot->tag != EVICTED_MIXED))
+		return 0;
+	tat = slot->tat_ns;
+	if (slot->tag == tag)
+		slot->tat_ns = 0;
+	return tat;
+}
+
+/* Exclusive lock held: forget a key's remembered state (new limit). */
+static void
+forget_tat(const uint8 hash[APIKEY_HASH_BYTES])
+{
+	EvictedState *slot = evicted_slot(hash);
+
+	if (slot->tag == evicted_tag(hash))
+		slot->tat_ns = 0;
 }
 
 static int
@@ -284,7 +341,7 @@ keycache_verify(const uint8 hash[APIKEY_HASH_BYTES], bool apply_limit,
 		entry = hash_search(cache_htab, hash, HASH_FIND, NULL);
 		if (entry == NULL)
 		{
-			int			slot = evicted_slot(hash);
+			int64		recalled;
 
 			if (hash_get_num_entries(cache_htab) >= apikey_max_keys)
 				evict_entries(now * NS_PER_US);
@@ -316,8 +373,9 @@ keycache_verify(const uint8 hash[APIKEY_HASH_BYTES], bool apply_limit,
 				 * so the cap keeps the state conservative.  (A cap of now +
 				 * tau would allow one more request after every eviction.)
 				 */
-				if (cache->evicted_tat[slot] > now * NS_PER_US)
-					entry->tat_ns = Min(cache->evicted_tat[slot],
+				recalled = recall_tat(hash, now * NS_PER_US);
+				if (recalled > 0)
+					entry->tat_ns = Min(recalled,
 										now * NS_PER_US + entry->gcra.tolerance_ns +
 										entry->gcra.emission_interval_ns);
 			}
@@ -347,7 +405,6 @@ static void
 apply_pending(XactEvent event)
 {
 	ListCell   *lc;
-	int64		now_ns = GetCurrentTimestamp() * NS_PER_US;
 
 	foreach(lc, pending_hashes)
 	{
@@ -360,7 +417,8 @@ apply_pending(XactEvent event)
 			entry->invalidating++;
 		else if (event == XACT_EVENT_COMMIT)
 		{
-			remember_tat(entry, now_ns);
+			/* deleted, or a new limit: which starts afresh */
+			forget_tat(hash);
 			hash_search(cache_htab, hash, HASH_REMOVE, NULL);
 		}
 		else if (entry->invalidating > 0)
@@ -466,6 +524,25 @@ keycache_collect_last_used(bool only_dirty, pg_uuid_t **ids, TimestampTz **times
 	}
 	LWLockRelease(cache->lock);
 	return n;
+}
+
+/*
+ * Empty the cache (CREATE EXTENSION: keys of an earlier installation must
+ * not answer for the new one).
+ */
+void
+keycache_clear(void)
+{
+	HASH_SEQ_STATUS status;
+	KeyCacheEntry *entry;
+
+	LWLockAcquire(cache->lock, LW_EXCLUSIVE);
+	hash_seq_init(&status, cache_htab);
+	while ((entry = hash_seq_search(&status)) != NULL)
+		hash_search(cache_htab, entry->key_hash, HASH_REMOVE, NULL);
+	memset(cache->evicted, 0, sizeof(EvictedState) * apikey_max_keys);
+	cache->generation++;
+	LWLockRelease(cache->lock);
 }
 
 void
