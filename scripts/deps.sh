@@ -7,6 +7,8 @@ for pkg in postgresql-15 postgresql-server-dev-15 libsodium-dev postgresql-15-pg
            libtap-parser-sourcehandler-pgtap-perl clang libclang-rt-14-dev gnuplot-nox; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
+# the dashboard tests type-check with TypeScript (npm registry packages)
+command -v node >/dev/null && command -v npm >/dev/null || need+=(nodejs npm)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "deps: installing ${need[*]}"
 	if [ "$(id -u)" -ne 0 ]; then

@@ -29,8 +29,7 @@ grep -E "fuzz executions" /tmp/aku-fuzz.log; record "fuzz: keyformat (${FUZZ_SEC
 # 3. pg_regress + isolation, as the postgres user on a copy it owns
 WORK=$(mktemp -d /tmp/aku-reg.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
-cp -r "$ROOT/." "$WORK/"
-rm -rf "$WORK/.git" "$WORK/node_modules"
+tar -C "$ROOT" --exclude=./.git --exclude=node_modules --exclude=./bench/results -cf - . | tar -C "$WORK" -xf -
 chown -R postgres:postgres "$WORK"
 (cd "$WORK" && runuser -u postgres -- make -s installcheck >"$WORK/installcheck.log" 2>&1); rc=$?
 grep -E "^(ok|not ok|test |     |#)|tests (passed|failed)|failed \(" "$WORK/installcheck.log" | head -n 60

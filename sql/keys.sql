@@ -1,5 +1,7 @@
 -- Key lifecycle and the errors of the admin functions (API.md, "Key management").
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS apikey_usage;
+RESET client_min_messages;
 \set VERBOSITY terse
 
 -- errors as 'SQLSTATE: message', with key ids masked

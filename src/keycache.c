@@ -81,6 +81,7 @@ typedef struct EvictedState
 } EvictedState;
 
 #define EVICTED_MIXED 0			/* real tags have their low bit set */
+#define EVICTED_SLOTS (4 * apikey_max_keys)
 
 typedef struct KeyCacheShared
 {
@@ -89,7 +90,7 @@ typedef struct KeyCacheShared
 	pg_atomic_uint64 hits;
 	pg_atomic_uint64 misses;
 	pg_atomic_uint64 evictions;
-	EvictedState evicted[FLEXIBLE_ARRAY_MEMBER];	/* max_keys slots */
+	EvictedState evicted[FLEXIBLE_ARRAY_MEMBER];	/* EVICTED_SLOTS */
 } KeyCacheShared;
 
 static KeyCacheShared *cache = NULL;
@@ -99,7 +100,7 @@ static Size
 shared_struct_size(void)
 {
 	return add_size(offsetof(KeyCacheShared, evicted),
-					mul_size(apikey_max_keys, sizeof(EvictedState)));
+					mul_size(EVICTED_SLOTS, sizeof(EvictedState)));
 }
 
 Size
@@ -132,7 +133,7 @@ keycache_shmem_init(void)
 		pg_atomic_init_u64(&cache->hits, 0);
 		pg_atomic_init_u64(&cache->misses, 0);
 		pg_atomic_init_u64(&cache->evictions, 0);
-		memset(cache->evicted, 0, sizeof(EvictedState) * apikey_max_keys);
+		memset(cache->evicted, 0, sizeof(EvictedState) * EVICTED_SLOTS);
 	}
 	info.keysize = APIKEY_HASH_BYTES;
 	info.entrysize = sizeof(KeyCacheEntry);
@@ -147,7 +148,7 @@ evicted_slot(const uint8 hash[APIKEY_HASH_BYTES])
 	uint32		bits;
 
 	memcpy(&bits, hash, sizeof(bits));
-	return &cache->evicted[bits % (uint32) apikey_max_keys];
+	return &cache->evicted[bits % (uint32) EVICTED_SLOTS];
 }
 
 static inline uint64
@@ -540,7 +541,7 @@ keycache_clear(void)
 	hash_seq_init(&status, cache_htab);
 	while ((entry = hash_seq_search(&status)) != NULL)
 		hash_search(cache_htab, entry->key_hash, HASH_REMOVE, NULL);
-	memset(cache->evicted, 0, sizeof(EvictedState) * apikey_max_keys);
+	memset(cache->evicted, 0, sizeof(EvictedState) * EVICTED_SLOTS);
 	cache->generation++;
 	LWLockRelease(cache->lock);
 }

@@ -1,5 +1,8 @@
 -- Roles and privileges (API.md "Security model"), and SECURITY DEFINER
 -- functions that objects planted in a caller's search_path cannot hijack.
+-- the key is committed first: the request path sees committed keys only
+CREATE TEMP TABLE k AS SELECT * FROM apikey_usage.generate_key('priv-ws', 'Privileges');
+
 BEGIN;
 SELECT plan(27);
 
@@ -8,7 +11,6 @@ CREATE ROLE t_reader LOGIN IN ROLE apikey_usage_reader;
 CREATE ROLE t_admin LOGIN IN ROLE apikey_usage_admin;
 CREATE ROLE t_nobody LOGIN;
 
-CREATE TEMP TABLE k AS SELECT * FROM apikey_usage.generate_key('priv-ws', 'Privileges');
 GRANT SELECT ON k TO PUBLIC;
 
 -- app: the request path only
@@ -80,3 +82,4 @@ RESET search_path;
 
 SELECT * FROM finish();
 ROLLBACK;
+DROP TABLE k;
