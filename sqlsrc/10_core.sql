@@ -69,21 +69,27 @@ COMMENT ON TABLE apikey_usage.api_keys IS
 -- The raw request log, one row per request, partitioned by UTC day on
 -- requested_at.  Partitions are created ahead and on demand, and dropped
 -- after apikey_usage.retention by the background worker.
+--
+-- Text columns use the "C" collation: byte order is what an id or a route
+-- wants, and it makes every index comparison a memcmp.  Indexes are
+-- ascending although the log is read newest first: rows arrive in time
+-- order, and btree inserts at the right end take a fast path (a backward
+-- scan serves the newest-first order as well).
 CREATE TABLE apikey_usage.request_log_raw (
 	requested_at	timestamptz NOT NULL,
 	request_id		uuid NOT NULL,
 	api_key_id		uuid NOT NULL,
-	method			text NOT NULL,
-	endpoint		text NOT NULL,
+	method			text COLLATE "C" NOT NULL,
+	endpoint		text COLLATE "C" NOT NULL,
 	response_code	smallint NOT NULL,
-	resource_id		text
+	resource_id		text COLLATE "C"
 ) PARTITION BY RANGE (requested_at);
 CREATE INDEX request_log_raw_key_time_idx
-	ON apikey_usage.request_log_raw (api_key_id, requested_at DESC, request_id DESC);
+	ON apikey_usage.request_log_raw (api_key_id, requested_at, request_id);
 CREATE INDEX request_log_raw_time_idx
-	ON apikey_usage.request_log_raw (requested_at DESC, request_id DESC);
+	ON apikey_usage.request_log_raw (requested_at, request_id);
 CREATE INDEX request_log_raw_resource_idx
-	ON apikey_usage.request_log_raw (resource_id, requested_at DESC, request_id DESC)
+	ON apikey_usage.request_log_raw (resource_id, requested_at, request_id)
 	WHERE resource_id IS NOT NULL;
 COMMENT ON TABLE apikey_usage.request_log_raw IS
 	'Raw request log, partitioned by UTC day; written only by the background worker (or a synchronous fall-back). Query it through the requests view or request_log().';
@@ -94,8 +100,8 @@ COMMENT ON TABLE apikey_usage.request_log_raw IS
 CREATE TABLE apikey_usage.usage_hourly (
 	api_key_id		uuid NOT NULL,
 	bucket_start	timestamptz NOT NULL,
-	method			text NOT NULL,
-	endpoint		text NOT NULL,
+	method			text COLLATE "C" NOT NULL,
+	endpoint		text COLLATE "C" NOT NULL,
 	response_code	smallint NOT NULL,
 	requests		bigint NOT NULL,
 	PRIMARY KEY (api_key_id, bucket_start, method, endpoint, response_code)

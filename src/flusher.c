@@ -42,7 +42,7 @@
 
 #include "apikey_usage.h"
 
-#define FLUSH_BATCH				5000
+#define FLUSH_BATCH				10000
 #define LAST_USED_INTERVAL_MS	1000
 #define MAINTAIN_INTERVAL_MS	(10 * 60 * 1000)
 #define ERROR_BACKOFF_MS		1000
