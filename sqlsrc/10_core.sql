@@ -164,9 +164,11 @@ COMMENT ON FUNCTION apikey_usage._cache_last_used() IS
 	'Internal: last_used_at of every key in the shared-memory cache (the live value).';
 
 -- Status of a response code, as API.md defines it.
+-- Not STRICT, so that it is inlined into the views and queries using it.
 CREATE FUNCTION apikey_usage.status_of(response_code integer) RETURNS text
-	LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT
-	RETURN CASE WHEN response_code BETWEEN 100 AND 399 THEN 'completed'
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN CASE WHEN response_code IS NULL THEN NULL
+				WHEN response_code BETWEEN 100 AND 399 THEN 'completed'
 				WHEN response_code = 429 THEN 'rate_limited'
 				ELSE 'failed' END;
 COMMENT ON FUNCTION apikey_usage.status_of(integer) IS

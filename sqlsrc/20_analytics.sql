@@ -3,13 +3,13 @@
 -- Analytics (apikey_usage_reader)
 --
 -- Every count is exact: equal to a plain count over request_log_raw for
--- the same bounds.  Whole UTC hours inside [since, until) are read from
--- the hourly rollups (usage_hourly, written in the same transaction as
--- the raw rows they count); the partial hours at the two edges are read
--- from the raw log through its (api_key_id, requested_at) or
--- (requested_at) index.  A dashboard over 30 days of one key thus reads
--- about 720 hours of rollup rows plus at most two hours of raw rows,
--- whatever the traffic.
+-- the same bounds.  Whole UTC hours (or days) inside [since, until) are
+-- read from rollups: usage_hourly (written in the same transaction as the
+-- raw rows it counts) and the two tables derived from it below; the
+-- partial hours at the two edges from the raw log through its
+-- (api_key_id, requested_at) or (requested_at) index.  A dashboard over
+-- 30 days of one key thus reads a few thousand to some ten thousand
+-- rollup rows plus at most two hours of raw rows, whatever the traffic.
 --
 -- The queries are built as text and run with EXECUTE ... USING, so each
 -- call is planned for its own arguments: a NULL key_id or bound drops its
@@ -36,32 +36,220 @@ $$;
 COMMENT ON FUNCTION apikey_usage._check_bounds(timestamptz, timestamptz) IS
 	'Internal: raise 22023 when since > until.';
 
+------------------------------------------------------------------------
+-- Derived rollups, kept equal to usage_hourly by statement triggers (in
+-- the same transaction as every change of usage_hourly: the worker's
+-- flushes, imports, retention):
+--
+--   usage_daily         usage_hourly summed per UTC day
+--   usage_hourly_codes  usage_hourly summed over method and endpoint
+--
+-- A busy key has hundreds of (method, endpoint, response code)
+-- combinations an hour, so 30 days of usage_hourly are a few hundred
+-- thousand rows of that key.  usage_daily holds about 1/24 of that, for
+-- by_method and top_endpoints; usage_hourly_codes a handful of rows an
+-- hour, for usage_summary, usage_by_response_status and usage_timeseries,
+-- which need nothing but the response code.
+------------------------------------------------------------------------
+CREATE TABLE apikey_usage.usage_daily (
+	api_key_id		uuid NOT NULL,
+	bucket_start	timestamptz NOT NULL,
+	method			text COLLATE "C" NOT NULL,	-- as in usage_hourly
+	endpoint		text COLLATE "C" NOT NULL,
+	response_code	smallint NOT NULL,
+	requests		bigint NOT NULL,
+	PRIMARY KEY (api_key_id, bucket_start, method, endpoint, response_code)
+);
+CREATE INDEX usage_daily_bucket_idx ON apikey_usage.usage_daily (bucket_start);
+COMMENT ON TABLE apikey_usage.usage_daily IS
+	'Request counts per key, UTC day, method, endpoint and response code: usage_hourly summed per day, maintained by triggers on usage_hourly.';
+
+CREATE TABLE apikey_usage.usage_hourly_codes (
+	api_key_id		uuid NOT NULL,
+	bucket_start	timestamptz NOT NULL,
+	response_code	smallint NOT NULL,
+	requests		bigint NOT NULL,
+	PRIMARY KEY (api_key_id, bucket_start, response_code)
+);
+CREATE INDEX usage_hourly_codes_bucket_idx ON apikey_usage.usage_hourly_codes (bucket_start);
+COMMENT ON TABLE apikey_usage.usage_hourly_codes IS
+	'Request counts per key, UTC hour and response code: usage_hourly summed over method and endpoint, maintained by triggers on usage_hourly.';
+
+/*
+ * Apply a statement's change of usage_hourly to usage_daily and
+ * usage_hourly_codes, from the transition tables: inserted rows add,
+ * updated rows add new minus old, deleted rows subtract (and derived rows
+ * that reach zero are deleted).  A flush (INSERT ... ON CONFLICT DO
+ * UPDATE) fires the INSERT and the UPDATE trigger once each.  Rows are
+ * upserted in primary-key order, as the flush does with usage_hourly, so
+ * concurrent writers lock them in one order.
+ */
+CREATE FUNCTION apikey_usage._usage_rollups_sync() RETURNS trigger
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	-- (one statement per event: each sees only its own transition tables)
+	IF TG_OP = 'INSERT' THEN
+		WITH delta AS MATERIALIZED (
+			SELECT n.api_key_id, n.bucket_start, n.method, n.endpoint, n.response_code, n.requests
+			  FROM new_rows n
+		), daily AS (
+			INSERT INTO apikey_usage.usage_daily AS d
+				(api_key_id, bucket_start, method, endpoint, response_code, requests)
+			SELECT c.api_key_id, pg_catalog.date_bin('1 day', c.bucket_start, '1970-01-01 00:00:00+00'),
+				   c.method, c.endpoint, c.response_code, pg_catalog.sum(c.requests)
+			  FROM delta c
+			 GROUP BY 1, 2, 3, 4, 5
+			HAVING pg_catalog.sum(c.requests) <> 0
+			 ORDER BY 1, 2, 3, 4, 5
+			ON CONFLICT (api_key_id, bucket_start, method, endpoint, response_code)
+			DO UPDATE SET requests = d.requests + excluded.requests
+		)
+		INSERT INTO apikey_usage.usage_hourly_codes AS h (api_key_id, bucket_start, response_code, requests)
+		SELECT c.api_key_id, c.bucket_start, c.response_code, pg_catalog.sum(c.requests)
+		  FROM delta c
+		 GROUP BY 1, 2, 3
+		HAVING pg_catalog.sum(c.requests) <> 0
+		 ORDER BY 1, 2, 3
+		ON CONFLICT (api_key_id, bucket_start, response_code)
+		DO UPDATE SET requests = h.requests + excluded.requests;
+	ELSIF TG_OP = 'UPDATE' THEN
+		WITH delta AS MATERIALIZED (
+			SELECT n.api_key_id, n.bucket_start, n.method, n.endpoint, n.response_code, n.requests
+			  FROM new_rows n
+			UNION ALL
+			SELECT o.api_key_id, o.bucket_start, o.method, o.endpoint, o.response_code, -o.requests
+			  FROM old_rows o
+		), daily AS (
+			INSERT INTO apikey_usage.usage_daily AS d
+				(api_key_id, bucket_start, method, endpoint, response_code, requests)
+			SELECT c.api_key_id, pg_catalog.date_bin('1 day', c.bucket_start, '1970-01-01 00:00:00+00'),
+				   c.method, c.endpoint, c.response_code, pg_catalog.sum(c.requests)
+			  FROM delta c
+			 GROUP BY 1, 2, 3, 4, 5
+			HAVING pg_catalog.sum(c.requests) <> 0
+			 ORDER BY 1, 2, 3, 4, 5
+			ON CONFLICT (api_key_id, bucket_start, method, endpoint, response_code)
+			DO UPDATE SET requests = d.requests + excluded.requests
+		)
+		INSERT INTO apikey_usage.usage_hourly_codes AS h (api_key_id, bucket_start, response_code, requests)
+		SELECT c.api_key_id, c.bucket_start, c.response_code, pg_catalog.sum(c.requests)
+		  FROM delta c
+		 GROUP BY 1, 2, 3
+		HAVING pg_catalog.sum(c.requests) <> 0
+		 ORDER BY 1, 2, 3
+		ON CONFLICT (api_key_id, bucket_start, response_code)
+		DO UPDATE SET requests = h.requests + excluded.requests;
+	ELSIF TG_OP = 'DELETE' THEN
+		WITH delta AS MATERIALIZED (
+			SELECT o.api_key_id, o.bucket_start, o.method, o.endpoint, o.response_code, -o.requests AS requests
+			  FROM old_rows o
+		), daily AS (
+			INSERT INTO apikey_usage.usage_daily AS d
+				(api_key_id, bucket_start, method, endpoint, response_code, requests)
+			SELECT c.api_key_id, pg_catalog.date_bin('1 day', c.bucket_start, '1970-01-01 00:00:00+00'),
+				   c.method, c.endpoint, c.response_code, pg_catalog.sum(c.requests)
+			  FROM delta c
+			 GROUP BY 1, 2, 3, 4, 5
+			HAVING pg_catalog.sum(c.requests) <> 0
+			 ORDER BY 1, 2, 3, 4, 5
+			ON CONFLICT (api_key_id, bucket_start, method, endpoint, response_code)
+			DO UPDATE SET requests = d.requests + excluded.requests
+		)
+		INSERT INTO apikey_usage.usage_hourly_codes AS h (api_key_id, bucket_start, response_code, requests)
+		SELECT c.api_key_id, c.bucket_start, c.response_code, pg_catalog.sum(c.requests)
+		  FROM delta c
+		 GROUP BY 1, 2, 3
+		HAVING pg_catalog.sum(c.requests) <> 0
+		 ORDER BY 1, 2, 3
+		ON CONFLICT (api_key_id, bucket_start, response_code)
+		DO UPDATE SET requests = h.requests + excluded.requests;
+		-- deleted hours (retention): drop the derived rows that reached
+		-- zero (a count merely lowered to 0 by an UPDATE stays, as it
+		-- does in usage_hourly)
+		DELETE FROM apikey_usage.usage_daily AS d
+		 USING (SELECT DISTINCT o.api_key_id,
+					   pg_catalog.date_bin('1 day', o.bucket_start, '1970-01-01 00:00:00+00') AS bucket_start
+				  FROM old_rows o) o
+		 WHERE d.api_key_id = o.api_key_id AND d.bucket_start = o.bucket_start AND d.requests <= 0;
+		DELETE FROM apikey_usage.usage_hourly_codes AS h
+		 USING (SELECT DISTINCT o.api_key_id, o.bucket_start FROM old_rows o) o
+		 WHERE h.api_key_id = o.api_key_id AND h.bucket_start = o.bucket_start AND h.requests <= 0;
+	ELSE
+		TRUNCATE apikey_usage.usage_daily, apikey_usage.usage_hourly_codes;
+	END IF;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage._usage_rollups_sync() IS
+	'Internal: trigger function keeping usage_daily and usage_hourly_codes equal to usage_hourly summed per UTC day and over method and endpoint.';
+
+CREATE TRIGGER usage_rollups_insert AFTER INSERT ON apikey_usage.usage_hourly
+	REFERENCING NEW TABLE AS new_rows
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey_usage._usage_rollups_sync();
+CREATE TRIGGER usage_rollups_update AFTER UPDATE ON apikey_usage.usage_hourly
+	REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey_usage._usage_rollups_sync();
+CREATE TRIGGER usage_rollups_delete AFTER DELETE ON apikey_usage.usage_hourly
+	REFERENCING OLD TABLE AS old_rows
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey_usage._usage_rollups_sync();
+CREATE TRIGGER usage_rollups_truncate AFTER TRUNCATE ON apikey_usage.usage_hourly
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey_usage._usage_rollups_sync();
+
 /*
  * The query that yields what was requested in [since, until), as rows
- * (ts, method, endpoint, response_code, n): rollup rows (ts = the UTC
- * hour, n = its count) for whole hours, raw rows (ts = requested_at,
- * n = 1) for the rest.  With raw_only every row comes from the raw log
- * (for time buckets the hours do not tile).
+ * (ts, method, endpoint, response_code, n), from the coarsest source
+ * that is exact for each part of the range:
+ *
+ *   raw log   [since, lo_hour)                    ts = requested_at, n = 1
+ *   hourly    [lo_hour, lo_day)                   ts = the UTC hour, n = its count
+ *   daily     [lo_day, hi_day)                    ts = the UTC day
+ *   hourly    [hi_day, hi_hour)
+ *   raw log   [hi_hour, until)
+ *
+ * where lo_* round since up and hi_* round until down to whole UTC hours
+ * and days.  coarsest chooses the sources: 'day' (all three), 'hour' (no
+ * daily rows, for time buckets a day does not fit in), 'raw' (only the raw
+ * log, for buckets an hour does not fit in), or 'codes': whole hours from
+ * usage_hourly_codes (method and endpoint NULL), for the callers that need
+ * only the response code.  A NULL since / until (or an infinite one on its
+ * own side) leaves that side unbounded.
  *
  * Parameters of the returned query: $1 key_id (referenced only when
- * by_key), $2 since, $3 until, $4 lo_hour, $5 hi_hour; the caller passes
- * the lo_hour and hi_hour returned here.  A NULL since / until (or an
- * infinite one on its own side) leaves that side unbounded.
+ * by_key), $2 since, $3 until, $4 lo_hour, $5 hi_hour, $6 lo_day,
+ * $7 hi_day; the caller passes the bounds returned here.  Callers number
+ * their own parameters from $8.
  */
 CREATE FUNCTION apikey_usage._usage_query(
-	by_key boolean, since timestamptz, until timestamptz, raw_only boolean,
-	OUT lo_hour timestamptz, OUT hi_hour timestamptz, OUT query text)
+	by_key boolean, since timestamptz, until timestamptz, coarsest text,
+	OUT lo_hour timestamptz, OUT hi_hour timestamptz,
+	OUT lo_day timestamptz, OUT hi_day timestamptz, OUT query text)
 	RETURNS record
 	LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	epoch		constant timestamptz := '1970-01-01 00:00:00+00';
 	raw_select	constant text :=
 		'SELECT r.requested_at AS ts, r.method, r.endpoint, r.response_code, 1::bigint AS n'
-		' FROM apikey_usage.request_log_raw r WHERE true';
-	raw_key		constant text := CASE WHEN by_key THEN ' AND r.api_key_id OPERATOR(pg_catalog.=) $1' ELSE '' END;
+		' FROM apikey_usage.request_log_raw r WHERE true'
+		|| CASE WHEN by_key THEN ' AND r.api_key_id OPERATOR(pg_catalog.=) $1' ELSE '' END;
+	hour_select	constant text :=
+		CASE WHEN coarsest = 'codes' THEN
+			'SELECT u.bucket_start AS ts, NULL::text COLLATE "C" AS method, NULL::text COLLATE "C" AS endpoint,'
+			' u.response_code, u.requests AS n FROM apikey_usage.usage_hourly_codes u WHERE true'
+		ELSE
+			'SELECT u.bucket_start AS ts, u.method, u.endpoint, u.response_code, u.requests AS n'
+			' FROM apikey_usage.usage_hourly u WHERE true'
+		END
+		|| CASE WHEN by_key THEN ' AND u.api_key_id OPERATOR(pg_catalog.=) $1' ELSE '' END;
+	day_select	constant text :=
+		'SELECT d.bucket_start AS ts, d.method, d.endpoint, d.response_code, d.requests AS n'
+		' FROM apikey_usage.usage_daily d WHERE true'
+		|| CASE WHEN by_key THEN ' AND d.api_key_id OPERATOR(pg_catalog.=) $1' ELSE '' END;
 	pieces		text[] := '{}';
 	piece		text;
 BEGIN
+	IF coarsest NOT IN ('raw', 'codes', 'hour', 'day') THEN
+		RAISE EXCEPTION 'unknown level %', coarsest USING ERRCODE = '22023';
+	END IF;
 	IF since = '-infinity' THEN
 		since := NULL;
 	END IF;
@@ -75,19 +263,23 @@ BEGIN
 		RETURN;
 	END IF;
 
-	-- the whole UTC hours inside [since, until): [lo_hour, hi_hour)
-	IF since IS NOT NULL THEN
-		lo_hour := pg_catalog.date_bin('1 hour', since, epoch);
-		IF lo_hour < since THEN
-			lo_hour := lo_hour + interval '1 hour';
+	IF coarsest <> 'raw' THEN
+		IF since IS NOT NULL THEN
+			lo_hour := pg_catalog.date_bin('1 hour', since, epoch);
+			IF lo_hour < since THEN
+				lo_hour := lo_hour + interval '1 hour';
+			END IF;
+		END IF;
+		IF until IS NOT NULL THEN
+			hi_hour := pg_catalog.date_bin('1 hour', until, epoch);
 		END IF;
 	END IF;
-	IF until IS NOT NULL THEN
-		hi_hour := pg_catalog.date_bin('1 hour', until, epoch);
-	END IF;
 
-	IF raw_only OR lo_hour >= hi_hour THEN
-		piece := raw_select || raw_key;
+	-- no whole hour inside: everything from the raw log
+	IF coarsest = 'raw' OR lo_hour >= hi_hour THEN
+		lo_hour := NULL;
+		hi_hour := NULL;
+		piece := raw_select;
 		IF since IS NOT NULL THEN
 			piece := piece || ' AND r.requested_at OPERATOR(pg_catalog.>=) $2';
 		END IF;
@@ -98,34 +290,68 @@ BEGIN
 		RETURN;
 	END IF;
 
-	piece := 'SELECT u.bucket_start AS ts, u.method, u.endpoint, u.response_code, u.requests AS n'
-		' FROM apikey_usage.usage_hourly u WHERE true';
-	IF by_key THEN
-		piece := piece || ' AND u.api_key_id OPERATOR(pg_catalog.=) $1';
+	IF coarsest = 'day' THEN
+		IF since IS NOT NULL THEN
+			lo_day := pg_catalog.date_bin('1 day', since, epoch);
+			IF lo_day < since THEN
+				lo_day := lo_day + interval '24 hours';
+			END IF;
+		END IF;
+		IF until IS NOT NULL THEN
+			hi_day := pg_catalog.date_bin('1 day', until, epoch);
+		END IF;
+		IF lo_day >= hi_day THEN
+			lo_day := NULL;		-- no whole day inside
+			hi_day := NULL;
+			coarsest := 'hour';
+		END IF;
 	END IF;
-	IF lo_hour IS NOT NULL THEN
-		piece := piece || ' AND u.bucket_start OPERATOR(pg_catalog.>=) $4';
+
+	IF coarsest = 'day' THEN
+		piece := day_select;
+		IF lo_day IS NOT NULL THEN
+			piece := piece || ' AND d.bucket_start OPERATOR(pg_catalog.>=) $6';
+		END IF;
+		IF hi_day IS NOT NULL THEN
+			piece := piece || ' AND d.bucket_start OPERATOR(pg_catalog.<) $7';
+		END IF;
+		pieces := pieces || piece;
+		IF lo_hour < lo_day THEN
+			pieces := pieces || (hour_select
+				|| ' AND u.bucket_start OPERATOR(pg_catalog.>=) $4'
+				|| ' AND u.bucket_start OPERATOR(pg_catalog.<) $6');
+		END IF;
+		IF hi_day < hi_hour THEN
+			pieces := pieces || (hour_select
+				|| ' AND u.bucket_start OPERATOR(pg_catalog.>=) $7'
+				|| ' AND u.bucket_start OPERATOR(pg_catalog.<) $5');
+		END IF;
+	ELSE
+		piece := hour_select;
+		IF lo_hour IS NOT NULL THEN
+			piece := piece || ' AND u.bucket_start OPERATOR(pg_catalog.>=) $4';
+		END IF;
+		IF hi_hour IS NOT NULL THEN
+			piece := piece || ' AND u.bucket_start OPERATOR(pg_catalog.<) $5';
+		END IF;
+		pieces := pieces || piece;
 	END IF;
-	IF hi_hour IS NOT NULL THEN
-		piece := piece || ' AND u.bucket_start OPERATOR(pg_catalog.<) $5';
-	END IF;
-	pieces := pieces || piece;
 
 	IF since < lo_hour THEN
-		pieces := pieces || (raw_select || raw_key
+		pieces := pieces || (raw_select
 			|| ' AND r.requested_at OPERATOR(pg_catalog.>=) $2'
 			|| ' AND r.requested_at OPERATOR(pg_catalog.<) $4');
 	END IF;
 	IF hi_hour < until THEN
-		pieces := pieces || (raw_select || raw_key
+		pieces := pieces || (raw_select
 			|| ' AND r.requested_at OPERATOR(pg_catalog.>=) $5'
 			|| ' AND r.requested_at OPERATOR(pg_catalog.<) $3');
 	END IF;
 	query := pg_catalog.array_to_string(pieces, ' UNION ALL ');
 END
 $$;
-COMMENT ON FUNCTION apikey_usage._usage_query(boolean, timestamptz, timestamptz, boolean) IS
-	'Internal: the rollup + raw-edge query behind the analytics functions, with the whole-hour range it uses.';
+COMMENT ON FUNCTION apikey_usage._usage_query(boolean, timestamptz, timestamptz, text) IS
+	'Internal: the daily + hourly rollups + raw-edge query behind the analytics functions, with the whole-day and whole-hour ranges it uses.';
 
 -- The per-status sums over the rows of _usage_query, as SQL text.
 CREATE FUNCTION apikey_usage._status_sums_sql() RETURNS text
@@ -150,10 +376,10 @@ DECLARE
 	q	record;
 BEGIN
 	PERFORM apikey_usage._check_bounds(since, until);
-	q := apikey_usage._usage_query(key_id IS NOT NULL, since, until, false);
+	q := apikey_usage._usage_query(key_id IS NOT NULL, since, until, 'codes');
 	EXECUTE 'SELECT ' || apikey_usage._status_sums_sql() || ' FROM (' || q.query || ') s'
 	   INTO total_requests, completed, failed, rate_limited
-	  USING key_id, since, until, q.lo_hour, q.hi_hour;
+	  USING key_id, since, until, q.lo_hour, q.hi_hour, q.lo_day, q.hi_day;
 END
 $$;
 COMMENT ON FUNCTION apikey_usage.usage_summary(uuid, timestamptz, timestamptz) IS
@@ -170,11 +396,11 @@ DECLARE
 	q	record;
 BEGIN
 	PERFORM apikey_usage._check_bounds(since, until);
-	q := apikey_usage._usage_query(key_id IS NOT NULL, since, until, false);
+	q := apikey_usage._usage_query(key_id IS NOT NULL, since, until, 'day');
 	RETURN QUERY EXECUTE
 		'SELECT s.method, pg_catalog.sum(s.n)::bigint AS requests FROM (' || q.query || ') s'
 		' GROUP BY s.method ORDER BY requests DESC, s.method'
-		USING key_id, since, until, q.lo_hour, q.hi_hour;
+		USING key_id, since, until, q.lo_hour, q.hi_hour, q.lo_day, q.hi_day;
 END
 $$;
 COMMENT ON FUNCTION apikey_usage.usage_by_method(uuid, timestamptz, timestamptz) IS
@@ -191,12 +417,12 @@ DECLARE
 	q	record;
 BEGIN
 	PERFORM apikey_usage._check_bounds(since, until);
-	q := apikey_usage._usage_query(key_id IS NOT NULL, since, until, false);
+	q := apikey_usage._usage_query(key_id IS NOT NULL, since, until, 'codes');
 	RETURN QUERY EXECUTE
 		'SELECT s.response_code::integer AS response_code, pg_catalog.sum(s.n)::bigint AS requests'
 		' FROM (' || q.query || ') s'
 		' GROUP BY s.response_code ORDER BY requests DESC, response_code'
-		USING key_id, since, until, q.lo_hour, q.hi_hour;
+		USING key_id, since, until, q.lo_hour, q.hi_hour, q.lo_day, q.hi_day;
 END
 $$;
 COMMENT ON FUNCTION apikey_usage.usage_by_response_status(uuid, timestamptz, timestamptz) IS
@@ -220,11 +446,11 @@ BEGIN
 		RAISE EXCEPTION 'max_rows must be between 1 and 10000' USING ERRCODE = '22023';
 	END IF;
 	PERFORM apikey_usage._check_bounds(since, until);
-	q := apikey_usage._usage_query(key_id IS NOT NULL, since, until, false);
+	q := apikey_usage._usage_query(key_id IS NOT NULL, since, until, 'day');
 	RETURN QUERY EXECUTE
 		'SELECT s.endpoint, pg_catalog.sum(s.n)::bigint AS requests FROM (' || q.query || ') s'
-		' GROUP BY s.endpoint ORDER BY requests DESC, s.endpoint LIMIT $6'
-		USING key_id, since, until, q.lo_hour, q.hi_hour, max_rows;
+		' GROUP BY s.endpoint ORDER BY requests DESC, s.endpoint LIMIT $8'
+		USING key_id, since, until, q.lo_hour, q.hi_hour, q.lo_day, q.hi_day, max_rows;
 END
 $$;
 COMMENT ON FUNCTION apikey_usage.top_endpoints(uuid, timestamptz, timestamptz, integer) IS
@@ -235,7 +461,7 @@ COMMENT ON FUNCTION apikey_usage.top_endpoints(uuid, timestamptz, timestamptz, i
  * (date_bin), measured in absolute time: a bucket of '1 day' is 86400
  * seconds in every time zone, so the buckets do not move with TimeZone or
  * DST.  A bucket that is a whole number of hours contains whole UTC
- * hours, so rollups serve it; other buckets count raw rows.
+ * hours, so usage_hourly_codes serves it; other buckets count raw rows.
  */
 CREATE FUNCTION apikey_usage.usage_timeseries(
 	key_id uuid,
@@ -288,17 +514,17 @@ BEGIN
 	END IF;
 
 	q := apikey_usage._usage_query(key_id IS NOT NULL, since, until,
-								   bucket_secs % 3600 <> 0);
+								   CASE WHEN bucket_secs % 3600 = 0 THEN 'codes' ELSE 'raw' END);
 	RETURN QUERY EXECUTE
 		'WITH counts AS ('
-		' SELECT pg_catalog.date_bin($6, s.ts, ''1970-01-01 00:00:00+00''::timestamptz) AS bucket_start, '
+		' SELECT pg_catalog.date_bin($8, s.ts, ''1970-01-01 00:00:00+00''::timestamptz) AS bucket_start, '
 		|| apikey_usage._status_sums_sql()
 		|| ' FROM (' || q.query || ') s GROUP BY 1)'
 		' SELECT g.b, COALESCE(c.sum, 0), COALESCE(c.sum_1, 0), COALESCE(c.sum_2, 0), COALESCE(c.sum_3, 0)'
-		' FROM pg_catalog.generate_series($7, $3 OPERATOR(pg_catalog.-) ''1 microsecond''::interval, $6) AS g(b)'
+		' FROM pg_catalog.generate_series($9, $3 OPERATOR(pg_catalog.-) ''1 microsecond''::interval, $8) AS g(b)'
 		' LEFT JOIN counts AS c(bucket_start, sum, sum_1, sum_2, sum_3) ON c.bucket_start OPERATOR(pg_catalog.=) g.b'
 		' ORDER BY g.b'
-		USING key_id, since, until, q.lo_hour, q.hi_hour, step, first_start;
+		USING key_id, since, until, q.lo_hour, q.hi_hour, q.lo_day, q.hi_day, step, first_start;
 END
 $$;
 COMMENT ON FUNCTION apikey_usage.usage_timeseries(uuid, timestamptz, timestamptz, interval) IS
@@ -307,10 +533,10 @@ COMMENT ON FUNCTION apikey_usage.usage_timeseries(uuid, timestamptz, timestamptz
 /*
  * One page of the request log, newest first.  Keyset pagination: the
  * next page starts strictly before the (requested_at, request_id) of the
- * last row of this one, which the indexes on (..., requested_at DESC,
- * request_id DESC) reach directly, so a late page costs what the first
- * does.  The extra "requested_at <= before_requested_at" lets the
- * planner prune the newer day partitions.
+ * last row of this one, which a backward scan of the indexes on
+ * (..., requested_at, request_id) reaches directly, so a late page costs
+ * what the first does.  The extra "requested_at <= before_requested_at"
+ * lets the planner prune the newer day partitions.
  *
  * The work is done here; request_log() below only gives it the names of
  * API.md (PL/pgSQL refuses result columns named like its arguments).
@@ -416,16 +642,16 @@ COMMENT ON FUNCTION apikey_usage.request_log(uuid, text, timestamptz, timestampt
 -- Bulk import of history (apikey_usage_admin)
 ------------------------------------------------------------------------
 
--- A UUIDv7 for a time: the Unix milliseconds of ts, then random bits.
+-- A UUIDv7 for a time: the Unix milliseconds of ts, version 7, then
+-- random bits (random(), not a strong random source: a bulk import makes
+-- millions of these, and a request id needs to be unique, not secret).
+-- A single expression, so the planner inlines it.
 CREATE FUNCTION apikey_usage._uuid_v7(ts timestamptz) RETURNS uuid
-	LANGUAGE sql VOLATILE PARALLEL SAFE
-	RETURN (SELECT pg_catalog.encode(
-				pg_catalog.set_byte(
-					pg_catalog.overlay(b, pg_catalog.substr(pg_catalog.int8send(ms), 3), 1, 6),
-					6, (pg_catalog.get_byte(b, 6) & 15) | 112),
-				'hex')::uuid
-			  FROM (SELECT pg_catalog.uuid_send(pg_catalog.gen_random_uuid()) AS b,
-						   pg_catalog.floor(pg_catalog.date_part('epoch', ts) * 1000)::bigint AS ms) AS x);
+	LANGUAGE sql VOLATILE PARALLEL RESTRICTED
+	RETURN (pg_catalog.lpad(pg_catalog.to_hex(pg_catalog.floor(EXTRACT(epoch FROM ts) * 1000)::bigint), 12, '0')
+			|| pg_catalog.to_hex(28672 + (pg_catalog.random() * 4095)::integer)		-- 7xxx
+			|| pg_catalog.to_hex(32768 + (pg_catalog.random() * 16383)::integer)	-- variant 10xx
+			|| pg_catalog.lpad(pg_catalog.to_hex((pg_catalog.random() * 281474976710655)::bigint), 12, '0'))::uuid;
 COMMENT ON FUNCTION apikey_usage._uuid_v7(timestamptz) IS
 	'Internal: a random UUIDv7 carrying the millisecond of ts (request ids of imported rows that have none).';
 
@@ -433,11 +659,18 @@ COMMENT ON FUNCTION apikey_usage._uuid_v7(timestamptz) IS
  * Import request history from a table or view with the columns
  * requested_at, api_key_id, method, endpoint, response_code and optionally
  * request_id and resource_id (any types that cast to timestamptz, uuid,
- * text and integer, e.g. all text after a COPY).  Every row is checked as
- * log_request checks its arguments (22004 / 22023, nothing imported on
- * error); then the raw log and the hourly rollups are filled set-based in
+ * text and integer, e.g. all text after a COPY).  The rows are checked as
+ * log_request checks its arguments (22004 / 22023; nothing is imported on
+ * error), then the raw log and the hourly rollups are filled set-based in
  * the caller's transaction, so they agree.  A NULL request_id gets a
  * UUIDv7 of its requested_at; methods are upper-cased.
+ *
+ * Cost: three scans of the source (checks, raw rows, rollups).  The
+ * checks group the source by (key, method, endpoint) first, so the
+ * regular expressions run once per distinct method and endpoint, not once
+ * per row.  The raw rows are inserted in time order, the order of the raw
+ * log's (..., requested_at, request_id) indexes, so that insertions land
+ * at the right end of the indexes (their fast path).
  *
  * The source is read with the owner's rights, so the session user must be
  * allowed to SELECT it (42501).  It is locked in SHARE mode, so it cannot
@@ -453,10 +686,7 @@ DECLARE
 	src			text;
 	oldest		timestamptz := pg_catalog.now() - apikey_usage._retention();
 	newest		timestamptz := pg_catalog.now() + interval '1 hour';
-	problem		record;
-	total		bigint := 0;
-	min_at		timestamptz;
-	max_at		timestamptz;
+	checked		record;
 	day			timestamptz;
 	inserted	bigint;
 BEGIN
@@ -480,7 +710,7 @@ BEGIN
 
 	EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE MODE', source);
 
-	-- the source, typed and normalised
+	-- the source, typed
 	src := pg_catalog.format(
 		'SELECT %s AS request_id, s.requested_at::timestamptz AS requested_at,'
 		' s.api_key_id::uuid AS api_key_id, s.method::text AS method, s.endpoint::text AS endpoint,'
@@ -489,59 +719,65 @@ BEGIN
 		CASE WHEN 'resource_id' = ANY (cols) THEN 's.resource_id::text' ELSE 'NULL::text' END,
 		source);
 
-	-- one pass: the first kind of bad row (if any), the row count and the time span
-	FOR problem IN EXECUTE
-		'SELECT c.problem, pg_catalog.count(*) AS n, pg_catalog.min(c.requested_at) AS min_at,'
-		' pg_catalog.max(c.requested_at) AS max_at FROM ('
-		' SELECT t.requested_at, CASE'
-		'  WHEN t.requested_at IS NULL THEN ''22004 requested_at is NULL'''
-		'  WHEN t.api_key_id IS NULL THEN ''22004 api_key_id is NULL'''
-		'  WHEN t.method IS NULL THEN ''22004 method is NULL'''
-		'  WHEN t.endpoint IS NULL THEN ''22004 endpoint is NULL'''
-		'  WHEN t.response_code IS NULL THEN ''22004 response_code is NULL'''
-		'  WHEN t.requested_at < $1 OR t.requested_at > $2'
-		'   THEN ''22023 requested_at outside [now() - apikey_usage.retention, now() + 1 hour]'''
-		'  WHEN t.method !~ ''^[-A-Za-z0-9!#$%&''''*+.^_`|~]{1,32}$'''
-		'   THEN ''22023 method is not an HTTP method token of 1 to 32 bytes'''
-		'  WHEN pg_catalog.octet_length(t.endpoint) NOT BETWEEN 1 AND 1024 OR pg_catalog.left(t.endpoint, 1) <> ''/'''
-		'   THEN ''22023 endpoint does not start with "/" or is not 1 to 1024 bytes long'''
-		'  WHEN t.endpoint ~ ''[\x01-\x1f\x7f]'' THEN ''22023 endpoint contains control characters'''
-		'  WHEN t.response_code NOT BETWEEN 100 AND 599 THEN ''22023 response_code is not between 100 and 599'''
-		'  WHEN pg_catalog.octet_length(t.resource_id) > 256 THEN ''22023 resource_id is longer than 256 bytes'''
-		'  WHEN k.key_id IS NULL THEN ''22023 api_key_id is not the id of any API key'''
-		'  END AS problem'
-		' FROM (' || src || ') t LEFT JOIN apikey_usage.api_keys k ON k.key_id = t.api_key_id'
-		') c GROUP BY c.problem ORDER BY c.problem NULLS FIRST'
-		USING oldest, newest
-	LOOP
-		IF problem.problem IS NULL THEN
-			total := problem.n;
-			min_at := problem.min_at;
-			max_at := problem.max_at;
-		ELSE
-			RAISE EXCEPTION 'cannot import from %: % in % row(s)', source,
-				pg_catalog.substr(problem.problem, 7), problem.n
-				USING ERRCODE = pg_catalog.substr(problem.problem, 1, 5),
-					  DETAIL = pg_catalog.format('First bad requested_at: %s.', problem.min_at);
-		END IF;
-	END LOOP;
-	IF total = 0 THEN
+	-- one scan, grouped by (key, method, endpoint); then the first problem
+	-- (22004 before 22023), the row count and the time span
+	EXECUTE
+		'WITH g AS ('
+		' SELECT t.api_key_id, t.method, t.endpoint, pg_catalog.count(*) AS n,'
+		'  pg_catalog.min(t.requested_at) AS min_at, pg_catalog.max(t.requested_at) AS max_at,'
+		'  pg_catalog.count(*) FILTER (WHERE t.requested_at IS NULL) AS null_at,'
+		'  pg_catalog.count(*) FILTER (WHERE t.response_code IS NULL) AS null_code,'
+		'  pg_catalog.count(*) FILTER (WHERE t.response_code NOT BETWEEN 100 AND 599) AS bad_code,'
+		'  pg_catalog.count(*) FILTER (WHERE pg_catalog.octet_length(t.resource_id) > 256) AS long_resource'
+		' FROM (' || src || ') t GROUP BY 1, 2, 3),'
+		' p AS (SELECT CASE'
+		'  WHEN g.null_at > 0 THEN pg_catalog.format(''22004 requested_at is NULL in %s row(s)'', g.null_at)'
+		'  WHEN g.api_key_id IS NULL THEN pg_catalog.format(''22004 api_key_id is NULL in %s row(s)'', g.n)'
+		'  WHEN g.method IS NULL THEN pg_catalog.format(''22004 method is NULL in %s row(s)'', g.n)'
+		'  WHEN g.endpoint IS NULL THEN pg_catalog.format(''22004 endpoint is NULL in %s row(s)'', g.n)'
+		'  WHEN g.null_code > 0 THEN pg_catalog.format(''22004 response_code is NULL in %s row(s)'', g.null_code)'
+		'  WHEN g.min_at < $1 OR g.max_at > $2 THEN pg_catalog.format('
+		'   ''22023 requested_at %s is not between now() - apikey_usage.retention and now() + 1 hour'','
+		'   CASE WHEN g.min_at < $1 THEN g.min_at ELSE g.max_at END)'
+		'  WHEN g.method !~ ''^[-A-Za-z0-9!#$%&''''*+.^_`|~]{1,32}$'''
+		'   THEN pg_catalog.format(''22023 method %s is not an HTTP method token of 1 to 32 bytes'','
+		'    pg_catalog.quote_literal(g.method))'
+		'  WHEN pg_catalog.octet_length(g.endpoint) NOT BETWEEN 1 AND 1024 OR pg_catalog.left(g.endpoint, 1) <> ''/'''
+		'   THEN pg_catalog.format(''22023 endpoint %s does not start with "/" or is not 1 to 1024 bytes long'','
+		'    pg_catalog.quote_literal(pg_catalog.left(g.endpoint, 100)))'
+		'  WHEN g.endpoint ~ ''[\x01-\x1f\x7f]'' THEN ''22023 an endpoint contains control characters'''
+		'  WHEN g.bad_code > 0'
+		'   THEN pg_catalog.format(''22023 response_code is not between 100 and 599 in %s row(s)'', g.bad_code)'
+		'  WHEN g.long_resource > 0'
+		'   THEN pg_catalog.format(''22023 resource_id is longer than 256 bytes in %s row(s)'', g.long_resource)'
+		'  WHEN NOT EXISTS (SELECT FROM apikey_usage.api_keys k WHERE k.key_id = g.api_key_id)'
+		'   THEN pg_catalog.format(''22023 api_key_id %s is not the id of any API key'', g.api_key_id)'
+		'  END AS problem FROM g)'
+		' SELECT (SELECT pg_catalog.min(p.problem) FROM p) AS problem,'
+		'  COALESCE((SELECT pg_catalog.sum(g.n) FROM g), 0)::bigint AS total,'
+		'  (SELECT pg_catalog.min(g.min_at) FROM g) AS min_at, (SELECT pg_catalog.max(g.max_at) FROM g) AS max_at'
+		INTO checked
+		USING oldest, newest;
+	IF checked.problem IS NOT NULL THEN
+		RAISE EXCEPTION 'cannot import from %: %', source, pg_catalog.substr(checked.problem, 7)
+			USING ERRCODE = pg_catalog.substr(checked.problem, 1, 5);
+	END IF;
+	IF checked.total = 0 THEN
 		RETURN 0;
 	END IF;
 
-	day := pg_catalog.date_bin('1 day', min_at, '1970-01-01 00:00:00+00');
-	WHILE day <= max_at LOOP
+	day := pg_catalog.date_bin('1 day', checked.min_at, '1970-01-01 00:00:00+00');
+	WHILE day <= checked.max_at LOOP
 		PERFORM apikey_usage._ensure_partition(day);
 		day := day + interval '24 hours';
 	END LOOP;
 
-	-- the raw rows, in time order (index locality), then their rollups
 	EXECUTE
 		'INSERT INTO apikey_usage.request_log_raw'
 		' (requested_at, request_id, api_key_id, method, endpoint, response_code, resource_id)'
-		' SELECT t.requested_at, COALESCE(t.request_id, apikey_usage._uuid_v7(t.requested_at)),'
+		' SELECT t.requested_at, COALESCE(t.request_id, apikey_usage._uuid_v7(t.requested_at)) AS request_id,'
 		' t.api_key_id, pg_catalog.upper(t.method), t.endpoint, t.response_code::smallint, t.resource_id'
-		' FROM (' || src || ') t ORDER BY t.requested_at';
+		' FROM (' || src || ') t ORDER BY t.requested_at, request_id';
 	GET DIAGNOSTICS inserted = ROW_COUNT;
 
 	EXECUTE
@@ -565,7 +801,7 @@ COMMENT ON FUNCTION apikey_usage.import_requests(regclass) IS
 ------------------------------------------------------------------------
 CREATE VIEW apikey_usage.hourly_usage AS
 SELECT u.api_key_id AS key_id, k.name AS key_name, k.workspace, u.bucket_start,
-	   u.method, u.endpoint, u.response_code::integer AS response_code,
+	   u.method COLLATE "default" AS method, u.endpoint COLLATE "default" AS endpoint, u.response_code::integer AS response_code,
 	   apikey_usage.status_of(u.response_code) AS status, u.requests
   FROM apikey_usage.usage_hourly u
   LEFT JOIN apikey_usage.api_keys k ON k.key_id = u.api_key_id;
@@ -584,15 +820,12 @@ COMMENT ON COLUMN apikey_usage.hourly_usage.requests IS 'Number of requests in t
 CREATE VIEW apikey_usage.daily_usage AS
 SELECT u.api_key_id AS key_id, k.name AS key_name, k.workspace,
 	   (u.bucket_start AT TIME ZONE 'UTC')::date AS day,
-	   u.method, u.endpoint, u.response_code::integer AS response_code,
-	   apikey_usage.status_of(u.response_code) AS status,
-	   pg_catalog.sum(u.requests)::bigint AS requests
-  FROM apikey_usage.usage_hourly u
-  LEFT JOIN apikey_usage.api_keys k ON k.key_id = u.api_key_id
- GROUP BY u.api_key_id, k.name, k.workspace, (u.bucket_start AT TIME ZONE 'UTC')::date,
-		  u.method, u.endpoint, u.response_code;
+	   u.method COLLATE "default" AS method, u.endpoint COLLATE "default" AS endpoint, u.response_code::integer AS response_code,
+	   apikey_usage.status_of(u.response_code) AS status, u.requests
+  FROM apikey_usage.usage_daily u
+  LEFT JOIN apikey_usage.api_keys k ON k.key_id = u.api_key_id;
 COMMENT ON VIEW apikey_usage.daily_usage IS
-	'Request counts per key, UTC day, method, endpoint and response code (summed hourly rollups), labelled with key name and workspace.';
+	'Request counts per key, UTC day, method, endpoint and response code (the daily rollups), labelled with key name and workspace.';
 COMMENT ON COLUMN apikey_usage.daily_usage.key_id IS 'Key the requests were made with.';
 COMMENT ON COLUMN apikey_usage.daily_usage.key_name IS 'Name of that key (kept after deletion).';
 COMMENT ON COLUMN apikey_usage.daily_usage.workspace IS 'Workspace of that key.';

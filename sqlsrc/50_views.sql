@@ -25,8 +25,9 @@ COMMENT ON COLUMN apikey_usage.keys.rate_window IS 'Window of the rate limit.';
 
 CREATE VIEW apikey_usage.requests AS
 SELECT r.request_id, r.requested_at, r.api_key_id, k.name AS key_name, k.workspace,
-	   r.method, r.endpoint, apikey_usage.status_of(r.response_code) AS status,
-	   r.response_code::integer AS response_code, r.resource_id
+	   r.method COLLATE "default" AS method, r.endpoint COLLATE "default" AS endpoint,
+	   apikey_usage.status_of(r.response_code) AS status,
+	   r.response_code::integer AS response_code, r.resource_id COLLATE "default" AS resource_id
   FROM apikey_usage.request_log_raw r
   LEFT JOIN apikey_usage.api_keys k ON k.key_id = r.api_key_id;
 COMMENT ON VIEW apikey_usage.requests IS 'The request log, one row per logged request, labelled with the key''s name and workspace.';

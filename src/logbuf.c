@@ -375,21 +375,42 @@ logbuf_wake_worker(void)
 
 /*
  * Wait until every entry below seq is in the tables.  Gives up with an
- * error when no worker has been running for 30 seconds.
+ * error when no worker has been running for 30 seconds, or when the
+ * worker's flushes fail and nothing has been written for 10 seconds (the
+ * entries stay in the ring and are written once the cause is fixed).
  */
 void
 logbuf_wait_flushed(uint64 seq)
 {
 	TimestampTz no_worker_since = 0;
+	TimestampTz progress_at = GetCurrentTimestamp();
+	uint64		last_flushed = pg_atomic_read_u64(&ring->flushed_seq);
+	uint64		errors_at_start = pg_atomic_read_u64(&shared->errors);
 
 	logbuf_wake_worker();
 	ConditionVariablePrepareToSleep(&shared->flushed_cv);
 	while (pg_atomic_read_u64(&ring->flushed_seq) < seq)
 	{
+		TimestampTz now = GetCurrentTimestamp();
+		uint64		flushed = pg_atomic_read_u64(&ring->flushed_seq);
+
+		if (flushed != last_flushed)
+		{
+			last_flushed = flushed;
+			progress_at = now;
+		}
+		else if (pg_atomic_read_u64(&shared->errors) != errors_at_start &&
+				 TimestampDifferenceExceeds(progress_at, now, 10000))
+		{
+			ConditionVariableCancelSleep();
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the apikey_usage background worker cannot write the log"),
+					 errdetail("Its flushes have failed for 10 seconds; logged entries stay in the buffer and are written once the cause is fixed."),
+					 errhint("See the errors of the \"apikey_usage flusher\" process in the server log.")));
+		}
 		if (pg_atomic_read_u32(&shared->worker_pid) == 0)
 		{
-			TimestampTz now = GetCurrentTimestamp();
-
 			if (no_worker_since == 0)
 				no_worker_since = now;
 			else if (TimestampDifferenceExceeds(no_worker_since, now, 30000))
