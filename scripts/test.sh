@@ -7,14 +7,16 @@
 #   5. shell-level tests (restarts, crashes, load), each with its own cluster
 # Exits non-zero on any failure; the last line is "N passed, M failed".
 # Set TESTS="name ..." to run only some shell tests, FUZZ_SECONDS to change
-# the fuzzing time (default 30).
+# the fuzzing time (default 20).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 passed=0; failed=0; failures=()
-record() { # name status
-	if [ "$2" -eq 0 ]; then passed=$((passed+1)); echo "ok     - $1";
-	else failed=$((failed+1)); failures+=("$1"); echo "not ok - $1"; fi
+t0=$SECONDS
+record() { # name status  (prints the seconds since the previous record)
+	local took=$((SECONDS - t0)); t0=$SECONDS
+	if [ "$2" -eq 0 ]; then passed=$((passed+1)); echo "ok     - $1 (${took}s)";
+	else failed=$((failed+1)); failures+=("$1"); echo "not ok - $1 (${took}s)"; fi
 }
 
 bash scripts/deps.sh || exit 1
@@ -23,8 +25,8 @@ make -s >/dev/null && make -s install >/dev/null || { echo "build failed"; exit 
 # 2. pure C
 make -s -C test/unit unit >/tmp/aku-unit.log 2>&1; rc=$?
 tail -n 1 /tmp/aku-unit.log; record "unit: keyformat" $rc
-make -s -C test/unit fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-30}" >/tmp/aku-fuzz.log 2>&1; rc=$?
-grep -E "fuzz executions" /tmp/aku-fuzz.log; record "fuzz: keyformat (${FUZZ_SECONDS:-30}s)" $rc
+make -s -C test/unit fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-20}" >/tmp/aku-fuzz.log 2>&1; rc=$?
+grep -E "fuzz executions" /tmp/aku-fuzz.log; record "fuzz: keyformat (${FUZZ_SECONDS:-20}s)" $rc
 
 # 3. pg_regress + isolation, as the postgres user on a copy it owns
 WORK=$(mktemp -d /tmp/aku-reg.XXXXXX)
