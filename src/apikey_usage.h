@@ -62,13 +62,22 @@ extern char *secret_decrypt_key(const bytea *ciphertext,
 
 
 /* What a key lookup returns (cache or table). */
+/* workspaces up to this length (with the NUL) are kept in the key cache */
+#define APIKEY_WORKSPACE_INLINE 48
+
 typedef struct KeyInfo
 {
 	pg_uuid_t	key_id;
 	TimestampTz expires_at;		/* DT_NOEND when the key never expires */
 	int32		rate_limit;		/* 0 when unlimited */
 	int64		rate_window_us;
+	char		workspace[APIKEY_WORKSPACE_INLINE];	/* "" when longer */
 } KeyInfo;
+
+/* The workspace of a key found by keycache_verify. */
+#define KEYINFO_WORKSPACE(info) \
+	((info)->workspace[0] != '\0' ? (const char *) (info)->workspace : \
+	 key_workspace(&(info)->key_id))
 
 typedef enum KeyLookupResult
 {

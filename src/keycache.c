@@ -71,6 +71,7 @@ typedef struct KeyCacheEntry
 	int64		tat_ns;			/* GCRA theoretical arrival time */
 	TimestampTz last_used;
 	TimestampTz last_used_flushed;
+	char		workspace[APIKEY_WORKSPACE_INLINE];	/* "" when longer */
 } KeyCacheEntry;
 
 /* limiter state of evicted keys (see the header comment) */
@@ -81,7 +82,7 @@ typedef struct EvictedState
 } EvictedState;
 
 #define EVICTED_MIXED 0			/* real tags have their low bit set */
-#define EVICTED_SLOTS (4 * apikey_max_keys)
+#define EVICTED_SLOTS (2 * apikey_max_keys)
 
 typedef struct KeyCacheShared
 {
@@ -265,6 +266,7 @@ copy_info(const KeyCacheEntry *entry, KeyInfo *info)
 	info->expires_at = entry->expires_at;
 	info->rate_limit = entry->rate_limit;
 	info->rate_window_us = entry->rate_window_us;
+	memcpy(info->workspace, entry->workspace, APIKEY_WORKSPACE_INLINE);
 }
 
 /*
@@ -329,6 +331,10 @@ keycache_verify(const uint8 hash[APIKEY_HASH_BYTES], bool apply_limit,
 		if (!key_table_lookup_by_hash(hash, info, &workspace))
 			return KEY_UNKNOWN;
 		key_remember_workspace(&info->key_id, workspace);
+		if (strlen(workspace) < APIKEY_WORKSPACE_INLINE)
+			strcpy(info->workspace, workspace);
+		else
+			info->workspace[0] = '\0';
 
 		LWLockAcquire(cache->lock, LW_EXCLUSIVE);
 		if (cache->generation != generation)
@@ -358,6 +364,7 @@ keycache_verify(const uint8 hash[APIKEY_HASH_BYTES], bool apply_limit,
 			entry->expires_at = info->expires_at;
 			entry->rate_limit = info->rate_limit;
 			entry->rate_window_us = info->rate_window_us;
+			memcpy(entry->workspace, info->workspace, APIKEY_WORKSPACE_INLINE);
 			entry->invalidating = 0;
 			entry->lru_time = now;
 			SpinLockInit(&entry->mutex);

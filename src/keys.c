@@ -412,7 +412,7 @@ apikey_usage_verify_key(PG_FUNCTION_ARGS)
 			 * created again) is unknown too.
 			 */
 			if (keycache_verify(hash, false, &info, NULL) == KEY_UNKNOWN ||
-				(workspace = key_workspace(&info.key_id)) == NULL)
+				(workspace = KEYINFO_WORKSPACE(&info)) == NULL)
 				reason = "unknown";
 			else
 			{

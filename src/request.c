@@ -207,7 +207,7 @@ apikey_usage_check_request(PG_FUNCTION_ARGS)
 	key_hash_compute(key, key_len, hash);
 	/* unknown, or cached but its row is gone (extension dropped and created) */
 	if (keycache_verify(hash, true, &info, &decision) == KEY_UNKNOWN ||
-		(workspace = key_workspace(&info.key_id)) == NULL)
+		(workspace = KEYINFO_WORKSPACE(&info)) == NULL)
 		return return_one_row(fcinfo, values, nulls);
 
 	key_id = palloc(sizeof(pg_uuid_t));
