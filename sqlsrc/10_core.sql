@@ -16,6 +16,8 @@
 -- 55000 when the library is not in shared_preload_libraries.
 CREATE FUNCTION apikey_usage._check_install_database() RETURNS void
 	LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'apikey_usage_check_install_database';
+COMMENT ON FUNCTION apikey_usage._check_install_database() IS
+	'Internal: refuse installation outside apikey_usage.database or without preloading; empty the key cache.';
 SELECT apikey_usage._check_install_database();
 
 ------------------------------------------------------------------------
