@@ -86,83 +86,45 @@ COMMENT ON TABLE apikey_usage.usage_hourly_codes IS
  */
 CREATE FUNCTION apikey_usage._usage_rollups_sync() RETURNS trigger
 	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	-- the statement's change as signed counts (each event sees only its
+	-- own transition tables, hence the text chosen per event)
+	added		constant text :=
+		'SELECT n.api_key_id, n.bucket_start, n.method, n.endpoint, n.response_code, n.requests FROM new_rows n';
+	removed		constant text :=
+		'SELECT o.api_key_id, o.bucket_start, o.method, o.endpoint, o.response_code, -o.requests FROM old_rows o';
+	delta		text;
 BEGIN
-	-- (one statement per event: each sees only its own transition tables)
-	IF TG_OP = 'INSERT' THEN
-		WITH delta AS MATERIALIZED (
-			SELECT n.api_key_id, n.bucket_start, n.method, n.endpoint, n.response_code, n.requests
-			  FROM new_rows n
-		), daily AS (
-			INSERT INTO apikey_usage.usage_daily AS d
-				(api_key_id, bucket_start, method, endpoint, response_code, requests)
-			SELECT c.api_key_id, pg_catalog.date_bin('1 day', c.bucket_start, '1970-01-01 00:00:00+00'),
-				   c.method, c.endpoint, c.response_code, pg_catalog.sum(c.requests)
-			  FROM delta c
-			 GROUP BY 1, 2, 3, 4, 5
-			HAVING pg_catalog.sum(c.requests) <> 0
-			 ORDER BY 1, 2, 3, 4, 5
-			ON CONFLICT (api_key_id, bucket_start, method, endpoint, response_code)
-			DO UPDATE SET requests = d.requests + excluded.requests
-		)
-		INSERT INTO apikey_usage.usage_hourly_codes AS h (api_key_id, bucket_start, response_code, requests)
-		SELECT c.api_key_id, c.bucket_start, c.response_code, pg_catalog.sum(c.requests)
-		  FROM delta c
-		 GROUP BY 1, 2, 3
-		HAVING pg_catalog.sum(c.requests) <> 0
-		 ORDER BY 1, 2, 3
-		ON CONFLICT (api_key_id, bucket_start, response_code)
-		DO UPDATE SET requests = h.requests + excluded.requests;
-	ELSIF TG_OP = 'UPDATE' THEN
-		WITH delta AS MATERIALIZED (
-			SELECT n.api_key_id, n.bucket_start, n.method, n.endpoint, n.response_code, n.requests
-			  FROM new_rows n
-			UNION ALL
-			SELECT o.api_key_id, o.bucket_start, o.method, o.endpoint, o.response_code, -o.requests
-			  FROM old_rows o
-		), daily AS (
-			INSERT INTO apikey_usage.usage_daily AS d
-				(api_key_id, bucket_start, method, endpoint, response_code, requests)
-			SELECT c.api_key_id, pg_catalog.date_bin('1 day', c.bucket_start, '1970-01-01 00:00:00+00'),
-				   c.method, c.endpoint, c.response_code, pg_catalog.sum(c.requests)
-			  FROM delta c
-			 GROUP BY 1, 2, 3, 4, 5
-			HAVING pg_catalog.sum(c.requests) <> 0
-			 ORDER BY 1, 2, 3, 4, 5
-			ON CONFLICT (api_key_id, bucket_start, method, endpoint, response_code)
-			DO UPDATE SET requests = d.requests + excluded.requests
-		)
-		INSERT INTO apikey_usage.usage_hourly_codes AS h (api_key_id, bucket_start, response_code, requests)
-		SELECT c.api_key_id, c.bucket_start, c.response_code, pg_catalog.sum(c.requests)
-		  FROM delta c
-		 GROUP BY 1, 2, 3
-		HAVING pg_catalog.sum(c.requests) <> 0
-		 ORDER BY 1, 2, 3
-		ON CONFLICT (api_key_id, bucket_start, response_code)
-		DO UPDATE SET requests = h.requests + excluded.requests;
-	ELSIF TG_OP = 'DELETE' THEN
-		WITH delta AS MATERIALIZED (
-			SELECT o.api_key_id, o.bucket_start, o.method, o.endpoint, o.response_code, -o.requests AS requests
-			  FROM old_rows o
-		), daily AS (
-			INSERT INTO apikey_usage.usage_daily AS d
-				(api_key_id, bucket_start, method, endpoint, response_code, requests)
-			SELECT c.api_key_id, pg_catalog.date_bin('1 day', c.bucket_start, '1970-01-01 00:00:00+00'),
-				   c.method, c.endpoint, c.response_code, pg_catalog.sum(c.requests)
-			  FROM delta c
-			 GROUP BY 1, 2, 3, 4, 5
-			HAVING pg_catalog.sum(c.requests) <> 0
-			 ORDER BY 1, 2, 3, 4, 5
-			ON CONFLICT (api_key_id, bucket_start, method, endpoint, response_code)
-			DO UPDATE SET requests = d.requests + excluded.requests
-		)
-		INSERT INTO apikey_usage.usage_hourly_codes AS h (api_key_id, bucket_start, response_code, requests)
-		SELECT c.api_key_id, c.bucket_start, c.response_code, pg_catalog.sum(c.requests)
-		  FROM delta c
-		 GROUP BY 1, 2, 3
-		HAVING pg_catalog.sum(c.requests) <> 0
-		 ORDER BY 1, 2, 3
-		ON CONFLICT (api_key_id, bucket_start, response_code)
-		DO UPDATE SET requests = h.requests + excluded.requests;
+	IF TG_OP = 'TRUNCATE' THEN
+		TRUNCATE apikey_usage.usage_daily, apikey_usage.usage_hourly_codes;
+		RETURN NULL;
+	END IF;
+	delta := CASE TG_OP WHEN 'INSERT' THEN added
+						WHEN 'UPDATE' THEN added || ' UNION ALL ' || removed
+						ELSE removed END;
+	EXECUTE
+		'WITH delta (api_key_id, bucket_start, method, endpoint, response_code, requests)'
+		' AS MATERIALIZED (' || delta || '), daily AS ('
+		'	INSERT INTO apikey_usage.usage_daily AS d'
+		'		(api_key_id, bucket_start, method, endpoint, response_code, requests)'
+		'	SELECT c.api_key_id, pg_catalog.date_bin(''1 day'', c.bucket_start, ''1970-01-01 00:00:00+00''),'
+		'		   c.method, c.endpoint, c.response_code, pg_catalog.sum(c.requests)'
+		'	  FROM delta c'
+		'	 GROUP BY 1, 2, 3, 4, 5'
+		'	HAVING pg_catalog.sum(c.requests) <> 0'
+		'	 ORDER BY 1, 2, 3, 4, 5'
+		'	ON CONFLICT (api_key_id, bucket_start, method, endpoint, response_code)'
+		'	DO UPDATE SET requests = d.requests + excluded.requests'
+		')'
+		' INSERT INTO apikey_usage.usage_hourly_codes AS h (api_key_id, bucket_start, response_code, requests)'
+		' SELECT c.api_key_id, c.bucket_start, c.response_code, pg_catalog.sum(c.requests)'
+		'   FROM delta c'
+		'  GROUP BY 1, 2, 3'
+		' HAVING pg_catalog.sum(c.requests) <> 0'
+		'  ORDER BY 1, 2, 3'
+		' ON CONFLICT (api_key_id, bucket_start, response_code)'
+		' DO UPDATE SET requests = h.requests + excluded.requests';
+	IF TG_OP = 'DELETE' THEN
 		-- deleted hours (retention): drop the derived rows that reached
 		-- zero (a count merely lowered to 0 by an UPDATE stays, as it
 		-- does in usage_hourly)
@@ -174,8 +136,6 @@ BEGIN
 		DELETE FROM apikey_usage.usage_hourly_codes AS h
 		 USING (SELECT DISTINCT o.api_key_id, o.bucket_start FROM old_rows o) o
 		 WHERE h.api_key_id = o.api_key_id AND h.bucket_start = o.bucket_start AND h.requests <= 0;
-	ELSE
-		TRUNCATE apikey_usage.usage_daily, apikey_usage.usage_hourly_codes;
 	END IF;
 	RETURN NULL;
 END
