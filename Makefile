@@ -3,8 +3,13 @@
 
 MODULE_big = apikey_usage
 EXTENSION = apikey_usage
-DATA = apikey_usage--0.1.0.sql
-EXTRA_CLEAN = apikey_usage--0.1.0.sql
+# apikey_usage--0.1.0.sql is the released 0.1.0 script, frozen: never edit
+# it.  The current version's script and the upgrade script are assembled
+# from sqlsrc/ (fresh install) and sqlsrc/update-0.1.0--0.2.0/ (upgrade);
+# test/tap/ compares an upgraded catalog with a fresh one.
+EXTVERSION = 0.2.0
+DATA = apikey_usage--0.1.0.sql apikey_usage--$(EXTVERSION).sql apikey_usage--0.1.0--$(EXTVERSION).sql
+EXTRA_CLEAN = apikey_usage--$(EXTVERSION).sql apikey_usage--0.1.0--$(EXTVERSION).sql
 PGFILEDESC = "apikey_usage - API keys, rate limits and usage analytics"
 
 SRCS = $(wildcard src/*.c)
@@ -29,10 +34,13 @@ include $(PGXS)
 ISOLATION_TESTDB = contrib_regression
 
 # The install script is assembled from sqlsrc/ (core, analytics, views
-# and grants), each part readable top to bottom.
-apikey_usage--0.1.0.sql: $(sort $(wildcard sqlsrc/*.sql))
+# and grants), each part readable top to bottom; the upgrade script from
+# the parts in sqlsrc/update-0.1.0--$(EXTVERSION)/, in name order.
+apikey_usage--$(EXTVERSION).sql: $(sort $(wildcard sqlsrc/*.sql))
 	cat $^ > $@
-all: apikey_usage--0.1.0.sql
+apikey_usage--0.1.0--$(EXTVERSION).sql: $(sort $(wildcard sqlsrc/update-0.1.0--$(EXTVERSION)/*.sql))
+	cat $^ > $@
+all: apikey_usage--$(EXTVERSION).sql apikey_usage--0.1.0--$(EXTVERSION).sql
 
 
 .PHONY: test demo bench deps

@@ -8,7 +8,8 @@
 #   cluster_restart [mode] pg_ctl restart (-m fast by default)
 #   cluster_psql ...       psql -X -v ON_ERROR_STOP=1 -qAt against it
 
-PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+# PG_CONFIG selects the PostgreSQL installation (default: the one on PATH).
+PGBIN=${PGBIN:-$("${PG_CONFIG:-pg_config}" --bindir)}
 CLUSTER_DIR=""
 
 free_port() {

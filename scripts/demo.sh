@@ -65,7 +65,7 @@ if [ "${KEEP:-0}" = 1 ]; then
    psql:    psql "host=$PGHOST port=$PGPORT dbname=apikey user=postgres"
    TCP:     host 127.0.0.1 port $PGPORT (Grafana: see dashboards/grafana/README.md; create a
             read-only login first: CREATE ROLE grafana LOGIN PASSWORD '...' IN ROLE apikey_usage_reader;)
-   stop:    runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D $CLUSTER_DATA stop && rm -rf $CLUSTER_DIR
+   stop:    runuser -u postgres -- $PGBIN/pg_ctl -D $CLUSTER_DATA stop && rm -rf $CLUSTER_DIR
 MSG
 else
 	echo

@@ -4,7 +4,8 @@
 set -euo pipefail
 need=()
 for pkg in postgresql-15 postgresql-server-dev-15 libsodium-dev postgresql-15-pgtap \
-           libtap-parser-sourcehandler-pgtap-perl clang libclang-rt-14-dev gnuplot-nox; do
+           libtap-parser-sourcehandler-pgtap-perl clang libclang-rt-14-dev gnuplot-nox \
+           libipc-run-perl pgbouncer postgresql-15-plproxy; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 # the dashboard tests type-check with TypeScript (npm registry packages)

@@ -23,14 +23,16 @@ bash scripts/deps.sh || exit 1
 make -s >/dev/null && make -s install >/dev/null || { echo "build failed"; exit 1; }
 
 # 2. pure C
-make -s -C test/unit unit >/tmp/aku-unit.log 2>&1; rc=$?
-tail -n 1 /tmp/aku-unit.log; record "unit: keyformat" $rc
-make -s -C test/unit fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-20}" >/tmp/aku-fuzz.log 2>&1; rc=$?
-grep -E "fuzz executions" /tmp/aku-fuzz.log; record "fuzz: keyformat (${FUZZ_SECONDS:-20}s)" $rc
+TOP=$(mktemp -d /tmp/aku-reg.XXXXXX)
+trap 'rm -rf "$TOP"' EXIT
+WORK=$TOP; chmod 755 "$TOP"
+make -s -C test/unit unit >"$WORK/unit.log" 2>&1; rc=$?
+tail -n 1 "$WORK/unit.log"; record "unit: keyformat" $rc
+make -s -C test/unit fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-10}" >"$WORK/fuzz.log" 2>&1; rc=$?
+grep -E "fuzz executions" "$WORK/fuzz.log"; record "fuzz: keyformat (${FUZZ_SECONDS:-10}s)" $rc
 
 # 3. pg_regress + isolation, as the postgres user on a copy it owns
-WORK=$(mktemp -d /tmp/aku-reg.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
+WORK="$TOP/tree"; mkdir "$WORK"
 tar -C "$ROOT" --exclude=./.git --exclude=node_modules --exclude=./bench/results -cf - . | tar -C "$WORK" -xf -
 chown -R postgres:postgres "$WORK"
 (cd "$WORK" && runuser -u postgres -- make -s installcheck >"$WORK/installcheck.log" 2>&1); rc=$?

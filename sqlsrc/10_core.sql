@@ -1,5 +1,5 @@
 /*
- * apikey_usage 0.1.0 — install script.
+ * apikey_usage 0.2.0 — install script.
  *
  * Read top to bottom: guard, roles, tables, internal helpers, key
  * management (admin), request path (app), log maintenance (worker),

@@ -1,0 +1,1446 @@
+/*
+ * apikey_usage 0.1.0 — install script.
+ *
+ * Read top to bottom: guard, roles, tables, internal helpers, key
+ * management (admin), request path (app), log maintenance (worker),
+ * analytics (reader), views, grants.
+ *
+ * Every SECURITY DEFINER function pins search_path to pg_catalog, pg_temp
+ * and schema-qualifies every object it touches.
+ */
+
+\echo Use "CREATE EXTENSION apikey_usage" to load this file. \quit
+
+-- The extension lives in exactly one database, the one its background
+-- worker serves (apikey_usage.database).  This also fails with SQLSTATE
+-- 55000 when the library is not in shared_preload_libraries.
+CREATE FUNCTION apikey_usage._check_install_database() RETURNS void
+	LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'apikey_usage_check_install_database';
+COMMENT ON FUNCTION apikey_usage._check_install_database() IS
+	'Internal: refuse installation outside apikey_usage.database or without preloading; empty the key cache.';
+SELECT apikey_usage._check_install_database();
+
+------------------------------------------------------------------------
+-- Roles (cluster-wide; created only when missing, never dropped by us)
+------------------------------------------------------------------------
+DO $roles$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'apikey_usage_admin') THEN
+		CREATE ROLE apikey_usage_admin NOLOGIN;
+	END IF;
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'apikey_usage_app') THEN
+		CREATE ROLE apikey_usage_app NOLOGIN;
+	END IF;
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'apikey_usage_reader') THEN
+		CREATE ROLE apikey_usage_reader NOLOGIN;
+	END IF;
+END
+$roles$;
+
+REVOKE ALL ON SCHEMA apikey_usage FROM PUBLIC;
+GRANT USAGE ON SCHEMA apikey_usage TO apikey_usage_admin, apikey_usage_app, apikey_usage_reader;
+
+------------------------------------------------------------------------
+-- Tables
+------------------------------------------------------------------------
+
+-- Keys.  key_hash and key_ciphertext are never granted to anyone: only
+-- the SECURITY DEFINER functions below and the C code (which switches to
+-- the extension owner for its lookups) read them.  A deleted key keeps its
+-- row as a tombstone with hash and ciphertext destroyed.
+CREATE TABLE apikey_usage.api_keys (
+	key_id			uuid PRIMARY KEY,
+	workspace		text NOT NULL,
+	name			text NOT NULL,
+	key_prefix		text NOT NULL,
+	key_hash		bytea UNIQUE,
+	key_ciphertext	bytea,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	expires_at		timestamptz,
+	rate_limit		integer,
+	rate_window		interval NOT NULL DEFAULT '1 minute',
+	last_used_at	timestamptz,
+	deleted_at		timestamptz,
+	CHECK ((deleted_at IS NULL) = (key_hash IS NOT NULL)),
+	CHECK ((deleted_at IS NULL) = (key_ciphertext IS NOT NULL))
+);
+CREATE INDEX api_keys_workspace_idx ON apikey_usage.api_keys (workspace);
+COMMENT ON TABLE apikey_usage.api_keys IS
+	'API keys and tombstones of deleted keys. Not readable by the app and reader roles; use the keys view.';
+
+-- The raw request log, one row per request, partitioned by UTC day on
+-- requested_at.  Partitions are created ahead and on demand, and dropped
+-- after apikey_usage.retention by the background worker.
+--
+-- Text columns use the "C" collation: byte order is what an id or a route
+-- wants, and it makes every index comparison a memcmp.  Indexes are
+-- ascending although the log is read newest first: rows arrive in time
+-- order, and btree inserts at the right end take a fast path (a backward
+-- scan serves the newest-first order as well).
+CREATE TABLE apikey_usage.request_log_raw (
+	requested_at	timestamptz NOT NULL,
+	request_id		uuid NOT NULL,
+	api_key_id		uuid NOT NULL,
+	method			text COLLATE "C" NOT NULL,
+	endpoint		text COLLATE "C" NOT NULL,
+	response_code	smallint NOT NULL,
+	resource_id		text COLLATE "C"
+) PARTITION BY RANGE (requested_at);
+CREATE INDEX request_log_raw_key_time_idx
+	ON apikey_usage.request_log_raw (api_key_id, requested_at, request_id);
+CREATE INDEX request_log_raw_time_idx
+	ON apikey_usage.request_log_raw (requested_at, request_id);
+CREATE INDEX request_log_raw_resource_idx
+	ON apikey_usage.request_log_raw (resource_id, requested_at, request_id)
+	WHERE resource_id IS NOT NULL;
+COMMENT ON TABLE apikey_usage.request_log_raw IS
+	'Raw request log, partitioned by UTC day; written only by the background worker (or a synchronous fall-back). Query it through the requests view or request_log().';
+
+-- Hourly rollups: request counts per key, hour, method, endpoint and
+-- response code, written in the same transaction as the raw rows they
+-- count, so that whole hours never need the raw log.
+CREATE TABLE apikey_usage.usage_hourly (
+	api_key_id		uuid NOT NULL,
+	bucket_start	timestamptz NOT NULL,
+	method			text COLLATE "C" NOT NULL,
+	endpoint		text COLLATE "C" NOT NULL,
+	response_code	smallint NOT NULL,
+	requests		bigint NOT NULL,
+	PRIMARY KEY (api_key_id, bucket_start, method, endpoint, response_code)
+);
+CREATE INDEX usage_hourly_bucket_idx ON apikey_usage.usage_hourly (bucket_start);
+COMMENT ON TABLE apikey_usage.usage_hourly IS
+	'Request counts per key, UTC hour, method, endpoint and response code; maintained with the raw log in one transaction.';
+
+-- Exactly-once flushing of the durable log buffer: the highest sequence
+-- number written to the tables, per buffer file (ring_id), updated in the
+-- same transaction as the rows.
+CREATE TABLE apikey_usage.flush_state (
+	ring_id			bigint PRIMARY KEY,
+	flushed_seq		bigint NOT NULL,
+	updated_at		timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE apikey_usage.flush_state IS
+	'Per log-buffer file: the sequence number below which every entry is in the tables (exactly-once flushing).';
+
+-- Spool files (entries that found the log buffer full) already written to
+-- the tables, recorded in the same transaction as their rows; a file whose
+-- name is here is only removed, never written twice.
+CREATE TABLE apikey_usage.spool_done (
+	name			text PRIMARY KEY,
+	done_at			timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE apikey_usage.spool_done IS
+	'Spool files already written to the tables (exactly-once flushing of overflow entries).';
+
+------------------------------------------------------------------------
+-- Internal helpers (C).  None is granted to anyone: only the extension
+-- owner (through the SECURITY DEFINER functions) may call them.
+------------------------------------------------------------------------
+CREATE FUNCTION apikey_usage._key_material(key_prefix text, key_id uuid,
+	OUT api_key text, OUT key_hash bytea, OUT key_ciphertext bytea, OUT display_prefix text)
+	RETURNS record
+	LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'apikey_usage_key_material';
+COMMENT ON FUNCTION apikey_usage._key_material(text, uuid) IS
+	'Internal: a new random key with its hash, its ciphertext under the server secret and its display prefix.';
+
+CREATE FUNCTION apikey_usage._decrypt_key(key_ciphertext bytea, key_id uuid) RETURNS text
+	LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'apikey_usage_decrypt_key';
+COMMENT ON FUNCTION apikey_usage._decrypt_key(bytea, uuid) IS
+	'Internal: the key again, decrypted under the server secret.';
+
+CREATE FUNCTION apikey_usage._invalidate_key(key_hash bytea) RETURNS void
+	LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'apikey_usage_invalidate_key';
+COMMENT ON FUNCTION apikey_usage._invalidate_key(bytea) IS
+	'Internal: drop the key from the shared-memory cache at commit of the calling transaction.';
+
+CREATE FUNCTION apikey_usage._retention() RETURNS interval
+	LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'apikey_usage_retention';
+COMMENT ON FUNCTION apikey_usage._retention() IS
+	'The value of apikey_usage.retention as an interval.';
+
+CREATE FUNCTION apikey_usage._cache_last_used(OUT key_id uuid, OUT last_used_at timestamptz)
+	RETURNS SETOF record
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'apikey_usage_cache_last_used';
+COMMENT ON FUNCTION apikey_usage._cache_last_used() IS
+	'Internal: last_used_at of every key in the shared-memory cache (the live value).';
+
+-- Status of a response code, as API.md defines it.
+-- Not STRICT, so that it is inlined into the views and queries using it.
+CREATE FUNCTION apikey_usage.status_of(response_code integer) RETURNS text
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN CASE WHEN response_code IS NULL THEN NULL
+				WHEN response_code BETWEEN 100 AND 399 THEN 'completed'
+				WHEN response_code = 429 THEN 'rate_limited'
+				ELSE 'failed' END;
+COMMENT ON FUNCTION apikey_usage.status_of(integer) IS
+	'completed for 100-399, rate_limited for 429, failed for any other code.';
+
+------------------------------------------------------------------------
+-- Key management (apikey_usage_admin)
+------------------------------------------------------------------------
+
+-- Shared argument checks of the admin functions; raise 22004 / 22023.
+CREATE FUNCTION apikey_usage._check_name(name text) RETURNS void
+	LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF name IS NULL THEN
+		RAISE EXCEPTION 'name must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	IF pg_catalog.octet_length(name) NOT BETWEEN 1 AND 200 THEN
+		RAISE EXCEPTION 'name must be 1 to 200 bytes long' USING ERRCODE = '22023';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage._check_name(text) IS 'Internal: validate a key name.';
+
+CREATE FUNCTION apikey_usage._check_rate_limit(rate_limit integer, rate_window interval) RETURNS void
+	LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF rate_window IS NULL THEN
+		RAISE EXCEPTION 'rate_window must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	IF rate_limit IS NOT NULL AND rate_limit NOT BETWEEN 1 AND 1000000000 THEN
+		RAISE EXCEPTION 'rate_limit must be between 1 and 1000000000, or NULL for unlimited'
+			USING ERRCODE = '22023';
+	END IF;
+	IF rate_window < interval '1 second' OR rate_window > interval '1 day'
+		OR pg_catalog.date_part('month', rate_window) <> 0 THEN
+		RAISE EXCEPTION 'rate_window must be between 1 second and 1 day'
+			USING ERRCODE = '22023';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage._check_rate_limit(integer, interval) IS 'Internal: validate a rate limit and window.';
+
+CREATE FUNCTION apikey_usage.generate_key(
+	workspace text,
+	name text,
+	rate_limit integer DEFAULT NULL,
+	rate_window interval DEFAULT '1 minute',
+	expires_at timestamptz DEFAULT NULL,
+	key_prefix text DEFAULT 'ak')
+	RETURNS TABLE (key_id uuid, api_key text)
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	new_id		uuid := pg_catalog.gen_random_uuid();
+	material	record;
+BEGIN
+	IF workspace IS NULL THEN
+		RAISE EXCEPTION 'workspace must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	IF pg_catalog.octet_length(workspace) NOT BETWEEN 1 AND 200 THEN
+		RAISE EXCEPTION 'workspace must be 1 to 200 bytes long' USING ERRCODE = '22023';
+	END IF;
+	PERFORM apikey_usage._check_name(name);
+	PERFORM apikey_usage._check_rate_limit(rate_limit, rate_window);
+	IF key_prefix IS NULL THEN
+		RAISE EXCEPTION 'key_prefix must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	IF key_prefix !~ '^[a-z][a-z0-9]{0,15}$' THEN
+		RAISE EXCEPTION 'key_prefix must match [a-z][a-z0-9]{0,15}' USING ERRCODE = '22023';
+	END IF;
+	IF expires_at IS NOT NULL AND expires_at <= pg_catalog.clock_timestamp() THEN
+		RAISE EXCEPTION 'expires_at must be in the future' USING ERRCODE = '22023';
+	END IF;
+
+	material := apikey_usage._key_material(key_prefix, new_id);
+	INSERT INTO apikey_usage.api_keys
+		(key_id, workspace, name, key_prefix, key_hash, key_ciphertext,
+		 expires_at, rate_limit, rate_window)
+	VALUES (new_id, generate_key.workspace, generate_key.name, material.display_prefix,
+			material.key_hash, material.key_ciphertext,
+			generate_key.expires_at, generate_key.rate_limit, generate_key.rate_window);
+	key_id := new_id;
+	api_key := material.api_key;
+	RETURN NEXT;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage.generate_key(text, text, integer, interval, timestamptz, text) IS
+	'Create an API key for a workspace; returns its id and the secret key (shown again only by copy_key).';
+
+CREATE FUNCTION apikey_usage.copy_key(key_id uuid) RETURNS text
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	ciphertext	bytea;
+BEGIN
+	IF key_id IS NULL THEN
+		RAISE EXCEPTION 'key_id must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	SELECT k.key_ciphertext INTO ciphertext
+	  FROM apikey_usage.api_keys k
+	 WHERE k.key_id = copy_key.key_id AND k.deleted_at IS NULL;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no live API key with id %', key_id USING ERRCODE = '22023';
+	END IF;
+	RETURN apikey_usage._decrypt_key(ciphertext, key_id);
+END
+$$;
+COMMENT ON FUNCTION apikey_usage.copy_key(uuid) IS
+	'The secret API key of a live key again (decrypted under the server secret).';
+
+CREATE FUNCTION apikey_usage.delete_key(key_id uuid) RETURNS boolean
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	old_hash	bytea;
+BEGIN
+	IF key_id IS NULL THEN
+		RAISE EXCEPTION 'key_id must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	SELECT k.key_hash INTO old_hash
+	  FROM apikey_usage.api_keys k
+	 WHERE k.key_id = delete_key.key_id AND k.deleted_at IS NULL
+	   FOR UPDATE;
+	IF NOT FOUND THEN
+		IF EXISTS (SELECT FROM apikey_usage.api_keys k WHERE k.key_id = delete_key.key_id) THEN
+			RETURN false;
+		END IF;
+		RAISE EXCEPTION 'no API key with id %', key_id USING ERRCODE = '22023';
+	END IF;
+	UPDATE apikey_usage.api_keys k
+	   SET key_hash = NULL, key_ciphertext = NULL, deleted_at = pg_catalog.now()
+	 WHERE k.key_id = delete_key.key_id;
+	PERFORM apikey_usage._invalidate_key(old_hash);
+	RETURN true;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage.delete_key(uuid) IS
+	'Delete a key for good: hash and ciphertext are destroyed, every backend rejects it from commit on; its usage history stays.';
+
+CREATE FUNCTION apikey_usage.rename_key(key_id uuid, name text) RETURNS void
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF key_id IS NULL THEN
+		RAISE EXCEPTION 'key_id must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	PERFORM apikey_usage._check_name(name);
+	UPDATE apikey_usage.api_keys k SET name = rename_key.name
+	 WHERE k.key_id = rename_key.key_id AND k.deleted_at IS NULL;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no live API key with id %', key_id USING ERRCODE = '22023';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage.rename_key(uuid, text) IS 'Change the name (description) of a live key.';
+
+CREATE FUNCTION apikey_usage.set_rate_limit(key_id uuid, rate_limit integer,
+	rate_window interval DEFAULT '1 minute') RETURNS void
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	old_hash	bytea;
+BEGIN
+	IF key_id IS NULL THEN
+		RAISE EXCEPTION 'key_id must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	PERFORM apikey_usage._check_rate_limit(rate_limit, rate_window);
+	UPDATE apikey_usage.api_keys k
+	   SET rate_limit = set_rate_limit.rate_limit, rate_window = set_rate_limit.rate_window
+	 WHERE k.key_id = set_rate_limit.key_id AND k.deleted_at IS NULL
+	RETURNING k.key_hash INTO old_hash;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no live API key with id %', key_id USING ERRCODE = '22023';
+	END IF;
+	PERFORM apikey_usage._invalidate_key(old_hash);
+END
+$$;
+COMMENT ON FUNCTION apikey_usage.set_rate_limit(uuid, integer, interval) IS
+	'Set (or, with NULL, remove) the rate limit of a live key; effective on the next request in every backend.';
+
+------------------------------------------------------------------------
+-- Request path (apikey_usage_app).  C functions, not SECURITY DEFINER:
+-- they switch to the extension owner only for their own fully qualified
+-- lookups, so no per-call privilege switch is paid on a cache hit.
+-- verify_key and check_request return exactly one row: they are declared
+-- with OUT parameters (one row, the columns of API.md's TABLE(...)), which
+-- spares the set-returning-function machinery on every call.
+------------------------------------------------------------------------
+CREATE FUNCTION apikey_usage.verify_key(api_key text,
+	OUT valid boolean, OUT key_id uuid, OUT workspace text, OUT reason text)
+	RETURNS record
+	LANGUAGE c VOLATILE CALLED ON NULL INPUT
+	AS 'MODULE_PATHNAME', 'apikey_usage_verify_key';
+COMMENT ON FUNCTION apikey_usage.verify_key(text) IS
+	'Check an API key: valid, or why not (malformed, unknown, expired). Served from the shared-memory key cache; never writes a table.';
+
+CREATE FUNCTION apikey_usage.check_request(api_key text, method text, endpoint text,
+	resource_id text DEFAULT NULL,
+	OUT allowed boolean, OUT key_id uuid, OUT workspace text, OUT response_code integer,
+	OUT rate_limit integer, OUT remaining integer, OUT retry_after_ms integer,
+	OUT request_id uuid, OUT rate_window interval)
+	RETURNS record
+	LANGUAGE c VOLATILE CALLED ON NULL INPUT
+	AS 'MODULE_PATHNAME', 'apikey_usage_check_request';
+COMMENT ON FUNCTION apikey_usage.check_request(text, text, text, text) IS
+	'The gateway call before serving a request: verify the key, apply its rate limit (GCRA), log refusals; returns what to answer.';
+
+CREATE FUNCTION apikey_usage.log_request(key_id uuid, method text, endpoint text,
+	response_code integer, resource_id text DEFAULT NULL, request_id uuid DEFAULT NULL,
+	requested_at timestamptz DEFAULT NULL)
+	RETURNS uuid
+	LANGUAGE c VOLATILE CALLED ON NULL INPUT
+	AS 'MODULE_PATHNAME', 'apikey_usage_log_request';
+COMMENT ON FUNCTION apikey_usage.log_request(uuid, text, text, integer, text, uuid, timestamptz) IS
+	'Log one served request (non-transactional, like a sequence); returns its request_id. Reaches the tables within flush_interval.';
+
+CREATE FUNCTION apikey_usage.flush() RETURNS bigint
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'apikey_usage_flush';
+COMMENT ON FUNCTION apikey_usage.flush() IS
+	'Wait until every request logged before the call is in the tables; returns the number of entries written meanwhile.';
+
+------------------------------------------------------------------------
+-- Log maintenance (called by the background worker, as the owner)
+------------------------------------------------------------------------
+
+-- Create the day partition holding ts unless it exists.
+-- lock_timeout: creating a partition locks the parent table; a session
+-- that reads the log and then waits in flush() must not block the worker
+-- for ever (the worker retries later instead).
+CREATE FUNCTION apikey_usage._ensure_partition(ts timestamptz) RETURNS void
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
+DECLARE
+	day		date := (ts AT TIME ZONE 'UTC')::date;
+	part	text := 'request_log_raw_p' || pg_catalog.to_char(day, 'YYYYMMDD');
+BEGIN
+	IF pg_catalog.to_regclass('apikey_usage.' || part) IS NOT NULL THEN
+		RETURN;
+	END IF;
+	-- serialise creators (worker, synchronous fall-backs)
+	PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('apikey_usage._ensure_partition'));
+	IF pg_catalog.to_regclass('apikey_usage.' || part) IS NOT NULL THEN
+		RETURN;
+	END IF;
+	EXECUTE pg_catalog.format(
+		'CREATE TABLE apikey_usage.%I PARTITION OF apikey_usage.request_log_raw
+		   FOR VALUES FROM (%L) TO (%L)',
+		part,
+		(day::timestamp AT TIME ZONE 'UTC'),
+		((day + 1)::timestamp AT TIME ZONE 'UTC'));
+END
+$$;
+COMMENT ON FUNCTION apikey_usage._ensure_partition(timestamptz) IS
+	'Internal: create the UTC-day partition of request_log_raw that holds ts, if missing.';
+
+-- Insert a batch into the raw log and add it to the hourly rollups, in
+-- the caller's transaction.  The one write path of the log: used by the
+-- background worker, the synchronous fall-back and bulk imports.
+CREATE FUNCTION apikey_usage._insert_batch(
+	request_ids uuid[], requested_ats timestamptz[], key_ids uuid[],
+	methods text[], endpoints text[], response_codes smallint[], resource_ids text[])
+	RETURNS bigint
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	day			timestamptz;
+	inserted	bigint;
+BEGIN
+	FOR day IN
+		SELECT DISTINCT pg_catalog.date_trunc('day', t AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+		  FROM pg_catalog.unnest(requested_ats) AS t
+	LOOP
+		PERFORM apikey_usage._ensure_partition(day);
+	END LOOP;
+
+	WITH batch AS (
+		SELECT * FROM unnest(request_ids, requested_ats, key_ids, methods,
+										endpoints, response_codes, resource_ids)
+			AS b(request_id, requested_at, api_key_id, method, endpoint, response_code, resource_id)
+	), raw AS (
+		INSERT INTO apikey_usage.request_log_raw
+			(requested_at, request_id, api_key_id, method, endpoint, response_code, resource_id)
+		SELECT requested_at, request_id, api_key_id, method, endpoint, response_code, resource_id
+		  FROM batch
+	)
+	INSERT INTO apikey_usage.usage_hourly AS u
+		(api_key_id, bucket_start, method, endpoint, response_code, requests)
+	SELECT api_key_id, pg_catalog.date_trunc('hour', requested_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
+		   method, endpoint, response_code, pg_catalog.count(*)
+	  FROM batch
+	 GROUP BY 1, 2, 3, 4, 5
+	 ORDER BY 1, 2, 3, 4, 5
+	ON CONFLICT (api_key_id, bucket_start, method, endpoint, response_code)
+	DO UPDATE SET requests = u.requests OPERATOR(pg_catalog.+) excluded.requests;
+
+	inserted := pg_catalog.cardinality(request_ids);
+	RETURN inserted;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage._insert_batch(uuid[], timestamptz[], uuid[], text[], text[], smallint[], text[]) IS
+	'Internal: write a batch of log entries to the raw log and the hourly rollups in one transaction.';
+
+-- Create the partitions for the coming days and drop the ones wholly
+-- older than the retention (with the rollup rows of the same hours).
+-- Returns the number of partitions dropped.
+CREATE FUNCTION apikey_usage._maintain(retention interval DEFAULT NULL) RETURNS integer
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
+DECLARE
+	keep_from	timestamptz := pg_catalog.now() - coalesce(retention, apikey_usage._retention());
+	part		record;
+	dropped		integer := 0;
+	upper_bound	timestamptz;
+	cutoff		timestamptz := '-infinity';
+BEGIN
+	FOR d IN 0..2 LOOP
+		PERFORM apikey_usage._ensure_partition(pg_catalog.now() + pg_catalog.make_interval(days => d));
+	END LOOP;
+	FOR part IN
+		SELECT c.oid::regclass AS rel, pg_catalog.pg_get_expr(c.relpartbound, c.oid) AS bound
+		  FROM pg_catalog.pg_inherits i
+		  JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+		 WHERE i.inhparent = 'apikey_usage.request_log_raw'::regclass
+	LOOP
+		upper_bound := pg_catalog.substring(part.bound, 'TO \(''([^'']+)''\)')::timestamptz;
+		IF upper_bound <= keep_from THEN
+			EXECUTE pg_catalog.format('DROP TABLE %s', part.rel);
+			dropped := dropped + 1;
+			cutoff := GREATEST(cutoff, upper_bound);
+		END IF;
+	END LOOP;
+	IF dropped > 0 THEN
+		DELETE FROM apikey_usage.usage_hourly WHERE bucket_start < cutoff;
+	END IF;
+	RETURN dropped;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage._maintain(interval) IS
+	'Internal: create the next days'' partitions, drop those past the retention (and their rollups); returns how many were dropped.';
+
+-- Write last_used_at values gathered from shared memory.
+CREATE FUNCTION apikey_usage._store_last_used(key_ids uuid[], last_used timestamptz[]) RETURNS void
+	LANGUAGE sql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	BEGIN ATOMIC
+		UPDATE apikey_usage.api_keys k
+		   SET last_used_at = u.ts
+		  FROM unnest(key_ids, last_used) AS u(id, ts)
+		 WHERE k.key_id OPERATOR(pg_catalog.=) u.id
+		   AND (k.last_used_at IS NULL OR k.last_used_at OPERATOR(pg_catalog.<) u.ts);
+	END;
+COMMENT ON FUNCTION apikey_usage._store_last_used(uuid[], timestamptz[]) IS
+	'Internal: persist last_used_at values kept in shared memory.';
+
+------------------------------------------------------------------------
+-- Analytics (apikey_usage_reader)
+--
+-- Every count is exact: equal to a plain count over request_log_raw for
+-- the same bounds.  Whole UTC hours (or days) inside [since, until) are
+-- read from rollups: usage_hourly (written in the same transaction as the
+-- raw rows it counts) and the two tables derived from it below; the
+-- partial hours at the two edges from the raw log through its
+-- (api_key_id, requested_at) or (requested_at) index.  A dashboard over
+-- 30 days of one key thus reads a few thousand to some ten thousand
+-- rollup rows plus at most two hours of raw rows, whatever the traffic.
+--
+-- The queries are built as text and run with EXECUTE ... USING, so each
+-- call is planned for its own arguments: a NULL key_id or bound drops its
+-- condition (instead of an "x IS NULL OR" that no index serves), and the
+-- day partitions of the raw log are pruned at plan time.  Only fixed SQL
+-- fragments enter the text; every value is a parameter.
+--
+-- The functions are SECURITY DEFINER (readers have no table privileges),
+-- STABLE (one snapshot for rollups and raw log alike, so a concurrent
+-- flush is seen entirely or not at all) and pin search_path.
+------------------------------------------------------------------------
+
+-- since > until is bad input (22023); NULL bounds are unbounded sides.
+CREATE FUNCTION apikey_usage._check_bounds(since timestamptz, until timestamptz) RETURNS void
+	LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF since > until THEN
+		RAISE EXCEPTION 'since must not be later than until'
+			USING ERRCODE = '22023',
+				  DETAIL = pg_catalog.format('since = %s, until = %s', since, until);
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage._check_bounds(timestamptz, timestamptz) IS
+	'Internal: raise 22023 when since > until.';
+
+------------------------------------------------------------------------
+-- Derived rollups, kept equal to usage_hourly by statement triggers (in
+-- the same transaction as every change of usage_hourly: the worker's
+-- flushes, imports, retention):
+--
+--   usage_daily         usage_hourly summed per UTC day
+--   usage_hourly_codes  usage_hourly summed over method and endpoint
+--
+-- A busy key has hundreds of (method, endpoint, response code)
+-- combinations an hour, so 30 days of usage_hourly are a few hundred
+-- thousand rows of that key.  usage_daily holds about 1/24 of that, for
+-- by_method and top_endpoints; usage_hourly_codes a handful of rows an
+-- hour, for usage_summary, usage_by_response_status and usage_timeseries,
+-- which need nothing but the response code.
+------------------------------------------------------------------------
+CREATE TABLE apikey_usage.usage_daily (
+	api_key_id		uuid NOT NULL,
+	bucket_start	timestamptz NOT NULL,
+	method			text COLLATE "C" NOT NULL,	-- as in usage_hourly
+	endpoint		text COLLATE "C" NOT NULL,
+	response_code	smallint NOT NULL,
+	requests		bigint NOT NULL,
+	PRIMARY KEY (api_key_id, bucket_start, method, endpoint, response_code)
+);
+CREATE INDEX usage_daily_bucket_idx ON apikey_usage.usage_daily (bucket_start);
+COMMENT ON TABLE apikey_usage.usage_daily IS
+	'Request counts per key, UTC day, method, endpoint and response code: usage_hourly summed per day, maintained by triggers on usage_hourly.';
+
+CREATE TABLE apikey_usage.usage_hourly_codes (
+	api_key_id		uuid NOT NULL,
+	bucket_start	timestamptz NOT NULL,
+	response_code	smallint NOT NULL,
+	requests		bigint NOT NULL,
+	PRIMARY KEY (api_key_id, bucket_start, response_code)
+);
+CREATE INDEX usage_hourly_codes_bucket_idx ON apikey_usage.usage_hourly_codes (bucket_start);
+COMMENT ON TABLE apikey_usage.usage_hourly_codes IS
+	'Request counts per key, UTC hour and response code: usage_hourly summed over method and endpoint, maintained by triggers on usage_hourly.';
+
+/*
+ * Apply a statement's change of usage_hourly to usage_daily and
+ * usage_hourly_codes, from the transition tables: inserted rows add,
+ * updated rows add new minus old, deleted rows subtract (and derived rows
+ * that reach zero are deleted).  A flush (INSERT ... ON CONFLICT DO
+ * UPDATE) fires the INSERT and the UPDATE trigger once each.  Rows are
+ * upserted in primary-key order, as the flush does with usage_hourly, so
+ * concurrent writers lock them in one order.
+ */
+CREATE FUNCTION apikey_usage._usage_rollups_sync() RETURNS trigger
+	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	-- the statement's change as signed counts (each event sees only its
+	-- own transition tables, hence the text chosen per event)
+	added		constant text :=
+		'SELECT n.api_key_id, n.bucket_start, n.method, n.endpoint, n.response_code, n.requests FROM new_rows n';
+	removed		constant text :=
+		'SELECT o.api_key_id, o.bucket_start, o.method, o.endpoint, o.response_code, -o.requests FROM old_rows o';
+	delta		text;
+BEGIN
+	IF TG_OP = 'TRUNCATE' THEN
+		TRUNCATE apikey_usage.usage_daily, apikey_usage.usage_hourly_codes;
+		RETURN NULL;
+	END IF;
+	delta := CASE TG_OP WHEN 'INSERT' THEN added
+						WHEN 'UPDATE' THEN added || ' UNION ALL ' || removed
+						ELSE removed END;
+	EXECUTE
+		'WITH delta (api_key_id, bucket_start, method, endpoint, response_code, requests)'
+		' AS MATERIALIZED (' || delta || '), daily AS ('
+		'	INSERT INTO apikey_usage.usage_daily AS d'
+		'		(api_key_id, bucket_start, method, endpoint, response_code, requests)'
+		'	SELECT c.api_key_id, pg_catalog.date_bin(''1 day'', c.bucket_start, ''1970-01-01 00:00:00+00''),'
+		'		   c.method, c.endpoint, c.response_code, pg_catalog.sum(c.requests)'
+		'	  FROM delta c'
+		'	 GROUP BY 1, 2, 3, 4, 5'
+		'	HAVING pg_catalog.sum(c.requests) <> 0'
+		'	 ORDER BY 1, 2, 3, 4, 5'
+		'	ON CONFLICT (api_key_id, bucket_start, method, endpoint, response_code)'
+		'	DO UPDATE SET requests = d.requests + excluded.requests'
+		')'
+		' INSERT INTO apikey_usage.usage_hourly_codes AS h (api_key_id, bucket_start, response_code, requests)'
+		' SELECT c.api_key_id, c.bucket_start, c.response_code, pg_catalog.sum(c.requests)'
+		'   FROM delta c'
+		'  GROUP BY 1, 2, 3'
+		' HAVING pg_catalog.sum(c.requests) <> 0'
+		'  ORDER BY 1, 2, 3'
+		' ON CONFLICT (api_key_id, bucket_start, response_code)'
+		' DO UPDATE SET requests = h.requests + excluded.requests';
+	IF TG_OP = 'DELETE' THEN
+		-- deleted hours (retention): drop the derived rows that reached
+		-- zero (a count merely lowered to 0 by an UPDATE stays, as it
+		-- does in usage_hourly)
+		DELETE FROM apikey_usage.usage_daily AS d
+		 USING (SELECT DISTINCT o.api_key_id,
+					   pg_catalog.date_bin('1 day', o.bucket_start, '1970-01-01 00:00:00+00') AS bucket_start
+				  FROM old_rows o) o
+		 WHERE d.api_key_id = o.api_key_id AND d.bucket_start = o.bucket_start AND d.requests <= 0;
+		DELETE FROM apikey_usage.usage_hourly_codes AS h
+		 USING (SELECT DISTINCT o.api_key_id, o.bucket_start FROM old_rows o) o
+		 WHERE h.api_key_id = o.api_key_id AND h.bucket_start = o.bucket_start AND h.requests <= 0;
+	END IF;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage._usage_rollups_sync() IS
+	'Internal: trigger function keeping usage_daily and usage_hourly_codes equal to usage_hourly summed per UTC day and over method and endpoint.';
+
+CREATE TRIGGER usage_rollups_insert AFTER INSERT ON apikey_usage.usage_hourly
+	REFERENCING NEW TABLE AS new_rows
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey_usage._usage_rollups_sync();
+CREATE TRIGGER usage_rollups_update AFTER UPDATE ON apikey_usage.usage_hourly
+	REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey_usage._usage_rollups_sync();
+CREATE TRIGGER usage_rollups_delete AFTER DELETE ON apikey_usage.usage_hourly
+	REFERENCING OLD TABLE AS old_rows
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey_usage._usage_rollups_sync();
+CREATE TRIGGER usage_rollups_truncate AFTER TRUNCATE ON apikey_usage.usage_hourly
+	FOR EACH STATEMENT EXECUTE FUNCTION apikey_usage._usage_rollups_sync();
+
+/*
+ * The query that yields what was requested in [since, until), as rows
+ * (ts, method, endpoint, response_code, n), from the coarsest source
+ * that is exact for each part of the range:
+ *
+ *   raw log   [since, lo_hour)                    ts = requested_at, n = 1
+ *   hourly    [lo_hour, lo_day)                   ts = the UTC hour, n = its count
+ *   daily     [lo_day, hi_day)                    ts = the UTC day
+ *   hourly    [hi_day, hi_hour)
+ *   raw log   [hi_hour, until)
+ *
+ * where lo_* round since up and hi_* round until down to whole UTC hours
+ * and days.  coarsest chooses the sources: 'day' (all three), 'hour' (no
+ * daily rows, for time buckets a day does not fit in), 'raw' (only the raw
+ * log, for buckets an hour does not fit in), or 'codes': whole hours from
+ * usage_hourly_codes (method and endpoint NULL), for the callers that need
+ * only the response code.  A NULL since / until (or an infinite one on its
+ * own side) leaves that side unbounded.
+ *
+ * Parameters of the returned query: $1 key_id (referenced only when
+ * by_key), $2 since, $3 until, $4 lo_hour, $5 hi_hour, $6 lo_day,
+ * $7 hi_day; the caller passes the bounds returned here.  Callers number
+ * their own parameters from $8.
+ */
+CREATE FUNCTION apikey_usage._usage_query(
+	by_key boolean, since timestamptz, until timestamptz, coarsest text,
+	OUT lo_hour timestamptz, OUT hi_hour timestamptz,
+	OUT lo_day timestamptz, OUT hi_day timestamptz, OUT query text)
+	RETURNS record
+	LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	epoch		constant timestamptz := '1970-01-01 00:00:00+00';
+	raw_select	constant text :=
+		'SELECT r.requested_at AS ts, r.method, r.endpoint, r.response_code, 1::bigint AS n'
+		' FROM apikey_usage.request_log_raw r WHERE true'
+		|| CASE WHEN by_key THEN ' AND r.api_key_id OPERATOR(pg_catalog.=) $1' ELSE '' END;
+	hour_select	constant text :=
+		CASE WHEN coarsest = 'codes' THEN
+			'SELECT u.bucket_start AS ts, NULL::text COLLATE "C" AS method, NULL::text COLLATE "C" AS endpoint,'
+			' u.response_code, u.requests AS n FROM apikey_usage.usage_hourly_codes u WHERE true'
+		ELSE
+			'SELECT u.bucket_start AS ts, u.method, u.endpoint, u.response_code, u.requests AS n'
+			' FROM apikey_usage.usage_hourly u WHERE true'
+		END
+		|| CASE WHEN by_key THEN ' AND u.api_key_id OPERATOR(pg_catalog.=) $1' ELSE '' END;
+	day_select	constant text :=
+		'SELECT d.bucket_start AS ts, d.method, d.endpoint, d.response_code, d.requests AS n'
+		' FROM apikey_usage.usage_daily d WHERE true'
+		|| CASE WHEN by_key THEN ' AND d.api_key_id OPERATOR(pg_catalog.=) $1' ELSE '' END;
+	pieces		text[] := '{}';
+	piece		text;
+BEGIN
+	IF coarsest NOT IN ('raw', 'codes', 'hour', 'day') THEN
+		RAISE EXCEPTION 'unknown level %', coarsest USING ERRCODE = '22023';
+	END IF;
+	IF since = '-infinity' THEN
+		since := NULL;
+	END IF;
+	IF until = 'infinity' THEN
+		until := NULL;
+	END IF;
+
+	IF since = 'infinity' OR until = '-infinity' OR since >= until THEN
+		query := 'SELECT NULL::timestamptz AS ts, NULL::text AS method, NULL::text AS endpoint,'
+			' NULL::smallint AS response_code, 0::bigint AS n WHERE false';
+		RETURN;
+	END IF;
+
+	IF coarsest <> 'raw' THEN
+		IF since IS NOT NULL THEN
+			lo_hour := pg_catalog.date_bin('1 hour', since, epoch);
+			IF lo_hour < since THEN
+				lo_hour := lo_hour + interval '1 hour';
+			END IF;
+		END IF;
+		IF until IS NOT NULL THEN
+			hi_hour := pg_catalog.date_bin('1 hour', until, epoch);
+		END IF;
+	END IF;
+
+	-- no whole hour inside: everything from the raw log
+	IF coarsest = 'raw' OR lo_hour >= hi_hour THEN
+		lo_hour := NULL;
+		hi_hour := NULL;
+		piece := raw_select;
+		IF since IS NOT NULL THEN
+			piece := piece || ' AND r.requested_at OPERATOR(pg_catalog.>=) $2';
+		END IF;
+		IF until IS NOT NULL THEN
+			piece := piece || ' AND r.requested_at OPERATOR(pg_catalog.<) $3';
+		END IF;
+		query := piece;
+		RETURN;
+	END IF;
+
+	IF coarsest = 'day' THEN
+		IF since IS NOT NULL THEN
+			lo_day := pg_catalog.date_bin('1 day', since, epoch);
+			IF lo_day < since THEN
+				lo_day := lo_day + interval '24 hours';
+			END IF;
+		END IF;
+		IF until IS NOT NULL THEN
+			hi_day := pg_catalog.date_bin('1 day', until, epoch);
+		END IF;
+		IF lo_day >= hi_day THEN
+			lo_day := NULL;		-- no whole day inside
+			hi_day := NULL;
+			coarsest := 'hour';
+		END IF;
+	END IF;
+
+	IF coarsest = 'day' THEN
+		piece := day_select;
+		IF lo_day IS NOT NULL THEN
+			piece := piece || ' AND d.bucket_start OPERATOR(pg_catalog.>=) $6';
+		END IF;
+		IF hi_day IS NOT NULL THEN
+			piece := piece || ' AND d.bucket_start OPERATOR(pg_catalog.<) $7';
+		END IF;
+		pieces := pieces || piece;
+		IF lo_hour < lo_day THEN
+			pieces := pieces || (hour_select
+				|| ' AND u.bucket_start OPERATOR(pg_catalog.>=) $4'
+				|| ' AND u.bucket_start OPERATOR(pg_catalog.<) $6');
+		END IF;
+		IF hi_day < hi_hour THEN
+			pieces := pieces || (hour_select
+				|| ' AND u.bucket_start OPERATOR(pg_catalog.>=) $7'
+				|| ' AND u.bucket_start OPERATOR(pg_catalog.<) $5');
+		END IF;
+	ELSE
+		piece := hour_select;
+		IF lo_hour IS NOT NULL THEN
+			piece := piece || ' AND u.bucket_start OPERATOR(pg_catalog.>=) $4';
+		END IF;
+		IF hi_hour IS NOT NULL THEN
+			piece := piece || ' AND u.bucket_start OPERATOR(pg_catalog.<) $5';
+		END IF;
+		pieces := pieces || piece;
+	END IF;
+
+	IF since < lo_hour THEN
+		pieces := pieces || (raw_select
+			|| ' AND r.requested_at OPERATOR(pg_catalog.>=) $2'
+			|| ' AND r.requested_at OPERATOR(pg_catalog.<) $4');
+	END IF;
+	IF hi_hour < until THEN
+		pieces := pieces || (raw_select
+			|| ' AND r.requested_at OPERATOR(pg_catalog.>=) $5'
+			|| ' AND r.requested_at OPERATOR(pg_catalog.<) $3');
+	END IF;
+	query := pg_catalog.array_to_string(pieces, ' UNION ALL ');
+END
+$$;
+COMMENT ON FUNCTION apikey_usage._usage_query(boolean, timestamptz, timestamptz, text) IS
+	'Internal: the daily + hourly rollups + raw-edge query behind the analytics functions, with the whole-day and whole-hour ranges it uses.';
+
+-- The per-status sums over the rows of _usage_query, as SQL text.
+CREATE FUNCTION apikey_usage._status_sums_sql() RETURNS text
+	LANGUAGE sql IMMUTABLE
+	RETURN 'COALESCE(pg_catalog.sum(s.n), 0)::bigint,'
+		' COALESCE(pg_catalog.sum(s.n) FILTER (WHERE s.response_code BETWEEN 100 AND 399), 0)::bigint,'
+		' COALESCE(pg_catalog.sum(s.n) FILTER (WHERE s.response_code NOT BETWEEN 100 AND 399'
+		' AND s.response_code OPERATOR(pg_catalog.<>) 429), 0)::bigint,'
+		' COALESCE(pg_catalog.sum(s.n) FILTER (WHERE s.response_code OPERATOR(pg_catalog.=) 429), 0)::bigint';
+COMMENT ON FUNCTION apikey_usage._status_sums_sql() IS
+	'Internal: SQL text of the total / completed / failed / rate_limited sums used by the analytics functions.';
+
+CREATE FUNCTION apikey_usage.usage_summary(
+	key_id uuid,
+	since timestamptz DEFAULT pg_catalog.now() - '30 days'::interval,
+	until timestamptz DEFAULT pg_catalog.now(),
+	OUT total_requests bigint, OUT completed bigint, OUT failed bigint, OUT rate_limited bigint)
+	RETURNS record
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	q	record;
+BEGIN
+	PERFORM apikey_usage._check_bounds(since, until);
+	q := apikey_usage._usage_query(key_id IS NOT NULL, since, until, 'codes');
+	EXECUTE 'SELECT ' || apikey_usage._status_sums_sql() || ' FROM (' || q.query || ') s'
+	   INTO total_requests, completed, failed, rate_limited
+	  USING key_id, since, until, q.lo_hour, q.hi_hour, q.lo_day, q.hi_day;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage.usage_summary(uuid, timestamptz, timestamptz) IS
+	'Requests of a key (NULL = every key) in [since, until) (default: the last 30 days; NULL = unbounded), by status; always one row.';
+
+CREATE FUNCTION apikey_usage.usage_by_method(
+	key_id uuid,
+	since timestamptz DEFAULT pg_catalog.now() - '30 days'::interval,
+	until timestamptz DEFAULT pg_catalog.now())
+	RETURNS TABLE (method text, requests bigint)
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	q	record;
+BEGIN
+	PERFORM apikey_usage._check_bounds(since, until);
+	q := apikey_usage._usage_query(key_id IS NOT NULL, since, until, 'day');
+	RETURN QUERY EXECUTE
+		'SELECT s.method, pg_catalog.sum(s.n)::bigint AS requests FROM (' || q.query || ') s'
+		' GROUP BY s.method ORDER BY requests DESC, s.method'
+		USING key_id, since, until, q.lo_hour, q.hi_hour, q.lo_day, q.hi_day;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage.usage_by_method(uuid, timestamptz, timestamptz) IS
+	'Requests of a key (NULL = every key) in [since, until) per HTTP method, most requested first.';
+
+CREATE FUNCTION apikey_usage.usage_by_response_status(
+	key_id uuid,
+	since timestamptz DEFAULT pg_catalog.now() - '30 days'::interval,
+	until timestamptz DEFAULT pg_catalog.now())
+	RETURNS TABLE (response_code integer, requests bigint)
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	q	record;
+BEGIN
+	PERFORM apikey_usage._check_bounds(since, until);
+	q := apikey_usage._usage_query(key_id IS NOT NULL, since, until, 'codes');
+	RETURN QUERY EXECUTE
+		'SELECT s.response_code::integer AS response_code, pg_catalog.sum(s.n)::bigint AS requests'
+		' FROM (' || q.query || ') s'
+		' GROUP BY s.response_code ORDER BY requests DESC, response_code'
+		USING key_id, since, until, q.lo_hour, q.hi_hour, q.lo_day, q.hi_day;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage.usage_by_response_status(uuid, timestamptz, timestamptz) IS
+	'Requests of a key (NULL = every key) in [since, until) per HTTP response code, most frequent first.';
+
+CREATE FUNCTION apikey_usage.top_endpoints(
+	key_id uuid,
+	since timestamptz DEFAULT pg_catalog.now() - '30 days'::interval,
+	until timestamptz DEFAULT pg_catalog.now(),
+	max_rows integer DEFAULT 10)
+	RETURNS TABLE (endpoint text, requests bigint)
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	q	record;
+BEGIN
+	IF max_rows IS NULL THEN
+		RAISE EXCEPTION 'max_rows must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	IF max_rows NOT BETWEEN 1 AND 10000 THEN
+		RAISE EXCEPTION 'max_rows must be between 1 and 10000' USING ERRCODE = '22023';
+	END IF;
+	PERFORM apikey_usage._check_bounds(since, until);
+	q := apikey_usage._usage_query(key_id IS NOT NULL, since, until, 'day');
+	RETURN QUERY EXECUTE
+		'SELECT s.endpoint, pg_catalog.sum(s.n)::bigint AS requests FROM (' || q.query || ') s'
+		' GROUP BY s.endpoint ORDER BY requests DESC, s.endpoint LIMIT $8'
+		USING key_id, since, until, q.lo_hour, q.hi_hour, q.lo_day, q.hi_day, max_rows;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage.top_endpoints(uuid, timestamptz, timestamptz, integer) IS
+	'The max_rows (1-10000) most requested endpoints of a key (NULL = every key) in [since, until).';
+
+/*
+ * Buckets are aligned to multiples of the bucket from the Unix epoch
+ * (date_bin), measured in absolute time: a bucket of '1 day' is 86400
+ * seconds in every time zone, so the buckets do not move with TimeZone or
+ * DST.  A bucket that is a whole number of hours contains whole UTC
+ * hours, so usage_hourly_codes serves it; other buckets count raw rows.
+ */
+CREATE FUNCTION apikey_usage.usage_timeseries(
+	key_id uuid,
+	since timestamptz DEFAULT pg_catalog.now() - '30 days'::interval,
+	until timestamptz DEFAULT pg_catalog.now(),
+	bucket interval DEFAULT '1 hour')
+	RETURNS TABLE (bucket_start timestamptz, total_requests bigint, completed bigint,
+				   failed bigint, rate_limited bigint)
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	epoch		constant timestamptz := '1970-01-01 00:00:00+00';
+	bucket_secs	numeric;
+	step		interval;
+	first_start	timestamptz;
+	buckets		numeric;
+	q			record;
+BEGIN
+	IF since IS NULL OR until IS NULL THEN
+		RAISE EXCEPTION 'usage_timeseries needs both since and until'
+			USING ERRCODE = '22004';
+	END IF;
+	IF bucket IS NULL THEN
+		RAISE EXCEPTION 'bucket must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	PERFORM apikey_usage._check_bounds(since, until);
+	IF NOT pg_catalog.isfinite(since) OR NOT pg_catalog.isfinite(until) THEN
+		RAISE EXCEPTION 'since and until must be finite for usage_timeseries'
+			USING ERRCODE = '22023';
+	END IF;
+	IF pg_catalog.date_part('month', bucket) <> 0 OR pg_catalog.date_part('year', bucket) <> 0 THEN
+		RAISE EXCEPTION 'bucket must not contain months or years (use days)'
+			USING ERRCODE = '22023';
+	END IF;
+	bucket_secs := pg_catalog.date_part('epoch', bucket)::numeric;
+	IF bucket_secs < 60 THEN
+		RAISE EXCEPTION 'bucket must be at least 1 minute' USING ERRCODE = '22023';
+	END IF;
+	-- days counted as 86400 seconds, as date_bin does
+	step := pg_catalog.make_interval(secs => bucket_secs::double precision);
+	first_start := pg_catalog.date_bin(step, since, epoch);
+	buckets := pg_catalog.ceil((pg_catalog.date_part('epoch', until)::numeric
+								- pg_catalog.date_part('epoch', first_start)::numeric) / bucket_secs);
+	IF buckets > 10000 THEN
+		RAISE EXCEPTION 'bucket % gives % buckets between since and until; at most 10000 are allowed',
+			bucket, buckets USING ERRCODE = '22023';
+	END IF;
+	IF since = until THEN
+		RETURN;		-- an empty range overlaps no bucket
+	END IF;
+
+	q := apikey_usage._usage_query(key_id IS NOT NULL, since, until,
+								   CASE WHEN bucket_secs % 3600 = 0 THEN 'codes' ELSE 'raw' END);
+	RETURN QUERY EXECUTE
+		'WITH counts AS ('
+		' SELECT pg_catalog.date_bin($8, s.ts, ''1970-01-01 00:00:00+00''::timestamptz) AS bucket_start, '
+		|| apikey_usage._status_sums_sql()
+		|| ' FROM (' || q.query || ') s GROUP BY 1)'
+		' SELECT g.b, COALESCE(c.sum, 0), COALESCE(c.sum_1, 0), COALESCE(c.sum_2, 0), COALESCE(c.sum_3, 0)'
+		' FROM pg_catalog.generate_series($9, $3 OPERATOR(pg_catalog.-) ''1 microsecond''::interval, $8) AS g(b)'
+		' LEFT JOIN counts AS c(bucket_start, sum, sum_1, sum_2, sum_3) ON c.bucket_start OPERATOR(pg_catalog.=) g.b'
+		' ORDER BY g.b'
+		USING key_id, since, until, q.lo_hour, q.hi_hour, q.lo_day, q.hi_day, step, first_start;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage.usage_timeseries(uuid, timestamptz, timestamptz, interval) IS
+	'Requests of a key (NULL = every key) per time bucket (aligned to multiples of bucket from the Unix epoch), by status; every bucket overlapping [since, until) is present, counting only requests inside [since, until).';
+
+/*
+ * One page of the request log, newest first.  Keyset pagination: the
+ * next page starts strictly before the (requested_at, request_id) of the
+ * last row of this one, which a backward scan of the indexes on
+ * (..., requested_at, request_id) reaches directly, so a late page costs
+ * what the first does.  The extra "requested_at <= before_requested_at"
+ * lets the planner prune the newer day partitions.
+ *
+ * The work is done here; request_log() below only gives it the names of
+ * API.md (PL/pgSQL refuses result columns named like its arguments).
+ */
+CREATE FUNCTION apikey_usage._request_log(
+	key_id uuid, resource_id text, since timestamptz, until timestamptz, status text,
+	method text, endpoint text, response_code integer, max_rows integer,
+	before_requested_at timestamptz, before_request_id uuid)
+	RETURNS TABLE (out_request_id uuid, out_requested_at timestamptz, out_api_key_id uuid,
+				   out_method text, out_endpoint text, out_status text,
+				   out_response_code integer, out_resource_id text)
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	query	text;
+BEGIN
+	IF max_rows IS NULL THEN
+		RAISE EXCEPTION 'max_rows must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	IF max_rows NOT BETWEEN 1 AND 10000 THEN
+		RAISE EXCEPTION 'max_rows must be between 1 and 10000' USING ERRCODE = '22023';
+	END IF;
+	PERFORM apikey_usage._check_bounds(since, until);
+	IF (before_requested_at IS NULL) <> (before_request_id IS NULL) THEN
+		RAISE EXCEPTION 'before_requested_at and before_request_id go together'
+			USING ERRCODE = '22023',
+				  HINT = 'Pass the requested_at and request_id of the last row of the previous page.';
+	END IF;
+
+	query := 'SELECT r.request_id, r.requested_at, r.api_key_id, r.method, r.endpoint,'
+		' apikey_usage.status_of(r.response_code), r.response_code::integer, r.resource_id'
+		' FROM apikey_usage.request_log_raw r WHERE true';
+	IF key_id IS NOT NULL THEN
+		query := query || ' AND r.api_key_id OPERATOR(pg_catalog.=) $1';
+	END IF;
+	IF resource_id IS NOT NULL THEN
+		query := query || ' AND r.resource_id OPERATOR(pg_catalog.=) $2';
+	END IF;
+	IF since IS NOT NULL THEN
+		query := query || ' AND r.requested_at OPERATOR(pg_catalog.>=) $3';
+	END IF;
+	IF until IS NOT NULL THEN
+		query := query || ' AND r.requested_at OPERATOR(pg_catalog.<) $4';
+	END IF;
+	IF status NOT IN ('completed', 'rate_limited', 'failed') THEN
+		RAISE EXCEPTION 'unknown status "%"', status
+			USING ERRCODE = '22023',
+				  HINT = 'status is one of completed, failed, rate_limited.';
+	END IF;
+	-- the same classes as status_of(), as ranges of the column
+	query := query || CASE status
+		WHEN 'completed' THEN ' AND r.response_code BETWEEN 100 AND 399'
+		WHEN 'rate_limited' THEN ' AND r.response_code OPERATOR(pg_catalog.=) 429'
+		WHEN 'failed' THEN ' AND r.response_code NOT BETWEEN 100 AND 399'
+						   ' AND r.response_code OPERATOR(pg_catalog.<>) 429'
+		ELSE '' END;
+	IF method IS NOT NULL THEN
+		query := query || ' AND r.method OPERATOR(pg_catalog.=) pg_catalog.upper($5)';
+	END IF;
+	IF endpoint IS NOT NULL THEN
+		query := query || ' AND r.endpoint OPERATOR(pg_catalog.=) $6';
+	END IF;
+	IF response_code IS NOT NULL THEN
+		query := query || ' AND r.response_code OPERATOR(pg_catalog.=) $7';
+	END IF;
+	IF before_requested_at IS NOT NULL THEN
+		query := query || ' AND r.requested_at OPERATOR(pg_catalog.<=) $9'
+			' AND (r.requested_at, r.request_id) < ($9, $10)';
+	END IF;
+	query := query || ' ORDER BY r.requested_at DESC, r.request_id DESC LIMIT $8';
+
+	RETURN QUERY EXECUTE query
+		USING key_id, resource_id, since, until, method, endpoint, response_code,
+			  max_rows, before_requested_at, before_request_id;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage._request_log(uuid, text, timestamptz, timestamptz, text, text, text, integer, integer, timestamptz, uuid) IS
+	'Internal: the query behind request_log().';
+
+CREATE FUNCTION apikey_usage.request_log(
+	key_id uuid DEFAULT NULL,
+	resource_id text DEFAULT NULL,
+	since timestamptz DEFAULT NULL,
+	until timestamptz DEFAULT NULL,
+	status text DEFAULT NULL,
+	method text DEFAULT NULL,
+	endpoint text DEFAULT NULL,
+	response_code integer DEFAULT NULL,
+	max_rows integer DEFAULT 50,
+	before_requested_at timestamptz DEFAULT NULL,
+	before_request_id uuid DEFAULT NULL)
+	RETURNS TABLE (request_id uuid, requested_at timestamptz, api_key_id uuid, method text,
+				   endpoint text, status text, response_code integer, resource_id text)
+	LANGUAGE sql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT * FROM apikey_usage._request_log($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+$$;
+COMMENT ON FUNCTION apikey_usage.request_log(uuid, text, timestamptz, timestamptz, text, text, text, integer, integer, timestamptz, uuid) IS
+	'One page of the request log, newest first; NULL filters are off. Pass the last row''s requested_at and request_id as before_* for the next page.';
+
+------------------------------------------------------------------------
+-- Bulk import of history (apikey_usage_admin)
+------------------------------------------------------------------------
+
+-- A UUIDv7 for a time: the Unix milliseconds of ts, version 7, then
+-- random bits (random(), not a strong random source: a bulk import makes
+-- millions of these, and a request id needs to be unique, not secret).
+-- A single expression, so the planner inlines it.
+CREATE FUNCTION apikey_usage._uuid_v7(ts timestamptz) RETURNS uuid
+	LANGUAGE sql VOLATILE PARALLEL RESTRICTED
+	RETURN (pg_catalog.lpad(pg_catalog.to_hex(pg_catalog.floor(EXTRACT(epoch FROM ts) * 1000)::bigint), 12, '0')
+			|| pg_catalog.to_hex(28672 + (pg_catalog.random() * 4095)::integer)		-- 7xxx
+			|| pg_catalog.to_hex(32768 + (pg_catalog.random() * 16383)::integer)	-- variant 10xx
+			|| pg_catalog.lpad(pg_catalog.to_hex((pg_catalog.random() * 281474976710655)::bigint), 12, '0'))::uuid;
+COMMENT ON FUNCTION apikey_usage._uuid_v7(timestamptz) IS
+	'Internal: a random UUIDv7 carrying the millisecond of ts (request ids of imported rows that have none).';
+
+/*
+ * Import request history from a table or view with the columns
+ * requested_at, api_key_id, method, endpoint, response_code and optionally
+ * request_id and resource_id (any types that cast to timestamptz, uuid,
+ * text and integer, e.g. all text after a COPY).  The rows are checked as
+ * log_request checks its arguments (22004 / 22023; nothing is imported on
+ * error), then the raw log and the hourly rollups are filled set-based in
+ * the caller's transaction, so they agree.  A NULL request_id gets a
+ * UUIDv7 of its requested_at; methods are upper-cased.
+ *
+ * Cost: three scans of the source (checks, raw rows, rollups).  The
+ * checks group the source by (key, method, endpoint) first, so the
+ * regular expressions run once per distinct method and endpoint, not once
+ * per row.  The raw rows are inserted in time order, the order of the raw
+ * log's (..., requested_at, request_id) indexes, so that insertions land
+ * at the right end of the indexes (their fast path).
+ *
+ * The source is read with the owner's rights, so the session user must be
+ * allowed to SELECT it (42501).  It is locked in SHARE mode, so it cannot
+ * change between the checks and the inserts.  Not idempotent: importing
+ * the same rows twice counts them twice.
+ */
+CREATE FUNCTION apikey_usage.import_requests(source regclass) RETURNS bigint
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	cols		text[];
+	col			text;
+	src			text;
+	oldest		timestamptz := pg_catalog.now() - apikey_usage._retention();
+	newest		timestamptz := pg_catalog.now() + interval '1 hour';
+	checked		record;
+	day			timestamptz;
+	inserted	bigint;
+BEGIN
+	IF source IS NULL THEN
+		RAISE EXCEPTION 'source must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	IF NOT pg_catalog.has_table_privilege(SESSION_USER, source, 'SELECT') THEN
+		RAISE EXCEPTION 'permission denied for %', source USING ERRCODE = '42501';
+	END IF;
+
+	SELECT pg_catalog.array_agg(a.attname::text) INTO cols
+	  FROM pg_catalog.pg_attribute a
+	 WHERE a.attrelid = source AND a.attnum > 0 AND NOT a.attisdropped;
+	FOREACH col IN ARRAY ARRAY['requested_at', 'api_key_id', 'method', 'endpoint', 'response_code'] LOOP
+		IF NOT col = ANY (cols) THEN
+			RAISE EXCEPTION 'source % has no column %', source, col
+				USING ERRCODE = '22023',
+					  HINT = 'Columns: request_id (optional), requested_at, api_key_id, method, endpoint, response_code, resource_id (optional).';
+		END IF;
+	END LOOP;
+
+	EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE MODE', source);
+
+	-- the source, typed
+	src := pg_catalog.format(
+		'SELECT %s AS request_id, s.requested_at::timestamptz AS requested_at,'
+		' s.api_key_id::uuid AS api_key_id, s.method::text AS method, s.endpoint::text AS endpoint,'
+		' s.response_code::integer AS response_code, %s AS resource_id FROM %s s',
+		CASE WHEN 'request_id' = ANY (cols) THEN 's.request_id::uuid' ELSE 'NULL::uuid' END,
+		CASE WHEN 'resource_id' = ANY (cols) THEN 's.resource_id::text' ELSE 'NULL::text' END,
+		source);
+
+	-- one scan, grouped by (key, method, endpoint); then the first problem
+	-- (22004 before 22023), the row count and the time span
+	EXECUTE
+		'WITH g AS ('
+		' SELECT t.api_key_id, t.method, t.endpoint, pg_catalog.count(*) AS n,'
+		'  pg_catalog.min(t.requested_at) AS min_at, pg_catalog.max(t.requested_at) AS max_at,'
+		'  pg_catalog.count(*) FILTER (WHERE t.requested_at IS NULL) AS null_at,'
+		'  pg_catalog.count(*) FILTER (WHERE t.response_code IS NULL) AS null_code,'
+		'  pg_catalog.count(*) FILTER (WHERE t.response_code NOT BETWEEN 100 AND 599) AS bad_code,'
+		'  pg_catalog.count(*) FILTER (WHERE pg_catalog.octet_length(t.resource_id) > 256) AS long_resource'
+		' FROM (' || src || ') t GROUP BY 1, 2, 3),'
+		' p AS (SELECT CASE'
+		'  WHEN g.null_at > 0 THEN pg_catalog.format(''22004 requested_at is NULL in %s row(s)'', g.null_at)'
+		'  WHEN g.api_key_id IS NULL THEN pg_catalog.format(''22004 api_key_id is NULL in %s row(s)'', g.n)'
+		'  WHEN g.method IS NULL THEN pg_catalog.format(''22004 method is NULL in %s row(s)'', g.n)'
+		'  WHEN g.endpoint IS NULL THEN pg_catalog.format(''22004 endpoint is NULL in %s row(s)'', g.n)'
+		'  WHEN g.null_code > 0 THEN pg_catalog.format(''22004 response_code is NULL in %s row(s)'', g.null_code)'
+		'  WHEN g.min_at < $1 OR g.max_at > $2 THEN pg_catalog.format('
+		'   ''22023 requested_at %s is not between now() - apikey_usage.retention and now() + 1 hour'','
+		'   CASE WHEN g.min_at < $1 THEN g.min_at ELSE g.max_at END)'
+		'  WHEN g.method !~ ''^[-A-Za-z0-9!#$%&''''*+.^_`|~]{1,32}$'''
+		'   THEN pg_catalog.format(''22023 method %s is not an HTTP method token of 1 to 32 bytes'','
+		'    pg_catalog.quote_literal(g.method))'
+		'  WHEN pg_catalog.octet_length(g.endpoint) NOT BETWEEN 1 AND 1024 OR pg_catalog.left(g.endpoint, 1) <> ''/'''
+		'   THEN pg_catalog.format(''22023 endpoint %s does not start with "/" or is not 1 to 1024 bytes long'','
+		'    pg_catalog.quote_literal(pg_catalog.left(g.endpoint, 100)))'
+		'  WHEN g.endpoint ~ ''[\x01-\x1f\x7f]'' THEN ''22023 an endpoint contains control characters'''
+		'  WHEN g.bad_code > 0'
+		'   THEN pg_catalog.format(''22023 response_code is not between 100 and 599 in %s row(s)'', g.bad_code)'
+		'  WHEN g.long_resource > 0'
+		'   THEN pg_catalog.format(''22023 resource_id is longer than 256 bytes in %s row(s)'', g.long_resource)'
+		'  WHEN NOT EXISTS (SELECT FROM apikey_usage.api_keys k WHERE k.key_id = g.api_key_id)'
+		'   THEN pg_catalog.format(''22023 api_key_id %s is not the id of any API key'', g.api_key_id)'
+		'  END AS problem FROM g)'
+		' SELECT (SELECT pg_catalog.min(p.problem) FROM p) AS problem,'
+		'  COALESCE((SELECT pg_catalog.sum(g.n) FROM g), 0)::bigint AS total,'
+		'  (SELECT pg_catalog.min(g.min_at) FROM g) AS min_at, (SELECT pg_catalog.max(g.max_at) FROM g) AS max_at'
+		INTO checked
+		USING oldest, newest;
+	IF checked.problem IS NOT NULL THEN
+		RAISE EXCEPTION 'cannot import from %: %', source, pg_catalog.substr(checked.problem, 7)
+			USING ERRCODE = pg_catalog.substr(checked.problem, 1, 5);
+	END IF;
+	IF checked.total = 0 THEN
+		RETURN 0;
+	END IF;
+
+	day := pg_catalog.date_bin('1 day', checked.min_at, '1970-01-01 00:00:00+00');
+	WHILE day <= checked.max_at LOOP
+		PERFORM apikey_usage._ensure_partition(day);
+		day := day + interval '24 hours';
+	END LOOP;
+
+	EXECUTE
+		'INSERT INTO apikey_usage.request_log_raw'
+		' (requested_at, request_id, api_key_id, method, endpoint, response_code, resource_id)'
+		' SELECT t.requested_at, COALESCE(t.request_id, apikey_usage._uuid_v7(t.requested_at)) AS request_id,'
+		' t.api_key_id, pg_catalog.upper(t.method), t.endpoint, t.response_code::smallint, t.resource_id'
+		' FROM (' || src || ') t ORDER BY t.requested_at, request_id';
+	GET DIAGNOSTICS inserted = ROW_COUNT;
+
+	EXECUTE
+		'INSERT INTO apikey_usage.usage_hourly AS u'
+		' (api_key_id, bucket_start, method, endpoint, response_code, requests)'
+		' SELECT t.api_key_id, pg_catalog.date_bin(''1 hour'', t.requested_at, ''1970-01-01 00:00:00+00''),'
+		' pg_catalog.upper(t.method), t.endpoint, t.response_code::smallint, pg_catalog.count(*)'
+		' FROM (' || src || ') t GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5'
+		' ON CONFLICT (api_key_id, bucket_start, method, endpoint, response_code)'
+		' DO UPDATE SET requests = u.requests OPERATOR(pg_catalog.+) excluded.requests';
+
+	RETURN inserted;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage.import_requests(regclass) IS
+	'Import request history from a table or view (request_id, requested_at, api_key_id, method, endpoint, response_code, resource_id) into the raw log and the hourly rollups, set-based, all or nothing; returns the rows imported.';
+
+------------------------------------------------------------------------
+-- Views over the rollups, for tools that cannot call functions
+-- (Metabase, Grafana's table panels).  They run with the owner's rights.
+------------------------------------------------------------------------
+CREATE VIEW apikey_usage.hourly_usage AS
+SELECT u.api_key_id AS key_id, k.name AS key_name, k.workspace, u.bucket_start,
+	   u.method COLLATE "default" AS method, u.endpoint COLLATE "default" AS endpoint, u.response_code::integer AS response_code,
+	   apikey_usage.status_of(u.response_code) AS status, u.requests
+  FROM apikey_usage.usage_hourly u
+  LEFT JOIN apikey_usage.api_keys k ON k.key_id = u.api_key_id;
+COMMENT ON VIEW apikey_usage.hourly_usage IS
+	'Request counts per key, UTC hour, method, endpoint and response code (the hourly rollups), labelled with key name and workspace.';
+COMMENT ON COLUMN apikey_usage.hourly_usage.key_id IS 'Key the requests were made with.';
+COMMENT ON COLUMN apikey_usage.hourly_usage.key_name IS 'Name of that key (kept after deletion).';
+COMMENT ON COLUMN apikey_usage.hourly_usage.workspace IS 'Workspace of that key.';
+COMMENT ON COLUMN apikey_usage.hourly_usage.bucket_start IS 'Start of the UTC hour counted.';
+COMMENT ON COLUMN apikey_usage.hourly_usage.method IS 'HTTP method, upper case.';
+COMMENT ON COLUMN apikey_usage.hourly_usage.endpoint IS 'Route as the application names it.';
+COMMENT ON COLUMN apikey_usage.hourly_usage.response_code IS 'HTTP response code sent.';
+COMMENT ON COLUMN apikey_usage.hourly_usage.status IS 'completed (100-399), rate_limited (429) or failed (other 400-599).';
+COMMENT ON COLUMN apikey_usage.hourly_usage.requests IS 'Number of requests in that hour with that key, method, endpoint and response code.';
+
+CREATE VIEW apikey_usage.daily_usage AS
+SELECT u.api_key_id AS key_id, k.name AS key_name, k.workspace,
+	   (u.bucket_start AT TIME ZONE 'UTC')::date AS day,
+	   u.method COLLATE "default" AS method, u.endpoint COLLATE "default" AS endpoint, u.response_code::integer AS response_code,
+	   apikey_usage.status_of(u.response_code) AS status, u.requests
+  FROM apikey_usage.usage_daily u
+  LEFT JOIN apikey_usage.api_keys k ON k.key_id = u.api_key_id;
+COMMENT ON VIEW apikey_usage.daily_usage IS
+	'Request counts per key, UTC day, method, endpoint and response code (the daily rollups), labelled with key name and workspace.';
+COMMENT ON COLUMN apikey_usage.daily_usage.key_id IS 'Key the requests were made with.';
+COMMENT ON COLUMN apikey_usage.daily_usage.key_name IS 'Name of that key (kept after deletion).';
+COMMENT ON COLUMN apikey_usage.daily_usage.workspace IS 'Workspace of that key.';
+COMMENT ON COLUMN apikey_usage.daily_usage.day IS 'The UTC day counted.';
+COMMENT ON COLUMN apikey_usage.daily_usage.method IS 'HTTP method, upper case.';
+COMMENT ON COLUMN apikey_usage.daily_usage.endpoint IS 'Route as the application names it.';
+COMMENT ON COLUMN apikey_usage.daily_usage.response_code IS 'HTTP response code sent.';
+COMMENT ON COLUMN apikey_usage.daily_usage.status IS 'completed (100-399), rate_limited (429) or failed (other 400-599).';
+COMMENT ON COLUMN apikey_usage.daily_usage.requests IS 'Number of requests that UTC day with that key, method, endpoint and response code.';
+
+------------------------------------------------------------------------
+-- Grants of this part (90_grants.sql revokes everything from PUBLIC
+-- first; these role grants stay).  The admin role is a member of the
+-- reader role.
+------------------------------------------------------------------------
+GRANT EXECUTE ON FUNCTION
+	apikey_usage.usage_summary(uuid, timestamptz, timestamptz),
+	apikey_usage.usage_by_method(uuid, timestamptz, timestamptz),
+	apikey_usage.usage_by_response_status(uuid, timestamptz, timestamptz),
+	apikey_usage.top_endpoints(uuid, timestamptz, timestamptz, integer),
+	apikey_usage.usage_timeseries(uuid, timestamptz, timestamptz, interval),
+	apikey_usage.request_log(uuid, text, timestamptz, timestamptz, text, text, text, integer, integer, timestamptz, uuid)
+	TO apikey_usage_reader;
+GRANT SELECT ON apikey_usage.hourly_usage, apikey_usage.daily_usage TO apikey_usage_reader;
+GRANT EXECUTE ON FUNCTION apikey_usage.import_requests(regclass) TO apikey_usage_admin;
+
+------------------------------------------------------------------------
+-- Views for psql, Metabase and Grafana.  Views run with the privileges
+-- of their owner, so readers see keys without ever seeing a hash or a
+-- ciphertext column.
+------------------------------------------------------------------------
+
+CREATE VIEW apikey_usage.keys AS
+SELECT k.key_id, k.workspace, k.name, k.key_prefix, k.created_at,
+	   GREATEST(k.last_used_at, c.last_used_at) AS last_used_at,
+	   k.expires_at, k.rate_limit, k.rate_window
+  FROM apikey_usage.api_keys k
+  LEFT JOIN apikey_usage._cache_last_used() c ON c.key_id = k.key_id
+ WHERE k.deleted_at IS NULL;
+COMMENT ON VIEW apikey_usage.keys IS 'Live (not deleted) API keys, with the live last_used_at from shared memory.';
+COMMENT ON COLUMN apikey_usage.keys.key_id IS 'Id of the key (not secret).';
+COMMENT ON COLUMN apikey_usage.keys.workspace IS 'Workspace (tenant) that owns the key.';
+COMMENT ON COLUMN apikey_usage.keys.name IS 'Description shown in lists, e.g. "Zapier Integration".';
+COMMENT ON COLUMN apikey_usage.keys.key_prefix IS 'Non-secret start of the key, to recognise it (e.g. ak_3xK9ab).';
+COMMENT ON COLUMN apikey_usage.keys.created_at IS 'When the key was generated.';
+COMMENT ON COLUMN apikey_usage.keys.last_used_at IS 'Last successful verification (live value from shared memory).';
+COMMENT ON COLUMN apikey_usage.keys.expires_at IS 'When the key stops being valid; NULL = never.';
+COMMENT ON COLUMN apikey_usage.keys.rate_limit IS 'Requests allowed per rate_window (burst size too); NULL = unlimited.';
+COMMENT ON COLUMN apikey_usage.keys.rate_window IS 'Window of the rate limit.';
+
+CREATE VIEW apikey_usage.requests AS
+SELECT r.request_id, r.requested_at, r.api_key_id, k.name AS key_name, k.workspace,
+	   r.method COLLATE "default" AS method, r.endpoint COLLATE "default" AS endpoint,
+	   apikey_usage.status_of(r.response_code) AS status,
+	   r.response_code::integer AS response_code, r.resource_id COLLATE "default" AS resource_id
+  FROM apikey_usage.request_log_raw r
+  LEFT JOIN apikey_usage.api_keys k ON k.key_id = r.api_key_id;
+COMMENT ON VIEW apikey_usage.requests IS 'The request log, one row per logged request, labelled with the key''s name and workspace.';
+COMMENT ON COLUMN apikey_usage.requests.request_id IS 'Id of the request (UUIDv7 when generated by the extension).';
+COMMENT ON COLUMN apikey_usage.requests.requested_at IS 'When the request was made.';
+COMMENT ON COLUMN apikey_usage.requests.api_key_id IS 'Key the request was made with.';
+COMMENT ON COLUMN apikey_usage.requests.key_name IS 'Name of that key (kept after deletion).';
+COMMENT ON COLUMN apikey_usage.requests.workspace IS 'Workspace of that key.';
+COMMENT ON COLUMN apikey_usage.requests.method IS 'HTTP method, upper case.';
+COMMENT ON COLUMN apikey_usage.requests.endpoint IS 'Route as the application names it.';
+COMMENT ON COLUMN apikey_usage.requests.status IS 'completed (100-399), rate_limited (429) or failed (other 400-599).';
+COMMENT ON COLUMN apikey_usage.requests.response_code IS 'HTTP response code sent.';
+COMMENT ON COLUMN apikey_usage.requests.resource_id IS 'Id of the resource the request touched, if any.';
+
+CREATE FUNCTION apikey_usage._runtime_stats(
+	OUT buffer_capacity bigint, OUT buffer_used bigint, OUT buffer_bytes bigint,
+	OUT entries_logged bigint, OUT entries_flushed bigint, OUT sync_fallbacks bigint,
+	OUT flush_errors bigint, OUT key_cache_capacity bigint, OUT key_cache_size bigint,
+	OUT key_cache_hits bigint, OUT key_cache_misses bigint, OUT key_cache_evictions bigint,
+	OUT last_flush_at timestamptz, OUT worker_pid integer, OUT recovered_entries bigint,
+	OUT key_cache_bytes bigint)
+	RETURNS record
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'apikey_usage_runtime_stats';
+COMMENT ON FUNCTION apikey_usage._runtime_stats() IS 'Internal: the counters behind the runtime_stats view.';
+
+CREATE VIEW apikey_usage.runtime_stats AS SELECT * FROM apikey_usage._runtime_stats();
+COMMENT ON VIEW apikey_usage.runtime_stats IS 'One row of the extension''s own counters (since the last server start unless noted).';
+COMMENT ON COLUMN apikey_usage.runtime_stats.buffer_capacity IS 'Entries the log buffer holds (apikey_usage.log_buffer_entries).';
+COMMENT ON COLUMN apikey_usage.runtime_stats.buffer_used IS 'Entries in the log buffer not yet in the tables.';
+COMMENT ON COLUMN apikey_usage.runtime_stats.buffer_bytes IS 'Size of the memory-mapped log buffer file in bytes.';
+COMMENT ON COLUMN apikey_usage.runtime_stats.entries_logged IS 'Entries appended to the log buffer.';
+COMMENT ON COLUMN apikey_usage.runtime_stats.entries_flushed IS 'Entries the background worker wrote to the tables.';
+COMMENT ON COLUMN apikey_usage.runtime_stats.sync_fallbacks IS 'Entries written synchronously by their caller because the buffer stayed full.';
+COMMENT ON COLUMN apikey_usage.runtime_stats.flush_errors IS 'Flush transactions that failed (and were retried).';
+COMMENT ON COLUMN apikey_usage.runtime_stats.key_cache_capacity IS 'Keys the shared-memory cache holds (apikey_usage.max_keys).';
+COMMENT ON COLUMN apikey_usage.runtime_stats.key_cache_size IS 'Keys in the cache now.';
+COMMENT ON COLUMN apikey_usage.runtime_stats.key_cache_hits IS 'Lookups answered from the cache.';
+COMMENT ON COLUMN apikey_usage.runtime_stats.key_cache_misses IS 'Lookups that read the key table.';
+COMMENT ON COLUMN apikey_usage.runtime_stats.key_cache_evictions IS 'Keys evicted (least recently used) to make room.';
+COMMENT ON COLUMN apikey_usage.runtime_stats.last_flush_at IS 'When the worker last wrote entries to the tables.';
+COMMENT ON COLUMN apikey_usage.runtime_stats.worker_pid IS 'Process id of the background worker, NULL when it is not running.';
+COMMENT ON COLUMN apikey_usage.runtime_stats.recovered_entries IS 'Entries found in the buffer file at start-up (after a restart or crash) and flushed.';
+COMMENT ON COLUMN apikey_usage.runtime_stats.key_cache_bytes IS 'Shared memory reserved for the key cache, in bytes.';
+
+------------------------------------------------------------------------
+-- Grants.  Nothing is granted to PUBLIC; each role gets exactly the
+-- functions and views API.md assigns to it.
+------------------------------------------------------------------------
+REVOKE ALL ON ALL TABLES IN SCHEMA apikey_usage FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA apikey_usage FROM PUBLIC;
+
+-- admin: key management, and everything the reader has
+GRANT EXECUTE ON FUNCTION
+	apikey_usage.generate_key(text, text, integer, interval, timestamptz, text),
+	apikey_usage.copy_key(uuid),
+	apikey_usage.delete_key(uuid),
+	apikey_usage.rename_key(uuid, text),
+	apikey_usage.set_rate_limit(uuid, integer, interval)
+	TO apikey_usage_admin;
+GRANT apikey_usage_reader TO apikey_usage_admin;
+
+-- app: the request path
+GRANT EXECUTE ON FUNCTION
+	apikey_usage.verify_key(text),
+	apikey_usage.check_request(text, text, text, text),
+	apikey_usage.log_request(uuid, text, text, integer, text, uuid, timestamptz),
+	apikey_usage.flush()
+	TO apikey_usage_app;
+
+-- reader: views and analytics (the analytics grants are in 20_analytics.sql)
+GRANT EXECUTE ON FUNCTION apikey_usage.status_of(integer) TO apikey_usage_reader, apikey_usage_app;
+GRANT SELECT ON apikey_usage.keys, apikey_usage.requests, apikey_usage.runtime_stats
+	TO apikey_usage_reader;
+GRANT EXECUTE ON FUNCTION apikey_usage.flush() TO apikey_usage_reader;
+-- functions the views call run with the caller's privileges
+GRANT EXECUTE ON FUNCTION apikey_usage._cache_last_used(), apikey_usage._runtime_stats()
+	TO apikey_usage_reader;
