@@ -12,9 +12,12 @@ DATA = apikey_usage--0.1.0.sql apikey_usage--$(EXTVERSION).sql apikey_usage--0.1
 EXTRA_CLEAN = apikey_usage--$(EXTVERSION).sql apikey_usage--0.1.0--$(EXTVERSION).sql
 PGFILEDESC = "apikey_usage - API keys, rate limits and usage analytics"
 
-SRCS = $(wildcard src/*.c)
+# src/ by subsystem: core (init, GUCs), keys (format, secret, cache,
+# limiter), log (ring, spool, worker), api (SQL-callable request path).
+SRCS = $(wildcard src/*/*.c)
 OBJS = $(SRCS:.c=.o)
 SHLIB_LINK = -lsodium
+PG_CPPFLAGS = -I$(srcdir)/src -I$(srcdir)/src/keys
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare -Wno-cast-function-type
 
 # pg_regress and isolation start their own preloaded instance

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * fuzz_keyformat.c
- *		libFuzzer harness for src/keyformat.c.
+ *		libFuzzer harness for src/keys/keyformat.c.
  *
  * 1. keyfmt_parse on arbitrary bytes must not misbehave.  When it accepts,
  *	  the prefix must be valid, keyfmt_decode_body must give the same answer

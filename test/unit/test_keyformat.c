@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * test_keyformat.c
- *		Standalone unit tests for src/keyformat.c (no PostgreSQL, no
+ *		Standalone unit tests for src/keys/keyformat.c (no PostgreSQL, no
  *		framework).  Prints one line per failed check and a summary line
  *		"keyformat: N passed, M failed"; exits non-zero if any check failed.
  *
