@@ -82,7 +82,9 @@ typedef struct KeyInfo
 typedef enum KeyLookupResult
 {
 	KEY_FOUND,
-	KEY_UNKNOWN
+	KEY_UNKNOWN,
+	KEY_REVOKED					/* a deleted key, recognised by the hash its
+								 * tombstone keeps: key_id and workspace set */
 } KeyLookupResult;
 
 /* Result of one limiter step. */
@@ -92,13 +94,15 @@ typedef struct LimitDecision
 	bool		expired;		/* the key was found but has expired */
 	int64		remaining;		/* -1 when unlimited */
 	int64		retry_after_ns;
+	int64		reset_after_ns; /* until the full burst is back: TAT - now,
+								 * 0 when full or unlimited */
 } LimitDecision;
 
 /* keys.c */
 extern void key_hash_compute(const char *api_key, size_t len,
 							 uint8 hash[APIKEY_HASH_BYTES]);
-extern bool key_table_lookup_by_hash(const uint8 hash[APIKEY_HASH_BYTES],
-									 KeyInfo *info, char **workspace);
+extern KeyLookupResult key_table_lookup_by_hash(const uint8 hash[APIKEY_HASH_BYTES],
+												KeyInfo *info, char **workspace);
 extern void key_remember_workspace(const pg_uuid_t *key_id,
 								   const char *workspace);
 extern const char *key_workspace(const pg_uuid_t *key_id);

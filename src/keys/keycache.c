@@ -286,6 +286,7 @@ use_entry(KeyCacheEntry *entry, bool apply_limit, TimestampTz now,
 	decision->expired = !live;
 	decision->remaining = -1;
 	decision->retry_after_ns = 0;
+	decision->reset_after_ns = 0;
 	entry->lru_time = now;
 	if (!live)
 		return;
@@ -300,6 +301,8 @@ use_entry(KeyCacheEntry *entry, bool apply_limit, TimestampTz now,
  * Look a key up by hash, from the cache or else the key table (filling the
  * cache), and apply one limiter step when apply_limit.  For a key found
  * but expired, decision->allowed is false and no limiter step is taken.
+ * KEY_REVOKED (a deleted key) fills info's key_id and workspace only and
+ * leaves decision untouched.
  */
 KeyLookupResult
 keycache_verify(const uint8 hash[APIKEY_HASH_BYTES], bool apply_limit,
@@ -312,6 +315,7 @@ keycache_verify(const uint8 hash[APIKEY_HASH_BYTES], bool apply_limit,
 		char	   *workspace;
 		bool		found;
 		TimestampTz now;
+		KeyLookupResult result;
 
 		LWLockAcquire(cache->lock, LW_SHARED);
 		entry = hash_search(cache_htab, hash, HASH_FIND, NULL);
@@ -328,13 +332,21 @@ keycache_verify(const uint8 hash[APIKEY_HASH_BYTES], bool apply_limit,
 		LWLockRelease(cache->lock);
 
 		pg_atomic_fetch_add_u64(&cache->misses, 1);
-		if (!key_table_lookup_by_hash(hash, info, &workspace))
+		result = key_table_lookup_by_hash(hash, info, &workspace);
+		if (result == KEY_UNKNOWN)
 			return KEY_UNKNOWN;
 		key_remember_workspace(&info->key_id, workspace);
 		if (strlen(workspace) < APIKEY_WORKSPACE_INLINE)
 			strcpy(info->workspace, workspace);
 		else
 			info->workspace[0] = '\0';
+
+		/*
+		 * A deleted key (its tombstone keeps the hash) is never cached: it
+		 * is answered from the table each time, and has no limiter state.
+		 */
+		if (result == KEY_REVOKED)
+			return KEY_REVOKED;
 
 		LWLockAcquire(cache->lock, LW_EXCLUSIVE);
 		if (cache->generation != generation)

@@ -124,18 +124,20 @@ run_owner_lookup(SPIPlanPtr *plan, const char *sql, Oid argtype, Datum arg,
 }
 
 /*
- * Look a live key up by its hash in the key table, as committed (the
- * calling transaction's own uncommitted key changes take effect at its
- * commit, like everyone else's).  Fills info (and the workspace, palloc'd
- * in the caller's context, when wanted) and returns true when found.
+ * Look a key up by its hash in the key table, as committed (the calling
+ * transaction's own uncommitted key changes take effect at its commit,
+ * like everyone else's).  Fills info (and the workspace, palloc'd in the
+ * caller's context, when wanted).  A deleted key's tombstone keeps its
+ * hash (never its ciphertext), so it is recognised: KEY_REVOKED, with
+ * key_id and workspace filled.
  */
-bool
+KeyLookupResult
 key_table_lookup_by_hash(const uint8 hash[APIKEY_HASH_BYTES], KeyInfo *info,
 						 char **workspace)
 {
 	bytea	   *hash_datum = palloc(VARHDRSZ + APIKEY_HASH_BYTES);
 	MemoryContext caller = CurrentMemoryContext;
-	bool		found = false;
+	KeyLookupResult result = KEY_UNKNOWN;
 
 	SET_VARSIZE(hash_datum, VARHDRSZ + APIKEY_HASH_BYTES);
 	memcpy(VARDATA(hash_datum), hash, APIKEY_HASH_BYTES);
@@ -144,9 +146,10 @@ key_table_lookup_by_hash(const uint8 hash[APIKEY_HASH_BYTES], KeyInfo *info,
 		elog(ERROR, "SPI_connect failed");
 	if (run_owner_lookup(&lookup_by_hash_plan,
 						 "SELECT key_id, workspace, expires_at, rate_limit,"
-						 " (pg_catalog.date_part('epoch', rate_window) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8"
+						 " (pg_catalog.date_part('epoch', rate_window) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8,"
+						 " deleted_at IS NOT NULL"
 						 " FROM apikey_usage.api_keys"
-						 " WHERE key_hash OPERATOR(pg_catalog.=) $1 AND deleted_at IS NULL",
+						 " WHERE key_hash OPERATOR(pg_catalog.=) $1",
 						 BYTEAOID, PointerGetDatum(hash_datum), true) == 1)
 	{
 		HeapTuple	tuple = SPI_tuptable->vals[0];
@@ -168,11 +171,12 @@ key_table_lookup_by_hash(const uint8 hash[APIKEY_HASH_BYTES], KeyInfo *info,
 		d = SPI_getbinval(tuple, desc, 4, &isnull);
 		info->rate_limit = isnull ? 0 : DatumGetInt32(d);
 		info->rate_window_us = DatumGetInt64(SPI_getbinval(tuple, desc, 5, &isnull));
-		found = true;
+		result = DatumGetBool(SPI_getbinval(tuple, desc, 6, &isnull)) ?
+			KEY_REVOKED : KEY_FOUND;
 	}
 	SPI_finish();
 	pfree(hash_datum);
-	return found;
+	return result;
 }
 
 /*
@@ -377,7 +381,8 @@ return_one_row(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
 }
 
 /*
- * verify_key(api_key): valid, or why not.  Never raises an error for any
+ * verify_key(api_key): valid, or why not (malformed, unknown, expired,
+ * revoked; key_id and workspace set for the last two).  Never raises an error for any
  * text, so the key cannot reach the server log through an error report.
  */
 PG_FUNCTION_INFO_V1(apikey_usage_verify_key);
@@ -404,6 +409,7 @@ apikey_usage_verify_key(PG_FUNCTION_ARGS)
 			KeyInfo		info;
 			pg_uuid_t  *key_id;
 			const char *workspace = NULL;
+			KeyLookupResult found;
 
 			key_hash_compute(key, len, hash);
 
@@ -411,7 +417,8 @@ apikey_usage_verify_key(PG_FUNCTION_ARGS)
 			 * A cached key whose row is gone (the extension was dropped and
 			 * created again) is unknown too.
 			 */
-			if (keycache_verify(hash, false, &info, NULL) == KEY_UNKNOWN ||
+			found = keycache_verify(hash, false, &info, NULL);
+			if (found == KEY_UNKNOWN ||
 				(workspace = KEYINFO_WORKSPACE(&info)) == NULL)
 				reason = "unknown";
 			else
@@ -421,7 +428,9 @@ apikey_usage_verify_key(PG_FUNCTION_ARGS)
 				values[1] = UUIDPGetDatum(key_id);
 				values[2] = CStringGetTextDatum(workspace);
 				nulls[1] = nulls[2] = false;
-				if (info.expires_at <= GetCurrentTimestamp())
+				if (found == KEY_REVOKED)
+					reason = "revoked";
+				else if (info.expires_at <= GetCurrentTimestamp())
 					reason = "expired";
 				else
 				{
