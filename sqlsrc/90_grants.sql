@@ -32,3 +32,7 @@ GRANT EXECUTE ON FUNCTION apikey_usage.flush() TO apikey_usage_reader;
 -- functions the views call run with the caller's privileges
 GRANT EXECUTE ON FUNCTION apikey_usage._cache_last_used(), apikey_usage._runtime_stats()
 	TO apikey_usage_reader;
+
+-- fleets: node_of reveals nothing secret; every extension role may route
+GRANT EXECUTE ON FUNCTION apikey_usage.node_of(text), apikey_usage.node_of(uuid)
+	TO apikey_usage_admin, apikey_usage_app, apikey_usage_reader;

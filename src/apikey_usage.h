@@ -15,6 +15,7 @@
  *	flusher.c		background worker
  *	request.c		check_request, log_request, argument validation
  *	stats.c			runtime_stats, flush(), helpers for views
+ *	node.c			node_of(), key ids that carry the node (fleets)
  *
  *-------------------------------------------------------------------------
  */
@@ -44,6 +45,7 @@ extern int	apikey_flush_interval_ms;
 extern char *apikey_retention_string;
 extern char *apikey_secret_file;
 extern int	apikey_log_mode;
+extern int	apikey_node_id;
 
 #define LOG_MODE_BUFFERED		0
 #define LOG_MODE_SYNCHRONOUS	1

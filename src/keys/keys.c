@@ -264,7 +264,8 @@ key_workspace(const pg_uuid_t *key_id)
 
 /*
  * _key_material(key_prefix, key_id): a fresh key from 32 random bytes,
- * its hash, its ciphertext and its display prefix.  The plaintext buffer
+ * carrying the node its key id names, its hash, its ciphertext and its
+ * display prefix.  The plaintext buffer
  * is wiped before returning; the key leaves only as the result.
  */
 PG_FUNCTION_INFO_V1(apikey_usage_key_material);
@@ -284,6 +285,7 @@ apikey_usage_key_material(PG_FUNCTION_ARGS)
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
 	char		display[KEYFMT_PREFIX_MAX + 1 + KEYFMT_DISPLAY_BODY_CHARS + 1];
+	int			node;
 
 	apikey_require_preload();
 	if (!keyfmt_prefix_valid(prefix, prefix_len))
@@ -293,8 +295,15 @@ apikey_usage_key_material(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
+	/* the key names the node its key id names (keyformat.h) */
+	node = keyfmt_key_id_node(key_id->data);
+	if (node < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("key id names a node above %d", KEYFMT_NODE_MAX)));
+
 	randombytes_buf(secret_bytes, sizeof(secret_bytes));
-	key_len = keyfmt_encode(prefix, prefix_len, secret_bytes, key);
+	key_len = keyfmt_encode_node(prefix, prefix_len, secret_bytes, node, key);
 	sodium_memzero(secret_bytes, sizeof(secret_bytes));
 
 	key_hash_compute(key, key_len, hash);
