@@ -25,7 +25,7 @@ COMMENT ON FUNCTION apikey_usage._new_key_id() IS
 REVOKE ALL ON FUNCTION apikey_usage.node_of(text), apikey_usage.node_of(uuid),
 	apikey_usage._new_key_id() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION apikey_usage.node_of(text), apikey_usage.node_of(uuid)
-	TO apikey_usage_admin, apikey_usage_app, apikey_usage_reader;
+	TO apikey_usage_admin, apikey_usage_app, apikey_usage_reader, apikey_usage_tenant;
 
 -- generate_key: the one-line change of its key id's source, applied to
 -- whatever body the earlier parts left (so it composes with them); fails
