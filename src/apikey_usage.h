@@ -15,6 +15,7 @@
  *	flusher.c		background worker
  *	request.c		check_request, log_request, argument validation
  *	stats.c			runtime_stats, flush(), helpers for views
+ *	node.c			node_of(), key ids that carry the node (fleets)
  *
  *-------------------------------------------------------------------------
  */
@@ -44,6 +45,7 @@ extern int	apikey_flush_interval_ms;
 extern char *apikey_retention_string;
 extern char *apikey_secret_file;
 extern int	apikey_log_mode;
+extern int	apikey_node_id;
 
 #define LOG_MODE_BUFFERED		0
 #define LOG_MODE_SYNCHRONOUS	1
@@ -91,7 +93,9 @@ typedef struct KeyInfo
 typedef enum KeyLookupResult
 {
 	KEY_FOUND,
-	KEY_UNKNOWN
+	KEY_UNKNOWN,
+	KEY_REVOKED					/* a deleted key, recognised by the hash its
+								 * tombstone keeps: key_id and workspace set */
 } KeyLookupResult;
 
 /* Result of one limiter step. */
@@ -101,6 +105,8 @@ typedef struct LimitDecision
 	bool		expired;		/* the key was found but has expired */
 	int64		remaining;		/* -1 when unlimited */
 	int64		retry_after_ns;
+	int64		reset_after_ns; /* until the full burst is back: TAT - now,
+								 * 0 when full or unlimited */
 } LimitDecision;
 
 /* keys.c */

@@ -29,6 +29,7 @@
 #include "utils/timestamp.h"
 
 #include "apikey_usage.h"
+#include "keyformat.h"
 
 PG_MODULE_MAGIC;
 
@@ -39,6 +40,7 @@ int			apikey_flush_interval_ms = 200;
 char	   *apikey_retention_string = NULL;
 char	   *apikey_secret_file = NULL;
 int			apikey_log_mode = LOG_MODE_BUFFERED;
+int			apikey_node_id = 0;
 
 bool		apikey_preloaded = false;
 
@@ -175,6 +177,11 @@ _PG_init(void)
 							 NULL, &apikey_log_mode, LOG_MODE_BUFFERED,
 							 log_mode_options, PGC_SUSET, 0,
 							 NULL, NULL, NULL);
+	DefineCustomIntVariable("apikey_usage.node_id",
+							"This node's number in a fleet (0 = a fleet of one).",
+							"New keys and key ids carry it; node_of() reads it back.",
+							&apikey_node_id, 0, 0, KEYFMT_NODE_MAX,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("apikey_usage");
 

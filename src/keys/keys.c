@@ -282,6 +282,8 @@ key_table_fetch(Oid indexoid, RegProcedure eqproc, Datum value,
  * commit, like everyone else's).  Fills info (and the workspace, palloc'd
  * in the caller's context, when wanted) and returns KEY_FOUND, or
  * KEY_UNKNOWN.  This is the whole cost of a cache miss: one btree probe.
+ * A deleted key's tombstone keeps its hash (never its ciphertext), so it
+ * is recognised: KEY_REVOKED, with only key_id and the workspace filled.
  */
 KeyLookupResult
 key_table_lookup_by_hash(const uint8 hash[APIKEY_HASH_BYTES], KeyInfo *info,
@@ -298,13 +300,12 @@ key_table_lookup_by_hash(const uint8 hash[APIKEY_HASH_BYTES], KeyInfo *info,
 	if (!key_table_fetch(key_table.hash_index, F_BYTEAEQ,
 						 PointerGetDatum(hash_datum), true, &values, &nulls))
 		return KEY_UNKNOWN;
-	if (!KT_NULL(key_table.att_deleted_at))
-		return KEY_UNKNOWN;
-
 	memcpy(&info->key_id, DatumGetUUIDP(KT_VALUE(key_table.att_key_id)),
 		   sizeof(pg_uuid_t));
 	if (workspace)
 		*workspace = TextDatumGetCString(KT_VALUE(key_table.att_workspace));
+	if (!KT_NULL(key_table.att_deleted_at))
+		return KEY_REVOKED;
 	info->expires_at = KT_NULL(key_table.att_expires_at) ? DT_NOEND :
 		DatumGetTimestampTz(KT_VALUE(key_table.att_expires_at));
 	info->rate_limit = KT_NULL(key_table.att_rate_limit) ? 0 :
@@ -402,7 +403,8 @@ key_workspace(const pg_uuid_t *key_id)
 
 /*
  * _key_material(key_prefix, key_id): a fresh key from 32 random bytes,
- * its hash, its ciphertext and its display prefix.  The plaintext buffer
+ * carrying the node its key id names, its hash, its ciphertext and its
+ * display prefix.  The plaintext buffer
  * is wiped before returning; the key leaves only as the result.
  */
 PG_FUNCTION_INFO_V1(apikey_usage_key_material);
@@ -422,6 +424,7 @@ apikey_usage_key_material(PG_FUNCTION_ARGS)
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
 	char		display[KEYFMT_PREFIX_MAX + 1 + KEYFMT_DISPLAY_BODY_CHARS + 1];
+	int			node;
 
 	apikey_require_preload();
 	if (!keyfmt_prefix_valid(prefix, prefix_len))
@@ -431,8 +434,15 @@ apikey_usage_key_material(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
+	/* the key names the node its key id names (keyformat.h) */
+	node = keyfmt_key_id_node(key_id->data);
+	if (node < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("key id names a node above %d", KEYFMT_NODE_MAX)));
+
 	randombytes_buf(secret_bytes, sizeof(secret_bytes));
-	key_len = keyfmt_encode(prefix, prefix_len, secret_bytes, key);
+	key_len = keyfmt_encode_node(prefix, prefix_len, secret_bytes, node, key);
 	sodium_memzero(secret_bytes, sizeof(secret_bytes));
 
 	key_hash_compute(key, key_len, hash);
@@ -515,7 +525,8 @@ return_one_row(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
 }
 
 /*
- * verify_key(api_key): valid, or why not.  Never raises an error for any
+ * verify_key(api_key): valid, or why not (malformed, unknown, expired,
+ * revoked; key_id and workspace set for the last two).  Never raises an error for any
  * text, so the key cannot reach the server log through an error report.
  */
 PG_FUNCTION_INFO_V1(apikey_usage_verify_key);
@@ -542,6 +553,7 @@ apikey_usage_verify_key(PG_FUNCTION_ARGS)
 			KeyInfo		info;
 			pg_uuid_t  *key_id;
 			const char *workspace = NULL;
+			KeyLookupResult found;
 
 			key_hash_compute(key, len, hash);
 
@@ -549,7 +561,8 @@ apikey_usage_verify_key(PG_FUNCTION_ARGS)
 			 * A cached key whose row is gone (the extension was dropped and
 			 * created again) is unknown too.
 			 */
-			if (keycache_verify(hash, false, &info, NULL) == KEY_UNKNOWN ||
+			found = keycache_verify(hash, false, &info, NULL);
+			if (found == KEY_UNKNOWN ||
 				(workspace = KEYINFO_WORKSPACE(&info)) == NULL)
 				reason = "unknown";
 			else
@@ -559,7 +572,9 @@ apikey_usage_verify_key(PG_FUNCTION_ARGS)
 				values[1] = UUIDPGetDatum(key_id);
 				values[2] = CStringGetTextDatum(workspace);
 				nulls[1] = nulls[2] = false;
-				if (info.expires_at <= GetCurrentTimestamp())
+				if (found == KEY_REVOKED)
+					reason = "revoked";
+				else if (info.expires_at <= GetCurrentTimestamp())
 					reason = "expired";
 				else
 				{
