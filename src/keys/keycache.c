@@ -298,13 +298,18 @@ use_entry(KeyCacheEntry *entry, bool apply_limit, TimestampTz now,
 
 /*
  * Look a key up by hash, from the cache or else the key table (filling the
- * cache), and apply one limiter step when apply_limit.  For a key found
+ * cache), and apply one limiter step when apply_limit.  A rolled key's
+ * previous hash is looked up in the table on every use and then answers
+ * through the key's current hash (see roll_key).  For a key found
  * but expired, decision->allowed is false and no limiter step is taken.
  */
 KeyLookupResult
-keycache_verify(const uint8 hash[APIKEY_HASH_BYTES], bool apply_limit,
+keycache_verify(const uint8 lookup_hash[APIKEY_HASH_BYTES], bool apply_limit,
 				KeyInfo *info, LimitDecision *decision)
 {
+	uint8		hash[APIKEY_HASH_BYTES];
+
+	memcpy(hash, lookup_hash, APIKEY_HASH_BYTES);
 	for (;;)
 	{
 		KeyCacheEntry *entry;
@@ -330,6 +335,20 @@ keycache_verify(const uint8 hash[APIKEY_HASH_BYTES], bool apply_limit,
 		pg_atomic_fetch_add_u64(&cache->misses, 1);
 		if (!key_table_lookup_by_hash(hash, info, &workspace))
 			return KEY_UNKNOWN;
+		if (info->via_previous)
+		{
+			/*
+			 * A rolled key's previous hash (never cached itself, so its grace
+			 * ends in every backend by the clock alone): within the grace
+			 * period it is the key, verified and limited through the current
+			 * hash's entry.
+			 */
+			if (GetCurrentTimestamp() >= info->previous_valid_until)
+				return KEY_UNKNOWN;
+			memcpy(hash, info->current_hash, APIKEY_HASH_BYTES);
+			CHECK_FOR_INTERRUPTS();
+			continue;
+		}
 		key_remember_workspace(&info->key_id, workspace);
 		if (strlen(workspace) < APIKEY_WORKSPACE_INLINE)
 			strcpy(info->workspace, workspace);

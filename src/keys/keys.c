@@ -127,7 +127,9 @@ run_owner_lookup(SPIPlanPtr *plan, const char *sql, Oid argtype, Datum arg,
  * Look a live key up by its hash in the key table, as committed (the
  * calling transaction's own uncommitted key changes take effect at its
  * commit, like everyone else's).  Fills info (and the workspace, palloc'd
- * in the caller's context, when wanted) and returns true when found.
+ * in the caller's context, when wanted) and returns true when found.  The
+ * hash may be a rolled key's previous hash: then info->via_previous is set
+ * with the end of its grace period and the key's current hash.
  */
 bool
 key_table_lookup_by_hash(const uint8 hash[APIKEY_HASH_BYTES], KeyInfo *info,
@@ -144,9 +146,11 @@ key_table_lookup_by_hash(const uint8 hash[APIKEY_HASH_BYTES], KeyInfo *info,
 		elog(ERROR, "SPI_connect failed");
 	if (run_owner_lookup(&lookup_by_hash_plan,
 						 "SELECT key_id, workspace, expires_at, rate_limit,"
-						 " (pg_catalog.date_part('epoch', rate_window) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8"
+						 " (pg_catalog.date_part('epoch', rate_window) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8,"
+						 " key_hash, previous_key_expires_at"
 						 " FROM apikey_usage.api_keys"
-						 " WHERE key_hash OPERATOR(pg_catalog.=) $1 AND deleted_at IS NULL",
+						 " WHERE (key_hash OPERATOR(pg_catalog.=) $1"
+						 " OR previous_key_hash OPERATOR(pg_catalog.=) $1) AND deleted_at IS NULL",
 						 BYTEAOID, PointerGetDatum(hash_datum), true) == 1)
 	{
 		HeapTuple	tuple = SPI_tuptable->vals[0];
@@ -168,6 +172,11 @@ key_table_lookup_by_hash(const uint8 hash[APIKEY_HASH_BYTES], KeyInfo *info,
 		d = SPI_getbinval(tuple, desc, 4, &isnull);
 		info->rate_limit = isnull ? 0 : DatumGetInt32(d);
 		info->rate_window_us = DatumGetInt64(SPI_getbinval(tuple, desc, 5, &isnull));
+		d = SPI_getbinval(tuple, desc, 6, &isnull);
+		memcpy(info->current_hash, VARDATA_ANY(DatumGetByteaPP(d)), APIKEY_HASH_BYTES);
+		info->via_previous = memcmp(info->current_hash, hash, APIKEY_HASH_BYTES) != 0;
+		d = SPI_getbinval(tuple, desc, 7, &isnull);
+		info->previous_valid_until = isnull ? 0 : DatumGetTimestampTz(d);
 		found = true;
 	}
 	SPI_finish();
