@@ -231,7 +231,7 @@ CREATE FUNCTION apikey_usage.generate_key(
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-	new_id		uuid := pg_catalog.gen_random_uuid();
+	new_id		uuid := apikey_usage._new_key_id();
 	material	record;
 BEGIN
 	IF workspace IS NULL THEN

@@ -70,3 +70,7 @@ GRANT EXECUTE ON FUNCTION
 	apikey_usage.set_rate_limit(uuid, integer, interval),
 	apikey_usage.roll_key(uuid, interval)
 	TO apikey_usage_tenant_admin;
+
+-- fleets: node_of reveals nothing secret; every extension role may route
+GRANT EXECUTE ON FUNCTION apikey_usage.node_of(text), apikey_usage.node_of(uuid)
+	TO apikey_usage_admin, apikey_usage_app, apikey_usage_reader, apikey_usage_tenant;
