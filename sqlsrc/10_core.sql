@@ -47,7 +47,9 @@ GRANT USAGE ON SCHEMA apikey_usage TO apikey_usage_admin, apikey_usage_app, apik
 -- Keys.  key_hash and key_ciphertext are never granted to anyone: only
 -- the SECURITY DEFINER functions below and the C code (which switches to
 -- the extension owner for its lookups) read them.  A deleted key keeps its
--- row as a tombstone with hash and ciphertext destroyed.
+-- row as a tombstone with the ciphertext destroyed: it keeps what is needed
+-- to recognise the key (its one-way hash, so check_request and verify_key
+-- answer "revoked" with the key id), never what is needed to use it.
 CREATE TABLE apikey_usage.api_keys (
 	key_id			uuid PRIMARY KEY,
 	workspace		text NOT NULL,
@@ -65,8 +67,8 @@ CREATE TABLE apikey_usage.api_keys (
 	-- previous_key_expires_at (0.2.0)
 	previous_key_hash	bytea CONSTRAINT api_keys_previous_key_hash_key UNIQUE,
 	previous_key_expires_at	timestamptz,
-	CHECK ((deleted_at IS NULL) = (key_hash IS NOT NULL)),
-	CHECK ((deleted_at IS NULL) = (key_ciphertext IS NOT NULL)),
+	CONSTRAINT api_keys_check CHECK (deleted_at IS NOT NULL OR key_hash IS NOT NULL),
+	CONSTRAINT api_keys_check1 CHECK ((deleted_at IS NULL) = (key_ciphertext IS NOT NULL)),
 	CONSTRAINT api_keys_previous_key_check
 		CHECK ((previous_key_hash IS NULL) = (previous_key_expires_at IS NULL)
 			   AND (deleted_at IS NULL OR previous_key_hash IS NULL))
@@ -310,8 +312,9 @@ BEGIN
 		END IF;
 		RAISE EXCEPTION 'no API key with id %', key_id USING ERRCODE = '22023';
 	END IF;
+	-- the hash stays, so that the key is recognised as revoked
 	UPDATE apikey_usage.api_keys k
-	   SET key_hash = NULL, key_ciphertext = NULL, deleted_at = pg_catalog.now(),
+	   SET key_ciphertext = NULL, deleted_at = pg_catalog.now(),
 		   previous_key_hash = NULL, previous_key_expires_at = NULL
 	 WHERE k.key_id = delete_key.key_id;
 	PERFORM apikey_usage._invalidate_key(old_hash);
@@ -319,7 +322,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION apikey_usage.delete_key(uuid) IS
-	'Delete a key for good: hash and ciphertext are destroyed (a rolled key''s previous key too), every backend rejects it from commit on; its usage history stays.';
+	'Delete a key for good: its ciphertext is destroyed (and a rolled key''s previous key ends), every backend answers revoked for it from commit on (the tombstone keeps only its hash); its usage history stays.';
 
 CREATE FUNCTION apikey_usage.rename_key(key_id uuid, name text) RETURNS void
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -421,18 +424,18 @@ CREATE FUNCTION apikey_usage.verify_key(api_key text,
 	LANGUAGE c VOLATILE CALLED ON NULL INPUT
 	AS 'MODULE_PATHNAME', 'apikey_usage_verify_key';
 COMMENT ON FUNCTION apikey_usage.verify_key(text) IS
-	'Check an API key: valid, or why not (malformed, unknown, expired). Served from the shared-memory key cache; never writes a table.';
+	'Check an API key: valid, or why not (malformed, unknown, expired, revoked). Served from the shared-memory key cache; never writes a table.';
 
 CREATE FUNCTION apikey_usage.check_request(api_key text, method text, endpoint text,
 	resource_id text DEFAULT NULL,
 	OUT allowed boolean, OUT key_id uuid, OUT workspace text, OUT response_code integer,
 	OUT rate_limit integer, OUT remaining integer, OUT retry_after_ms integer,
-	OUT request_id uuid, OUT rate_window interval)
+	OUT request_id uuid, OUT rate_window interval, OUT reason text, OUT reset_after_ms integer)
 	RETURNS record
 	LANGUAGE c VOLATILE CALLED ON NULL INPUT
 	AS 'MODULE_PATHNAME', 'apikey_usage_check_request';
 COMMENT ON FUNCTION apikey_usage.check_request(text, text, text, text) IS
-	'The gateway call before serving a request: verify the key, apply its rate limit (GCRA), log refusals; returns what to answer.';
+	'The gateway call before serving a request: credentials first, then the arguments and the rate limit (GCRA); logs refusals of recognised keys; returns what to answer and why (reason: valid, malformed, unknown, expired, revoked, rate_limited).';
 
 CREATE FUNCTION apikey_usage.log_request(key_id uuid, method text, endpoint text,
 	response_code integer, resource_id text DEFAULT NULL, request_id uuid DEFAULT NULL,

@@ -102,7 +102,9 @@ typedef struct KeyInfo
 typedef enum KeyLookupResult
 {
 	KEY_FOUND,
-	KEY_UNKNOWN
+	KEY_UNKNOWN,
+	KEY_REVOKED					/* a deleted key, recognised by the hash its
+								 * tombstone keeps: key_id and workspace set */
 } KeyLookupResult;
 
 /* Result of one limiter step. */
@@ -112,6 +114,8 @@ typedef struct LimitDecision
 	bool		expired;		/* the key was found but has expired */
 	int64		remaining;		/* -1 when unlimited */
 	int64		retry_after_ns;
+	int64		reset_after_ns; /* until the full burst is back: TAT - now,
+								 * 0 when full or unlimited */
 } LimitDecision;
 
 /* keys.c */

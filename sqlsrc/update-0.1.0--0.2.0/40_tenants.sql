@@ -103,8 +103,9 @@ BEGIN
 		END IF;
 		RAISE EXCEPTION 'no API key with id %', key_id USING ERRCODE = '22023';
 	END IF;
+	-- the hash stays, so that the key is recognised as revoked
 	UPDATE apikey_usage.api_keys k
-	   SET key_hash = NULL, key_ciphertext = NULL, deleted_at = pg_catalog.now(),
+	   SET key_ciphertext = NULL, deleted_at = pg_catalog.now(),
 		   previous_key_hash = NULL, previous_key_expires_at = NULL
 	 WHERE k.key_id = delete_key.key_id;
 	PERFORM apikey_usage._invalidate_key(old_hash);
@@ -112,7 +113,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION apikey_usage.delete_key(uuid) IS
-	'Delete a key for good: hash and ciphertext are destroyed (a rolled key''s previous key too), every backend rejects it from commit on; its usage history stays.';
+	'Delete a key for good: its ciphertext is destroyed (and a rolled key''s previous key ends), every backend answers revoked for it from commit on (the tombstone keeps only its hash); its usage history stays.';
 
 CREATE OR REPLACE FUNCTION apikey_usage.rename_key(key_id uuid, name text) RETURNS void
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -293,3 +294,33 @@ GRANT EXECUTE ON FUNCTION
 -- as in the fresh install: nothing of the extension is PUBLIC's
 REVOKE ALL ON apikey_usage.workspace_grants FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA apikey_usage FROM PUBLIC;
+
+------------------------------------------------------------------------
+-- Gateway: a reason for every refusal (issue 14).  delete_key above
+-- keeps the hash in the tombstone.
+------------------------------------------------------------------------
+
+-- A deleted key's tombstone keeps its hash (never its ciphertext), so the
+-- request path recognises it as revoked.  Tombstones made by 0.1.0 have
+-- no hash left and stay unknown.
+ALTER TABLE apikey_usage.api_keys DROP CONSTRAINT api_keys_check;
+ALTER TABLE apikey_usage.api_keys
+	ADD CONSTRAINT api_keys_check CHECK (deleted_at IS NOT NULL OR key_hash IS NOT NULL);
+
+COMMENT ON FUNCTION apikey_usage.verify_key(text) IS
+	'Check an API key: valid, or why not (malformed, unknown, expired, revoked). Served from the shared-memory key cache; never writes a table.';
+
+-- check_request gains reason and reset_after_ms at the end of its result
+DROP FUNCTION apikey_usage.check_request(text, text, text, text);
+CREATE FUNCTION apikey_usage.check_request(api_key text, method text, endpoint text,
+	resource_id text DEFAULT NULL,
+	OUT allowed boolean, OUT key_id uuid, OUT workspace text, OUT response_code integer,
+	OUT rate_limit integer, OUT remaining integer, OUT retry_after_ms integer,
+	OUT request_id uuid, OUT rate_window interval, OUT reason text, OUT reset_after_ms integer)
+	RETURNS record
+	LANGUAGE c VOLATILE CALLED ON NULL INPUT
+	AS 'MODULE_PATHNAME', 'apikey_usage_check_request';
+COMMENT ON FUNCTION apikey_usage.check_request(text, text, text, text) IS
+	'The gateway call before serving a request: credentials first, then the arguments and the rate limit (GCRA); logs refusals of recognised keys; returns what to answer and why (reason: valid, malformed, unknown, expired, revoked, rate_limited).';
+REVOKE ALL ON FUNCTION apikey_usage.check_request(text, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION apikey_usage.check_request(text, text, text, text) TO apikey_usage_app;

@@ -651,6 +651,7 @@ use_entry(KeyCacheEntry *entry, bool apply_limit, TimestampTz now,
 	decision->expired = !live;
 	decision->remaining = -1;
 	decision->retry_after_ns = 0;
+	decision->reset_after_ns = 0;
 	if (entry->usage < USAGE_MAX)
 		entry->usage++;
 	if (!live)
@@ -748,7 +749,9 @@ maybe_warn_sizing(void)
  * then answers through the key's current hash (see roll_key).
  *
  * This is the request path's one entry point: KEY_FOUND with info filled,
- * or what key_table_lookup_by_hash() answered for a key it did not find.
+ * or what key_table_lookup_by_hash() answered for a key it did not find
+ * (KEY_REVOKED fills key_id and workspace only, and leaves decision as it
+ * was).
  */
 KeyLookupResult
 keycache_verify(const uint8 lookup_hash[APIKEY_HASH_BYTES], bool apply_limit,
@@ -788,7 +791,7 @@ keycache_verify(const uint8 lookup_hash[APIKEY_HASH_BYTES], bool apply_limit,
 			maybe_warn_sizing();
 
 		result = key_table_lookup_by_hash(hash, info, &workspace);
-		if (result != KEY_FOUND)
+		if (result == KEY_UNKNOWN)
 			return result;
 		if (info->via_previous)
 		{
@@ -810,6 +813,14 @@ keycache_verify(const uint8 lookup_hash[APIKEY_HASH_BYTES], bool apply_limit,
 			strcpy(info->workspace, workspace);
 		else
 			info->workspace[0] = '\0';
+
+		/*
+		 * A deleted key (KEY_REVOKED: its tombstone keeps the hash) is never
+		 * cached and has no limiter state: key_id and workspace are all the
+		 * caller gets.
+		 */
+		if (result != KEY_FOUND)
+			return result;
 
 		LWLockAcquire(part->lock, LW_EXCLUSIVE);
 		if (part->generation != generation)

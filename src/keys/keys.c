@@ -296,7 +296,9 @@ key_table_fetch(Oid indexoid, RegProcedure eqproc, Datum value,
  * KEY_UNKNOWN.  This is the whole cost of a cache miss: one btree probe
  * (two for a hash that is not a current key's).  The hash may be a rolled
  * key's previous hash (roll_key): then info->via_previous is set, with the
- * end of its grace period and the key's current hash.
+ * end of its grace period and the key's current hash.  A deleted key's
+ * tombstone keeps its hash (never its ciphertext), so it is recognised:
+ * KEY_REVOKED, with only key_id and the workspace filled.
  */
 KeyLookupResult
 key_table_lookup_by_hash(const uint8 hash[APIKEY_HASH_BYTES], KeyInfo *info,
@@ -328,13 +330,12 @@ key_table_lookup_by_hash(const uint8 hash[APIKEY_HASH_BYTES], KeyInfo *info,
 			   VARDATA_ANY(DatumGetByteaPP(KT_VALUE(key_table.att_key_hash))),
 			   APIKEY_HASH_BYTES);
 	}
-	if (!KT_NULL(key_table.att_deleted_at))
-		return KEY_UNKNOWN;
-
 	memcpy(&info->key_id, DatumGetUUIDP(KT_VALUE(key_table.att_key_id)),
 		   sizeof(pg_uuid_t));
 	if (workspace)
 		*workspace = TextDatumGetCString(KT_VALUE(key_table.att_workspace));
+	if (!KT_NULL(key_table.att_deleted_at))
+		return KEY_REVOKED;
 	info->expires_at = KT_NULL(key_table.att_expires_at) ? DT_NOEND :
 		DatumGetTimestampTz(KT_VALUE(key_table.att_expires_at));
 	info->rate_limit = KT_NULL(key_table.att_rate_limit) ? 0 :
@@ -554,7 +555,8 @@ return_one_row(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
 }
 
 /*
- * verify_key(api_key): valid, or why not.  Never raises an error for any
+ * verify_key(api_key): valid, or why not (malformed, unknown, expired,
+ * revoked; key_id and workspace set for the last two).  Never raises an error for any
  * text, so the key cannot reach the server log through an error report.
  */
 PG_FUNCTION_INFO_V1(apikey_usage_verify_key);
@@ -581,6 +583,7 @@ apikey_usage_verify_key(PG_FUNCTION_ARGS)
 			KeyInfo		info;
 			pg_uuid_t  *key_id;
 			const char *workspace = NULL;
+			KeyLookupResult found;
 
 			key_hash_compute(key, len, hash);
 
@@ -588,7 +591,8 @@ apikey_usage_verify_key(PG_FUNCTION_ARGS)
 			 * A cached key whose row is gone (the extension was dropped and
 			 * created again) is unknown too.
 			 */
-			if (keycache_verify(hash, false, &info, NULL) == KEY_UNKNOWN ||
+			found = keycache_verify(hash, false, &info, NULL);
+			if (found == KEY_UNKNOWN ||
 				(workspace = KEYINFO_WORKSPACE(&info)) == NULL)
 				reason = "unknown";
 			else
@@ -598,7 +602,9 @@ apikey_usage_verify_key(PG_FUNCTION_ARGS)
 				values[1] = UUIDPGetDatum(key_id);
 				values[2] = CStringGetTextDatum(workspace);
 				nulls[1] = nulls[2] = false;
-				if (info.expires_at <= GetCurrentTimestamp())
+				if (found == KEY_REVOKED)
+					reason = "revoked";
+				else if (info.expires_at <= GetCurrentTimestamp())
 					reason = "expired";
 				else
 				{

@@ -65,7 +65,7 @@ CREATE TEMP TABLE r4 AS SELECT apikey_usage.roll_key((SELECT key_id FROM r0)) AS
 SELECT is((SELECT reason FROM apikey_usage.verify_key((SELECT api_key FROM r3))), 'valid', 'before delete_key the previous key verifies');
 SELECT ok(apikey_usage.delete_key((SELECT key_id FROM r0)), 'delete_key');
 SELECT is((SELECT reason FROM apikey_usage.verify_key((SELECT api_key FROM r3))), 'unknown', 'delete_key ends the previous key');
-SELECT is((SELECT reason FROM apikey_usage.verify_key((SELECT api_key FROM r4))), 'unknown', 'and the current one');
+SELECT is((SELECT reason FROM apikey_usage.verify_key((SELECT api_key FROM r4))), 'revoked', 'and the current one (revoked)');
 SELECT throws_ok($$SELECT apikey_usage.roll_key((SELECT key_id FROM r0))$$, '22023', NULL, 'a deleted key cannot be rolled');
 
 -- history stays under one key id
