@@ -15,7 +15,9 @@ SELECT k.key_id, k.workspace, k.name, k.key_prefix, k.created_at,
 	   k.expires_at, k.rate_limit, k.rate_window,
 	   (SELECT s.total_requests
 		  FROM apikey_usage.usage_summary(k.key_id, pg_catalog.now() - interval '30 days',
-										  pg_catalog.now()) s) AS requests_30d
+										  pg_catalog.now()) s) AS requests_30d,
+	   CASE WHEN k.previous_key_expires_at > pg_catalog.now() THEN k.previous_key_expires_at END
+		   AS previous_key_expires_at
   FROM apikey_usage.api_keys k
   LEFT JOIN apikey_usage._visible_last_used() c ON c.key_id = k.key_id
  WHERE k.deleted_at IS NULL
@@ -32,6 +34,7 @@ COMMENT ON COLUMN apikey_usage.keys.expires_at IS 'When the key stops being vali
 COMMENT ON COLUMN apikey_usage.keys.rate_limit IS 'Requests allowed per rate_window (burst size too); NULL = unlimited.';
 COMMENT ON COLUMN apikey_usage.keys.rate_window IS 'Window of the rate limit.';
 COMMENT ON COLUMN apikey_usage.keys.requests_30d IS 'Requests made with the key in the last 30 days (exact, from the rollups).';
+COMMENT ON COLUMN apikey_usage.keys.previous_key_expires_at IS 'After roll_key: until when the replaced key still verifies as this key; NULL when there is none.';
 
 CREATE VIEW apikey_usage.requests WITH (security_barrier) AS
 SELECT r.request_id, r.requested_at, r.api_key_id, k.name AS key_name, k.workspace,

@@ -75,6 +75,15 @@ typedef struct KeyInfo
 	int64		rate_window_us;
 	TimestampTz last_used_at;	/* as stored in the table; 0 when NULL */
 	char		workspace[APIKEY_WORKSPACE_INLINE];	/* "" when longer */
+
+	/*
+	 * Set by a table lookup that matched a rolled key's previous hash
+	 * (roll_key): that key verifies as the key until previous_valid_until,
+	 * through the current hash, which shares the key's limiter state.
+	 */
+	bool		via_previous;
+	TimestampTz previous_valid_until;
+	uint8		current_hash[APIKEY_HASH_BYTES];
 } KeyInfo;
 
 /* The workspace of a key found by keycache_verify. */

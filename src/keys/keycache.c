@@ -757,6 +757,8 @@ maybe_warn_sizing(void)
  * Look a key up by hash, from the cache or else the key table (filling the
  * cache), and apply one limiter step when apply_limit.  For a key found
  * but expired, decision->allowed is false and no limiter step is taken.
+ * A rolled key's previous hash is looked up in the table on every use and
+ * then answers through the key's current hash (see roll_key).
  *
  * This is the request path's one entry point: KEY_FOUND with info filled,
  * or what key_table_lookup_by_hash() answered for a key it did not find
@@ -764,11 +766,15 @@ maybe_warn_sizing(void)
  * was).
  */
 KeyLookupResult
-keycache_verify(const uint8 hash[APIKEY_HASH_BYTES], bool apply_limit,
+keycache_verify(const uint8 lookup_hash[APIKEY_HASH_BYTES], bool apply_limit,
 				KeyInfo *info, LimitDecision *decision)
 {
-	KeyCachePartition *part = partition_of(hash);
+	uint8		hash[APIKEY_HASH_BYTES];
+	KeyCachePartition *part;
 	static uint32 backend_misses = 0;
+
+	memcpy(hash, lookup_hash, APIKEY_HASH_BYTES);
+	part = partition_of(hash);
 
 	for (;;)
 	{
@@ -799,6 +805,21 @@ keycache_verify(const uint8 hash[APIKEY_HASH_BYTES], bool apply_limit,
 		result = key_table_lookup_by_hash(hash, info, &workspace);
 		if (result == KEY_UNKNOWN)
 			return result;
+		if (info->via_previous)
+		{
+			/*
+			 * A rolled key's previous hash (never cached itself, so its grace
+			 * ends in every backend by the clock alone): within the grace
+			 * period it is the key, verified and limited through the current
+			 * hash's entry.
+			 */
+			if (GetCurrentTimestamp() >= info->previous_valid_until)
+				return KEY_UNKNOWN;
+			memcpy(hash, info->current_hash, APIKEY_HASH_BYTES);
+			part = partition_of(hash);
+			CHECK_FOR_INTERRUPTS();
+			continue;
+		}
 		key_remember_workspace(&info->key_id, workspace);
 		if (strlen(workspace) < APIKEY_WORKSPACE_INLINE)
 			strcpy(info->workspace, workspace);
