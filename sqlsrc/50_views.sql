@@ -48,7 +48,8 @@ CREATE FUNCTION apikey_usage._runtime_stats(
 	OUT flush_errors bigint, OUT key_cache_capacity bigint, OUT key_cache_size bigint,
 	OUT key_cache_hits bigint, OUT key_cache_misses bigint, OUT key_cache_evictions bigint,
 	OUT last_flush_at timestamptz, OUT worker_pid integer, OUT recovered_entries bigint,
-	OUT key_cache_bytes bigint)
+	OUT key_cache_bytes bigint, OUT duplicates_skipped bigint, OUT quarantined_entries bigint,
+	OUT discarded_entries bigint)
 	RETURNS record
 	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'apikey_usage_runtime_stats';
 COMMENT ON FUNCTION apikey_usage._runtime_stats() IS 'Internal: the counters behind the runtime_stats view.';
@@ -71,3 +72,6 @@ COMMENT ON COLUMN apikey_usage.runtime_stats.last_flush_at IS 'When the worker l
 COMMENT ON COLUMN apikey_usage.runtime_stats.worker_pid IS 'Process id of the background worker, NULL when it is not running.';
 COMMENT ON COLUMN apikey_usage.runtime_stats.recovered_entries IS 'Entries found in the buffer file at start-up (after a restart or crash) and flushed.';
 COMMENT ON COLUMN apikey_usage.runtime_stats.key_cache_bytes IS 'Shared memory reserved for the key cache, in bytes.';
+COMMENT ON COLUMN apikey_usage.runtime_stats.duplicates_skipped IS 'Log entries not written because their (request_id, requested_at) was already logged.';
+COMMENT ON COLUMN apikey_usage.runtime_stats.quarantined_entries IS 'Log entries moved to apikey_usage.quarantine (invalid, damaged or refused by the tables).';
+COMMENT ON COLUMN apikey_usage.runtime_stats.discarded_entries IS 'Log entries lost or discarded: of a dropped installation, in slots never committed or damaged, in a log buffer file or spool file that could not be used (each also in a LOG line).';

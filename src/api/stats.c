@@ -22,8 +22,11 @@ Datum
 apikey_usage_runtime_stats(PG_FUNCTION_ARGS)
 {
 	TupleDesc	desc;
-	Datum		values[16];
-	bool		nulls[16];
+	Datum		values[19];
+	bool		nulls[19];
+	int64		duplicates,
+				quarantined,
+				discarded;
 	int64		logged,
 				flushed,
 				fallbacks,
@@ -64,6 +67,10 @@ apikey_usage_runtime_stats(PG_FUNCTION_ARGS)
 	nulls[13] = (worker_pid == 0);
 	values[14] = Int64GetDatum(recovered);
 	values[15] = Int64GetDatum((int64) keycache_bytes());
+	logbuf_outcome_stats(&duplicates, &quarantined, &discarded);
+	values[16] = Int64GetDatum(duplicates);
+	values[17] = Int64GetDatum(quarantined);
+	values[18] = Int64GetDatum(discarded);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc),
 													  values, nulls)));
 }
