@@ -217,6 +217,7 @@ extern PGDLLEXPORT void apikey_usage_worker_main(Datum main_arg);
 /* request.c */
 extern void uuid_v7_generate(pg_uuid_t *uuid, TimestampTz ts);
 extern bool uuid_v7_time(const pg_uuid_t *uuid, TimestampTz *ts);
+extern const char *request_element_word;
 extern void request_check_fields(text *method, text *endpoint, text *resource,
 								 int element, LogEntry *entry);
 extern void request_check_rest(const pg_uuid_t *key_id, int32 code,

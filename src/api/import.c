@@ -60,8 +60,8 @@ write_as_owner(LogEntry *entries, int n, WriterCounts *counts)
 
 /*
  * import_requests(source): see the file header.  Every row is checked as
- * log_request checks its arguments (22004 / 22023 naming the row, 1-based
- * in the order read); all or nothing.  Rows whose (requested_at,
+ * log_request checks its arguments (22004 / 22023 naming the first bad
+ * row, 1-based in the order read); all or nothing.  Rows whose (requested_at,
  * request_id) is already logged are skipped, so re-importing rows that
  * carry their request_id adds nothing.  Returns the rows written.
  */
@@ -112,6 +112,7 @@ apikey_usage_import_requests(PG_FUNCTION_ARGS)
 					 has_resource_id ? "s.resource_id::pg_catalog.text" : "NULL::pg_catalog.text",
 					 source_name);
 	installation = log_installation_id(false);
+	request_element_word = "source row";
 	entries = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(LogEntry) * IMPORT_CHUNK);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -145,7 +146,7 @@ apikey_usage_import_requests(PG_FUNCTION_ARGS)
 			if (isnull[1])
 				ereport(ERROR,
 						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-						 errmsg("element %d: requested_at must not be NULL", element)));
+						 errmsg("source row %d: requested_at must not be NULL", element)));
 			at = DatumGetTimestampTz(v[1]);
 			entry->installation = installation;
 			request_check_fields(isnull[3] ? NULL : DatumGetTextPP(v[3]),

@@ -52,25 +52,19 @@ uuid_v7_generate(pg_uuid_t *uuid, TimestampTz ts)
 }
 
 /*
- * The timestamp inside a UUIDv7, to the microsecond: the milliseconds,
- * plus the 12 bits of rand_a read as a fraction of a millisecond (method
- * 3, as uuid_v7_generate writes it; decoding is exact for those, and
- * deterministic for any other UUIDv7).  False for other versions.
+ * The millisecond timestamp inside a UUIDv7; false for other versions.
  */
 bool
 uuid_v7_time(const pg_uuid_t *uuid, TimestampTz *ts)
 {
 	int64		unix_ms = 0;
-	uint32		sub_ms;
 	int			i;
 
 	if ((uuid->data[6] >> 4) != 7 || (uuid->data[8] & 0xc0) != 0x80)
 		return false;
 	for (i = 0; i < 6; i++)
 		unix_ms = (unix_ms << 8) | uuid->data[i];
-	sub_ms = ((uint32) (uuid->data[6] & 0x0f) << 8) | uuid->data[7];
-	/* inverse of floor(us * 4096 / 1000): ceil(sub_ms * 1000 / 4096) */
-	*ts = (unix_ms - UNIX_EPOCH_OFFSET_MS) * 1000 + (sub_ms * 1000 + 4095) / 4096;
+	*ts = (unix_ms - UNIX_EPOCH_OFFSET_MS) * 1000;
 	return true;
 }
 
@@ -82,9 +76,12 @@ is_tchar(unsigned char c)
 		(c >= '0' && c <= '9') || strchr("!#$%&'*+-.^_`|~", c) != NULL;
 }
 
+/* how field_error names an element: "element" (log_requests), "row" (import) */
+const char *request_element_word = "element";
+
 /*
  * Raise a bad-argument error; element > 0 names the element of a
- * log_requests batch it is about.
+ * log_requests batch (or the row of an import) it is about.
  */
 static void
 pg_attribute_noreturn()
@@ -99,7 +96,7 @@ field_error(int element, int code, const char *fmt,...)
 	va_end(args);
 	if (element > 0)
 		ereport(ERROR, (errcode(code), errhidestmt(true),
-						errmsg("element %d: %s", element, message)));
+						errmsg("%s %d: %s", request_element_word, element, message)));
 	ereport(ERROR, (errcode(code), errhidestmt(true), errmsg("%s", message)));
 	pg_unreachable();
 }
@@ -348,10 +345,13 @@ apikey_usage_check_request(PG_FUNCTION_ARGS)
 		values[6] = Int32GetDatum(Max(1, ns_to_ms_ceil(decision.retry_after_ns)));
 		nulls[5] = nulls[6] = false;
 	}
-	/* the time inside request_id decodes to now exactly (idempotency) */
+	/*
+	 * requested_at is the time inside request_id (milliseconds), what
+	 * log_request derives from the id: logging the id again is a duplicate
+	 */
 	entry.request_id = *request_id;
 	entry.id_given = false;
-	entry.requested_at = now;
+	(void) uuid_v7_time(request_id, &entry.requested_at);
 	entry.key_id = info.key_id;
 	logbuf_append(&entry);
 	return return_one_row(fcinfo, values, nulls);
@@ -437,6 +437,7 @@ apikey_usage_log_requests(PG_FUNCTION_ARGS)
 	TimestampTz tx_now = GetCurrentTransactionStartTimestamp();
 
 	apikey_require_preload();
+	request_element_word = "element";
 	installation = log_installation_id(false);
 	for (a = 0; a < 4; a++)
 		if (PG_ARGISNULL(a))

@@ -393,6 +393,8 @@ apikey_usage_worker_main(Datum main_arg)
 	 * 55000 within its bound instead of waiting with the worker.
 	 */
 	SetConfigOption("lock_timeout", "2s", PGC_SUSET, PGC_S_OVERRIDE);
+	/* nothing planted in a schema on the default path can be picked up */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	work_context = AllocSetContextCreate(TopMemoryContext, "apikey_usage worker",
 										 ALLOCSET_DEFAULT_SIZES);
 	logbuf_set_worker_latch(MyLatch, MyProcPid);

@@ -8,9 +8,12 @@
  * Per batch, in the caller's transaction:
  *	1. entries of another installation (the extension was dropped and
  *	   created again since they were logged) are discarded and counted;
- *	2. every entry is checked as log_request checks its arguments (and
- *	   its key must exist); one that fails goes to apikey_usage.quarantine
- *	   with the reason (or, for an import, raises 22023 naming it);
+ *	2. every entry is checked as log_request checks its arguments; one
+ *	   that fails goes to apikey_usage.quarantine with the reason (or, for
+ *	   an import, raises 22023 naming it).  The key id is not looked up
+ *	   again: log_request checked it, possibly against a key its own
+ *	   transaction had just created and not committed yet; the checksum
+ *	   guards it against damage, the installation id against DROP/CREATE;
  *	3. duplicates are skipped: an entry whose (requested_at, request_id)
  *	   is already in the batch or, when the caller chose the request id,
  *	   already in the raw log (probed through the day partition's
@@ -30,7 +33,7 @@
  * writers (the worker and an import) can never both insert the same
  * request.  No shared memory of its own; outcome counters live in
  * logbuf.c (atomics).  The per-process caches here (installation id,
- * known key ids) are reset by a syscache callback on pg_namespace, i.e.
+ * prepared plans) are reset by a syscache callback on pg_namespace, i.e.
  * when schema apikey_usage is dropped or created.
  *
  *-------------------------------------------------------------------------
@@ -96,8 +99,6 @@ typedef struct DedupKey
 
 static Oid	cached_installation = InvalidOid;
 static bool callback_registered = false;
-static HTAB *known_keys = NULL;
-static Oid	known_keys_installation = InvalidOid;
 static SPIPlanPtr rollup_plan = NULL;
 static SPIPlanPtr quarantine_plan = NULL;
 static Oid	plans_installation = InvalidOid;
@@ -198,22 +199,6 @@ log_entry_problem(const LogEntry *entry, TimestampTz now)
 static void
 reset_for_installation(Oid installation)
 {
-	if (known_keys != NULL && known_keys_installation != installation)
-	{
-		hash_destroy(known_keys);
-		known_keys = NULL;
-	}
-	if (known_keys == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(pg_uuid_t);
-		ctl.entrysize = sizeof(pg_uuid_t);
-		ctl.hcxt = TopMemoryContext;
-		known_keys = hash_create("apikey_usage known keys", 1024, &ctl,
-								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-		known_keys_installation = installation;
-	}
 	if (plans_installation != installation)
 	{
 		if (rollup_plan != NULL)
@@ -237,52 +222,6 @@ make_array(Datum *values, bool *nulls, int n, Oid type)
 	dims[0] = n;
 	get_typlenbyvalalign(type, &typlen, &byval, &align);
 	return construct_md_array(values, nulls, 1, dims, lbs, type, typlen, byval, align);
-}
-
-/*
- * Mark in unknown[] the entries whose key id is not in api_keys.  Key ids
- * are never reused and deleted keys keep their row, so a key seen once
- * stays known for the installation's life.
- */
-static void
-find_unknown_keys(LogEntry *entries, int count, bool *skip, bool *unknown)
-{
-	Datum	   *missing = palloc(sizeof(Datum) * count);
-	int			nmissing = 0;
-	int			i;
-
-	for (i = 0; i < count; i++)
-	{
-		unknown[i] = false;
-		if (!skip[i] && hash_search(known_keys, &entries[i].key_id, HASH_FIND, NULL) == NULL)
-			missing[nmissing++] = UUIDPGetDatum(&entries[i].key_id);
-	}
-	if (nmissing == 0)
-		return;
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	{
-		Datum		arg = PointerGetDatum(make_array(missing, NULL, nmissing, UUIDOID));
-		Oid			argtype = UUIDARRAYOID;
-		uint64		r;
-
-		if (SPI_execute_with_args("SELECT k.key_id FROM apikey_usage.api_keys k"
-								  " WHERE k.key_id OPERATOR(pg_catalog.=) ANY ($1)",
-								  1, &argtype, &arg, NULL, true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "apikey_usage: key lookup failed");
-		for (r = 0; r < SPI_processed; r++)
-		{
-			bool		isnull;
-			Datum		id = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull);
-
-			hash_search(known_keys, DatumGetUUIDP(id), HASH_ENTER, NULL);
-		}
-	}
-	SPI_finish();
-	for (i = 0; i < count; i++)
-		if (!skip[i] && hash_search(known_keys, &entries[i].key_id, HASH_FIND, NULL) == NULL)
-			unknown[i] = true;
 }
 
 /* The UTC day number (days since 2000-01-01) of a time. */
@@ -779,7 +718,7 @@ quarantine_entries(LogEntry **rows, const char **reasons, int n,
 		SPIPlanPtr	plan = SPI_prepare("INSERT INTO apikey_usage.quarantine"
 									   " (source, reason, request_id, requested_at, api_key_id,"
 									   "  response_code, method, endpoint, resource_id)"
-									   " SELECT $1, q.* FROM pg_catalog.unnest($2, $3, $4, $5, $6, $7, $8, $9)"
+									   " SELECT $1, q.* FROM unnest($2, $3, $4, $5, $6, $7, $8, $9)"
 									   " AS q(reason, request_id, requested_at, api_key_id, response_code,"
 									   "      method, endpoint, resource_id)",
 									   9, types);
@@ -821,7 +760,6 @@ writer_write(LogEntry *entries, const char *const *damage, int count,
 	Oid			installation;
 	TimestampTz now = GetCurrentTimestamp();
 	bool	   *skip = palloc0(sizeof(bool) * count);
-	bool	   *unknown = palloc(sizeof(bool) * count);
 	const char **reasons = palloc(sizeof(char *) * count);
 	LogEntry  **bad = palloc(sizeof(LogEntry *) * count);
 	LogEntry  **rows = palloc(sizeof(LogEntry *) * count);
@@ -865,20 +803,6 @@ writer_write(LogEntry *entries, const char *const *damage, int count,
 			reasons[nbad] = problem;
 			bad[nbad++] = &entries[i];
 		}
-	}
-	find_unknown_keys(entries, count, skip, unknown);
-	for (i = 0; i < count; i++)
-	{
-		if (!unknown[i])
-			continue;
-		if (source == WRITER_IMPORT)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("element %d: api_key_id %s is not the id of any API key", i + 1,
-							DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&entries[i].key_id))))));
-		skip[i] = true;
-		reasons[nbad] = "no API key with this id";
-		bad[nbad++] = &entries[i];
 	}
 
 	/* 3. duplicates inside the batch (the first one wins) */
