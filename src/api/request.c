@@ -29,6 +29,8 @@
 #define UNIX_EPOCH_OFFSET_MS \
 	((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000)
 
+#define bad_argument(code, ...) \
+	ereport(ERROR, (errcode(code), errhidestmt(true), errmsg(__VA_ARGS__)))
 
 /*
  * A UUIDv7 for ts: 48 bits of Unix milliseconds, the sub-millisecond part
@@ -76,6 +78,124 @@ is_tchar(unsigned char c)
 		(c >= '0' && c <= '9') || strchr("!#$%&'*+-.^_`|~", c) != NULL;
 }
 
+/*
+ * A bad request field found by request_fields_valid: the SQLSTATE and the
+ * message to raise (never containing the value, which might be a key).
+ */
+typedef struct FieldError
+{
+	int			sqlstate;
+	char	   *message;
+} FieldError;
+
+static bool
+field_error(FieldError *error, int sqlstate, char *message)
+{
+	error->sqlstate = sqlstate;
+	error->message = message;
+	return false;
+}
+
+/*
+ * Check method, endpoint and resource_id and copy them into the entry
+ * (method upper-cased).  Returns false and fills *error (22004 / 22023)
+ * at the first bad one, raising nothing: check_request looks at the
+ * credentials before it decides whether a bad argument is an error.
+ */
+static bool
+texts_valid(text *method, text *endpoint, text *resource, LogEntry *entry,
+			FieldError *error)
+{
+	const char *m;
+	const char *e;
+	size_t		mlen;
+	size_t		elen;
+	size_t		i;
+
+	if (method == NULL)
+		return field_error(error, ERRCODE_NULL_VALUE_NOT_ALLOWED,
+						   "method must not be NULL");
+	if (endpoint == NULL)
+		return field_error(error, ERRCODE_NULL_VALUE_NOT_ALLOWED,
+						   "endpoint must not be NULL");
+	m = VARDATA_ANY(method);
+	e = VARDATA_ANY(endpoint);
+	mlen = VARSIZE_ANY_EXHDR(method);
+	elen = VARSIZE_ANY_EXHDR(endpoint);
+
+	if (mlen < 1 || mlen > APIKEY_METHOD_MAX)
+		return field_error(error, ERRCODE_INVALID_PARAMETER_VALUE,
+						   psprintf("method must be 1 to %d bytes long",
+									APIKEY_METHOD_MAX));
+	for (i = 0; i < mlen; i++)
+	{
+		unsigned char c = (unsigned char) m[i];
+
+		if (!is_tchar(c))
+			return field_error(error, ERRCODE_INVALID_PARAMETER_VALUE,
+							   "method must be an HTTP method token (letters, digits and !#$%&'*+-.^_`|~)");
+		entry->method[i] = (c >= 'a' && c <= 'z') ? c - ('a' - 'A') : c;
+	}
+	entry->method_len = (uint8) mlen;
+
+	if (elen < 1 || elen > APIKEY_ENDPOINT_MAX || e[0] != '/')
+		return field_error(error, ERRCODE_INVALID_PARAMETER_VALUE,
+						   psprintf("endpoint must start with \"/\" and be 1 to %d bytes long",
+									APIKEY_ENDPOINT_MAX));
+	for (i = 0; i < elen; i++)
+	{
+		unsigned char c = (unsigned char) e[i];
+
+		if (c < 0x20 || c == 0x7f)
+			return field_error(error, ERRCODE_INVALID_PARAMETER_VALUE,
+							   "endpoint must not contain control characters");
+	}
+	memcpy(entry->endpoint, e, elen);
+	entry->endpoint_len = (uint16) elen;
+
+	entry->has_resource = (resource != NULL);
+	entry->resource_len = 0;
+	if (entry->has_resource)
+	{
+		size_t		rlen = VARSIZE_ANY_EXHDR(resource);
+
+		if (rlen > APIKEY_RESOURCE_MAX)
+			return field_error(error, ERRCODE_INVALID_PARAMETER_VALUE,
+							   psprintf("resource_id must be at most %d bytes long",
+										APIKEY_RESOURCE_MAX));
+		memcpy(entry->resource, VARDATA_ANY(resource), rlen);
+		entry->resource_len = (uint16) rlen;
+	}
+	return true;
+}
+
+/* fcinfo argument as text, NULL when SQL NULL */
+#define ARG_TEXT_OR_NULL(n) (PG_ARGISNULL(n) ? NULL : PG_GETARG_TEXT_PP(n))
+
+/* texts_valid on arguments of fcinfo */
+static bool
+request_fields_valid(FunctionCallInfo fcinfo, int method_arg, int endpoint_arg,
+					 int resource_arg, LogEntry *entry, FieldError *error)
+{
+	return texts_valid(ARG_TEXT_OR_NULL(method_arg), ARG_TEXT_OR_NULL(endpoint_arg),
+					   ARG_TEXT_OR_NULL(resource_arg), entry, error);
+}
+
+/*
+ * Check method, endpoint and resource_id and copy them into the entry
+ * (method upper-cased).  Raises 22004 / 22023.
+ */
+static void
+fill_request_fields(FunctionCallInfo fcinfo, int method_arg, int endpoint_arg,
+					int resource_arg, LogEntry *entry)
+{
+	FieldError	error;
+
+	if (!request_fields_valid(fcinfo, method_arg, endpoint_arg, resource_arg,
+							  entry, &error))
+		bad_argument(error.sqlstate, "%s", error.message);
+}
+
 /* how field_error names an element: "element" (log_requests), "row" (import) */
 const char *request_element_word = "element";
 
@@ -86,7 +206,7 @@ const char *request_element_word = "element";
 static void
 pg_attribute_noreturn()
 pg_attribute_printf(3, 4)
-field_error(int element, int code, const char *fmt,...)
+raise_field_error(int element, int code, const char *fmt,...)
 {
 	char		message[512];
 	va_list		args;
@@ -103,82 +223,17 @@ field_error(int element, int code, const char *fmt,...)
 
 /*
  * Check method, endpoint and resource_id (NULL when absent) and copy them
- * into the entry (method upper-cased).  Raises 22004 / 22023.
+ * into the entry (method upper-cased).  Raises 22004 / 22023, naming the
+ * element when element > 0.
  */
 void
 request_check_fields(text *method, text *endpoint, text *resource, int element,
 					 LogEntry *entry)
 {
-	const char *m;
-	const char *e;
-	size_t		mlen;
-	size_t		elen;
-	size_t		i;
+	FieldError	error;
 
-	if (method == NULL)
-		field_error(element, ERRCODE_NULL_VALUE_NOT_ALLOWED, "method must not be NULL");
-	if (endpoint == NULL)
-		field_error(element, ERRCODE_NULL_VALUE_NOT_ALLOWED, "endpoint must not be NULL");
-	m = VARDATA_ANY(method);
-	e = VARDATA_ANY(endpoint);
-	mlen = VARSIZE_ANY_EXHDR(method);
-	elen = VARSIZE_ANY_EXHDR(endpoint);
-
-	if (mlen < 1 || mlen > APIKEY_METHOD_MAX)
-		field_error(element, ERRCODE_INVALID_PARAMETER_VALUE,
-					"method must be 1 to %d bytes long", APIKEY_METHOD_MAX);
-	for (i = 0; i < mlen; i++)
-	{
-		unsigned char c = (unsigned char) m[i];
-
-		if (!is_tchar(c))
-			field_error(element, ERRCODE_INVALID_PARAMETER_VALUE,
-						"method must be an HTTP method token (letters, digits and !#$%%&'*+-.^_`|~)");
-		entry->method[i] = (c >= 'a' && c <= 'z') ? c - ('a' - 'A') : c;
-	}
-	entry->method_len = (uint8) mlen;
-
-	if (elen < 1 || elen > APIKEY_ENDPOINT_MAX || e[0] != '/')
-		field_error(element, ERRCODE_INVALID_PARAMETER_VALUE,
-					"endpoint must start with \"/\" and be 1 to %d bytes long",
-					APIKEY_ENDPOINT_MAX);
-	for (i = 0; i < elen; i++)
-	{
-		unsigned char c = (unsigned char) e[i];
-
-		if (c < 0x20 || c == 0x7f)
-			field_error(element, ERRCODE_INVALID_PARAMETER_VALUE,
-						"endpoint must not contain control characters");
-	}
-	memcpy(entry->endpoint, e, elen);
-	entry->endpoint_len = (uint16) elen;
-
-	entry->has_resource = (resource != NULL);
-	entry->resource_len = 0;
-	if (entry->has_resource)
-	{
-		size_t		rlen = VARSIZE_ANY_EXHDR(resource);
-
-		if (rlen > APIKEY_RESOURCE_MAX)
-			field_error(element, ERRCODE_INVALID_PARAMETER_VALUE,
-						"resource_id must be at most %d bytes long", APIKEY_RESOURCE_MAX);
-		memcpy(entry->resource, VARDATA_ANY(resource), rlen);
-		entry->resource_len = (uint16) rlen;
-	}
-}
-
-/* fcinfo argument as text, NULL when SQL NULL */
-#define ARG_TEXT_OR_NULL(n) (PG_ARGISNULL(n) ? NULL : PG_GETARG_TEXT_PP(n))
-
-/*
- * Check method, endpoint and resource_id given as arguments of fcinfo.
- */
-static void
-fill_request_fields(FunctionCallInfo fcinfo, int method_arg, int endpoint_arg,
-					int resource_arg, LogEntry *entry)
-{
-	request_check_fields(ARG_TEXT_OR_NULL(method_arg), ARG_TEXT_OR_NULL(endpoint_arg),
-				 ARG_TEXT_OR_NULL(resource_arg), 0, entry);
+	if (!texts_valid(method, endpoint, resource, entry, &error))
+		raise_field_error(element, error.sqlstate, "%s", error.message);
 }
 
 /*
@@ -193,11 +248,11 @@ request_check_rest(const pg_uuid_t *key_id, int32 code, bool code_null,
 		   TimestampTz tx_now, int element, LogEntry *entry)
 {
 	if (key_id == NULL)
-		field_error(element, ERRCODE_NULL_VALUE_NOT_ALLOWED, "key_id must not be NULL");
+		raise_field_error(element, ERRCODE_NULL_VALUE_NOT_ALLOWED, "key_id must not be NULL");
 	if (code_null)
-		field_error(element, ERRCODE_NULL_VALUE_NOT_ALLOWED, "response_code must not be NULL");
+		raise_field_error(element, ERRCODE_NULL_VALUE_NOT_ALLOWED, "response_code must not be NULL");
 	if (code < 100 || code > 599)
-		field_error(element, ERRCODE_INVALID_PARAMETER_VALUE,
+		raise_field_error(element, ERRCODE_INVALID_PARAMETER_VALUE,
 					"response_code must be between 100 and 599");
 	entry->response_code = (int16) code;
 
@@ -223,14 +278,14 @@ request_check_rest(const pg_uuid_t *key_id, int32 code, bool code_null,
 														 IntervalPGetDatum(retention)));
 		newest = tx_now + USECS_PER_HOUR;
 		if (entry->requested_at < oldest || entry->requested_at > newest)
-			field_error(element, ERRCODE_INVALID_PARAMETER_VALUE,
+			raise_field_error(element, ERRCODE_INVALID_PARAMETER_VALUE,
 						requested_at == NULL ?
 						"the time inside request_id must lie between now() - apikey_usage.retention and now() + 1 hour" :
 						"requested_at must lie between now() - apikey_usage.retention and now() + 1 hour");
 	}
 
 	if (key_workspace(key_id) == NULL)
-		field_error(element, ERRCODE_INVALID_PARAMETER_VALUE,
+		raise_field_error(element, ERRCODE_INVALID_PARAMETER_VALUE,
 					"no API key with id %s",
 					DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(unconstify(pg_uuid_t *, key_id)))));
 	entry->key_id = *key_id;
@@ -256,23 +311,49 @@ ns_to_ms_ceil(int64 ns)
 	return (int32) Min(ms, PG_INT32_MAX);
 }
 
+/* check_request's result columns */
+enum
+{
+	CR_ALLOWED,
+	CR_KEY_ID,
+	CR_WORKSPACE,
+	CR_RESPONSE_CODE,
+	CR_RATE_LIMIT,
+	CR_REMAINING,
+	CR_RETRY_AFTER_MS,
+	CR_REQUEST_ID,
+	CR_RATE_WINDOW,
+	CR_REASON,
+	CR_RESET_AFTER_MS,
+	CR_NCOLUMNS
+};
+
 /*
  * check_request(api_key, method, endpoint, resource_id): the one call a
- * gateway makes before serving a request.  See API.md for the answers.
+ * gateway makes before serving a request.  See README for the answers.
+ *
+ * Credentials come first: a malformed, unknown, revoked or expired key is
+ * a 401 whatever the other arguments hold (a refusal of a recognised key
+ * is logged under it when those arguments are valid, and not logged
+ * otherwise).  Only a live key with a bad argument raises 22023 / 22004,
+ * before any limiter step.
  */
 PG_FUNCTION_INFO_V1(apikey_usage_check_request);
 Datum
 apikey_usage_check_request(PG_FUNCTION_ARGS)
 {
-	Datum		values[9];
-	bool		nulls[9];
+	Datum		values[CR_NCOLUMNS];
+	bool		nulls[CR_NCOLUMNS];
 	LogEntry	entry;
+	FieldError	field_error;
+	bool		fields_ok;
 	const char *key = NULL;
 	size_t		key_len = 0;
 	size_t		prefix_len;
 	uint8		hash[APIKEY_HASH_BYTES];
 	KeyInfo		info;
 	LimitDecision decision;
+	KeyLookupResult found;
 	pg_uuid_t  *key_id;
 	pg_uuid_t  *request_id;
 	const char *workspace = NULL;
@@ -280,13 +361,14 @@ apikey_usage_check_request(PG_FUNCTION_ARGS)
 
 	apikey_require_preload();
 	entry.installation = log_installation_id(false);
-	fill_request_fields(fcinfo, 1, 2, 3, &entry);
 
 	memset(nulls, true, sizeof(nulls));
-	values[0] = BoolGetDatum(false);
-	nulls[0] = false;
-	values[3] = Int32GetDatum(401);
-	nulls[3] = false;
+	values[CR_ALLOWED] = BoolGetDatum(false);
+	nulls[CR_ALLOWED] = false;
+	values[CR_RESPONSE_CODE] = Int32GetDatum(401);
+	nulls[CR_RESPONSE_CODE] = false;
+	values[CR_REASON] = CStringGetTextDatum("malformed");
+	nulls[CR_REASON] = false;
 
 	if (!PG_ARGISNULL(0))
 	{
@@ -297,54 +379,94 @@ apikey_usage_check_request(PG_FUNCTION_ARGS)
 	}
 	if (key == NULL || !keyfmt_parse(key, key_len, &prefix_len))
 		return return_one_row(fcinfo, values, nulls);
+
+	/* no limiter step for a request that will be refused as bad input */
+	fields_ok = request_fields_valid(fcinfo, 1, 2, 3, &entry, &field_error);
 	key_hash_compute(key, key_len, hash);
+	memset(&decision, 0, sizeof(decision));
+	found = keycache_verify(hash, fields_ok, &info, &decision);
 	/* unknown, or cached but its row is gone (extension dropped and created) */
-	if (keycache_verify(hash, true, &info, &decision) == KEY_UNKNOWN ||
+	if (found == KEY_UNKNOWN ||
 		(workspace = KEYINFO_WORKSPACE(&info)) == NULL)
+	{
+		values[CR_REASON] = CStringGetTextDatum("unknown");
 		return return_one_row(fcinfo, values, nulls);
+	}
 
 	key_id = palloc(sizeof(pg_uuid_t));
 	*key_id = info.key_id;
-	values[1] = UUIDPGetDatum(key_id);
-	values[2] = CStringGetTextDatum(workspace);
-	nulls[1] = nulls[2] = false;
-	if (info.rate_limit > 0)
+	values[CR_KEY_ID] = UUIDPGetDatum(key_id);
+	values[CR_WORKSPACE] = CStringGetTextDatum(workspace);
+	nulls[CR_KEY_ID] = nulls[CR_WORKSPACE] = false;
+
+	if (found == KEY_FOUND && !decision.expired && fields_ok)
 	{
-		values[4] = Int32GetDatum(info.rate_limit);
-		values[8] = IntervalPGetDatum(window_interval(info.rate_window_us));
-		nulls[4] = nulls[8] = false;
+		/* a live key: its limit applies */
+		if (info.rate_limit > 0)
+		{
+			values[CR_RATE_LIMIT] = Int32GetDatum(info.rate_limit);
+			values[CR_RATE_WINDOW] = IntervalPGetDatum(window_interval(info.rate_window_us));
+			nulls[CR_RATE_LIMIT] = nulls[CR_RATE_WINDOW] = false;
+		}
+	}
+	else if (found == KEY_FOUND && !decision.expired)
+	{
+		/* a live key and a bad argument: the caller's error */
+		bad_argument(field_error.sqlstate, "%s", field_error.message);
+	}
+	else if (found == KEY_FOUND && info.rate_limit > 0)
+	{
+		/* expired: the limit is echoed as before, nothing else */
+		values[CR_RATE_LIMIT] = Int32GetDatum(info.rate_limit);
+		values[CR_RATE_WINDOW] = IntervalPGetDatum(window_interval(info.rate_window_us));
+		nulls[CR_RATE_LIMIT] = nulls[CR_RATE_WINDOW] = false;
 	}
 
-	now = GetCurrentTimestamp();
-	request_id = palloc(sizeof(pg_uuid_t));
-	uuid_v7_generate(request_id, now);
-	values[7] = UUIDPGetDatum(request_id);
-	nulls[7] = false;
-
-	if (decision.allowed)
+	if (found == KEY_REVOKED || decision.expired)
 	{
-		values[0] = BoolGetDatum(true);
-		nulls[3] = true;
+		values[CR_REASON] = CStringGetTextDatum(found == KEY_REVOKED ? "revoked" : "expired");
+		/* an attempt with a recognised key: logged as failed 401 under it */
+		if (!fields_ok)
+			return return_one_row(fcinfo, values, nulls);
+		entry.response_code = 401;
+	}
+	else if (decision.allowed)
+	{
+		now = GetCurrentTimestamp();
+		request_id = palloc(sizeof(pg_uuid_t));
+		uuid_v7_generate(request_id, now);
+		values[CR_REQUEST_ID] = UUIDPGetDatum(request_id);
+		nulls[CR_REQUEST_ID] = false;
+		values[CR_ALLOWED] = BoolGetDatum(true);
+		nulls[CR_RESPONSE_CODE] = true;
+		values[CR_REASON] = CStringGetTextDatum("valid");
 		if (decision.remaining >= 0)
 		{
-			values[5] = Int32GetDatum((int32) decision.remaining);
-			values[6] = Int32GetDatum(ns_to_ms_ceil(decision.retry_after_ns));
-			nulls[5] = nulls[6] = false;
+			values[CR_REMAINING] = Int32GetDatum((int32) decision.remaining);
+			values[CR_RETRY_AFTER_MS] = Int32GetDatum(ns_to_ms_ceil(decision.retry_after_ns));
+			values[CR_RESET_AFTER_MS] = Int32GetDatum(ns_to_ms_ceil(decision.reset_after_ns));
+			nulls[CR_REMAINING] = nulls[CR_RETRY_AFTER_MS] = nulls[CR_RESET_AFTER_MS] = false;
 		}
 		return return_one_row(fcinfo, values, nulls);
 	}
-
-	/* refused: expired (401, failed) or over the limit (429): log it now */
-	if (decision.expired)
-		entry.response_code = 401;
 	else
 	{
+		/* over the limit: 429, logged as rate_limited */
 		entry.response_code = 429;
-		values[3] = Int32GetDatum(429);
-		values[5] = Int32GetDatum(0);
-		values[6] = Int32GetDatum(Max(1, ns_to_ms_ceil(decision.retry_after_ns)));
-		nulls[5] = nulls[6] = false;
+		values[CR_RESPONSE_CODE] = Int32GetDatum(429);
+		values[CR_REASON] = CStringGetTextDatum("rate_limited");
+		values[CR_REMAINING] = Int32GetDatum(0);
+		values[CR_RETRY_AFTER_MS] = Int32GetDatum(Max(1, ns_to_ms_ceil(decision.retry_after_ns)));
+		values[CR_RESET_AFTER_MS] = Int32GetDatum(Max(1, ns_to_ms_ceil(decision.reset_after_ns)));
+		nulls[CR_REMAINING] = nulls[CR_RETRY_AFTER_MS] = nulls[CR_RESET_AFTER_MS] = false;
 	}
+
+	/* refused and logged now: expired, revoked (401) or over the limit (429) */
+	now = GetCurrentTimestamp();
+	request_id = palloc(sizeof(pg_uuid_t));
+	uuid_v7_generate(request_id, now);
+	values[CR_REQUEST_ID] = UUIDPGetDatum(request_id);
+	nulls[CR_REQUEST_ID] = false;
 	/*
 	 * requested_at is the time inside request_id (milliseconds), what
 	 * log_request derives from the id: logging the id again is a duplicate
@@ -374,7 +496,7 @@ apikey_usage_log_request(PG_FUNCTION_ARGS)
 	apikey_require_preload();
 	entry.installation = log_installation_id(false);
 	if (PG_ARGISNULL(0))
-		field_error(0, ERRCODE_NULL_VALUE_NOT_ALLOWED, "key_id must not be NULL");
+		raise_field_error(0, ERRCODE_NULL_VALUE_NOT_ALLOWED, "key_id must not be NULL");
 	fill_request_fields(fcinfo, 1, 2, 4, &entry);
 	if (!PG_ARGISNULL(6))
 		requested_at = PG_GETARG_TIMESTAMPTZ(6);
@@ -405,7 +527,7 @@ array_arg(FunctionCallInfo fcinfo, int argno, Oid type, const char *name,
 		return -1;
 	array = PG_GETARG_ARRAYTYPE_P(argno);
 	if (ARR_NDIM(array) > 1)
-		field_error(0, ERRCODE_INVALID_PARAMETER_VALUE, "%s must be a one-dimensional array", name);
+		raise_field_error(0, ERRCODE_INVALID_PARAMETER_VALUE, "%s must be a one-dimensional array", name);
 	get_typlenbyvalalign(type, &typlen, &byval, &align);
 	deconstruct_array(array, type, typlen, byval, align, values, nulls, &n);
 	return n;
@@ -441,13 +563,13 @@ apikey_usage_log_requests(PG_FUNCTION_ARGS)
 	installation = log_installation_id(false);
 	for (a = 0; a < 4; a++)
 		if (PG_ARGISNULL(a))
-			field_error(0, ERRCODE_NULL_VALUE_NOT_ALLOWED, "%s must not be NULL", names[a]);
+			raise_field_error(0, ERRCODE_NULL_VALUE_NOT_ALLOWED, "%s must not be NULL", names[a]);
 	for (a = 0; a < 7; a++)
 		lens[a] = array_arg(fcinfo, a, types[a], names[a], &values[a], &nulls[a]);
 	n = lens[0];
 	for (a = 1; a < 7; a++)
 		if (lens[a] >= 0 && lens[a] != n)
-			field_error(0, ERRCODE_INVALID_PARAMETER_VALUE,
+			raise_field_error(0, ERRCODE_INVALID_PARAMETER_VALUE,
 						"%s has %d elements, key_ids has %d: the arrays must have the same length",
 						names[a], lens[a], n);
 
