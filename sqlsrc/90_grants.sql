@@ -41,7 +41,8 @@ GRANT EXECUTE ON FUNCTION
 	TO apikey_usage_reader, apikey_usage_tenant;
 GRANT EXECUTE ON FUNCTION
 	apikey_usage.grant_workspace(regrole, text, text),
-	apikey_usage.revoke_workspace(regrole, text)
+	apikey_usage.revoke_workspace(regrole, text),
+	apikey_usage.roll_key(uuid, interval)
 	TO apikey_usage_admin;
 
 -- tenants (grant_workspace makes a role a member of apikey_usage_tenant,
@@ -66,7 +67,8 @@ GRANT EXECUTE ON FUNCTION
 	apikey_usage.copy_key(uuid),
 	apikey_usage.delete_key(uuid),
 	apikey_usage.rename_key(uuid, text),
-	apikey_usage.set_rate_limit(uuid, integer, interval)
+	apikey_usage.set_rate_limit(uuid, integer, interval),
+	apikey_usage.roll_key(uuid, interval)
 	TO apikey_usage_tenant_admin;
 
 -- fleets: node_of reveals nothing secret; every extension role may route

@@ -1,10 +1,18 @@
 
 ------------------------------------------------------------------------
--- Tenants (0.2.0): key management checks the caller's workspaces; the
--- keys and requests views filter through the visibility functions
--- (15_visibility.sql) and are security barriers; keys gains
--- requests_30d; grants for the tenant roles.
+-- Tenants (0.2.0): key management checks the caller's workspaces and
+-- gains roll_key; the keys and requests views filter through the
+-- visibility functions (15_visibility.sql) and are security barriers;
+-- keys gains requests_30d and previous_key_expires_at; unused keys; spike
+-- alerts; grants for the tenant roles.
 ------------------------------------------------------------------------
+ALTER TABLE apikey_usage.api_keys
+	ADD COLUMN previous_key_hash bytea CONSTRAINT api_keys_previous_key_hash_key UNIQUE,
+	ADD COLUMN previous_key_expires_at timestamptz,
+	ADD CONSTRAINT api_keys_previous_key_check
+		CHECK ((previous_key_hash IS NULL) = (previous_key_expires_at IS NULL)
+			   AND (deleted_at IS NULL OR previous_key_hash IS NULL));
+
 CREATE OR REPLACE FUNCTION apikey_usage.generate_key(
 	workspace text,
 	name text,
@@ -16,7 +24,7 @@ CREATE OR REPLACE FUNCTION apikey_usage.generate_key(
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-	new_id		uuid := pg_catalog.gen_random_uuid();
+	new_id		uuid := apikey_usage._new_key_id();
 	material	record;
 BEGIN
 	IF workspace IS NULL THEN
@@ -95,16 +103,17 @@ BEGIN
 		END IF;
 		RAISE EXCEPTION 'no API key with id %', key_id USING ERRCODE = '22023';
 	END IF;
-	-- the hash stays, so that the key is recognised as revoked (gateway)
+	-- the hash stays, so that the key is recognised as revoked
 	UPDATE apikey_usage.api_keys k
-	   SET key_ciphertext = NULL, deleted_at = pg_catalog.now()
+	   SET key_ciphertext = NULL, deleted_at = pg_catalog.now(),
+		   previous_key_hash = NULL, previous_key_expires_at = NULL
 	 WHERE k.key_id = delete_key.key_id;
 	PERFORM apikey_usage._invalidate_key(old_hash);
 	RETURN true;
 END
 $$;
 COMMENT ON FUNCTION apikey_usage.delete_key(uuid) IS
-	'Delete a key for good: its ciphertext is destroyed, every backend answers revoked for it from commit on (the tombstone keeps only its hash); its usage history stays.';
+	'Delete a key for good: its ciphertext is destroyed (and a rolled key''s previous key ends), every backend answers revoked for it from commit on (the tombstone keeps only its hash); its usage history stays.';
 
 CREATE OR REPLACE FUNCTION apikey_usage.rename_key(key_id uuid, name text) RETURNS void
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -149,6 +158,49 @@ $$;
 COMMENT ON FUNCTION apikey_usage.set_rate_limit(uuid, integer, interval) IS
 	'Set (or, with NULL, remove) the rate limit of a live key; effective on the next request in every backend.';
 
+-- A new secret for the same key id (one usage history); the replaced key
+-- keeps verifying as this key until now() + grace.  The previous hash is
+-- never cached: each use of it reads the key table, so its grace ends in
+-- every backend by the clock alone, and it is verified and rate-limited
+-- through the current key's cache entry (one shared limit).  A key has at
+-- most one previous key: rolling again ends the earlier one at once.
+CREATE FUNCTION apikey_usage.roll_key(key_id uuid, grace interval DEFAULT '1 day') RETURNS text
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	old_hash	bytea;
+	old_prefix	text;
+	material	record;
+BEGIN
+	IF key_id IS NULL OR grace IS NULL THEN
+		RAISE EXCEPTION 'key_id and grace must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	IF grace < interval '0' THEN
+		RAISE EXCEPTION 'grace must not be negative' USING ERRCODE = '22023';
+	END IF;
+	PERFORM apikey_usage._check_key_admin(key_id);
+	SELECT k.key_hash, k.key_prefix INTO old_hash, old_prefix
+	  FROM apikey_usage.api_keys k
+	 WHERE k.key_id = roll_key.key_id AND k.deleted_at IS NULL
+	   FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no live API key with id %', key_id USING ERRCODE = '22023';
+	END IF;
+	-- the display prefix is "<prefix>_<first characters>"
+	material := apikey_usage._key_material(pg_catalog.split_part(old_prefix, '_', 1), key_id);
+	UPDATE apikey_usage.api_keys k
+	   SET key_hash = material.key_hash, key_ciphertext = material.key_ciphertext,
+		   key_prefix = material.display_prefix,
+		   previous_key_hash = CASE WHEN grace > interval '0' THEN old_hash END,
+		   previous_key_expires_at = CASE WHEN grace > interval '0' THEN pg_catalog.now() + grace END
+	 WHERE k.key_id = roll_key.key_id;
+	PERFORM apikey_usage._invalidate_key(old_hash);
+	RETURN material.api_key;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage.roll_key(uuid, interval) IS
+	'Replace a live key''s secret, keeping its id; the old key verifies as the same key until now() + grace (0 = until commit). Returns the new api_key.';
+
 -- Both views are security barriers and filter through the visibility
 -- functions: a tenant's own predicates (which may call functions that
 -- leak their arguments) are applied only to rows it may see.  The scalar
@@ -159,7 +211,9 @@ SELECT k.key_id, k.workspace, k.name, k.key_prefix, k.created_at,
 	   k.expires_at, k.rate_limit, k.rate_window,
 	   (SELECT s.total_requests
 		  FROM apikey_usage.usage_summary(k.key_id, pg_catalog.now() - interval '30 days',
-										  pg_catalog.now()) s) AS requests_30d
+										  pg_catalog.now()) s) AS requests_30d,
+	   CASE WHEN k.previous_key_expires_at > pg_catalog.now() THEN k.previous_key_expires_at END
+		   AS previous_key_expires_at
   FROM apikey_usage.api_keys k
   LEFT JOIN apikey_usage._visible_last_used() c ON c.key_id = k.key_id
  WHERE k.deleted_at IS NULL
@@ -176,6 +230,7 @@ COMMENT ON COLUMN apikey_usage.keys.expires_at IS 'When the key stops being vali
 COMMENT ON COLUMN apikey_usage.keys.rate_limit IS 'Requests allowed per rate_window (burst size too); NULL = unlimited.';
 COMMENT ON COLUMN apikey_usage.keys.rate_window IS 'Window of the rate limit.';
 COMMENT ON COLUMN apikey_usage.keys.requests_30d IS 'Requests made with the key in the last 30 days (exact, from the rollups).';
+COMMENT ON COLUMN apikey_usage.keys.previous_key_expires_at IS 'After roll_key: until when the replaced key still verifies as this key; NULL when there is none.';
 
 CREATE OR REPLACE VIEW apikey_usage.requests WITH (security_barrier) AS
 SELECT r.request_id, r.requested_at, r.api_key_id, k.name AS key_name, k.workspace,
@@ -206,7 +261,8 @@ GRANT EXECUTE ON FUNCTION
 	TO apikey_usage_reader, apikey_usage_tenant;
 GRANT EXECUTE ON FUNCTION
 	apikey_usage.grant_workspace(regrole, text, text),
-	apikey_usage.revoke_workspace(regrole, text)
+	apikey_usage.revoke_workspace(regrole, text),
+	apikey_usage.roll_key(uuid, interval)
 	TO apikey_usage_admin;
 
 -- tenants (grant_workspace makes a role a member of apikey_usage_tenant,
@@ -231,7 +287,8 @@ GRANT EXECUTE ON FUNCTION
 	apikey_usage.copy_key(uuid),
 	apikey_usage.delete_key(uuid),
 	apikey_usage.rename_key(uuid, text),
-	apikey_usage.set_rate_limit(uuid, integer, interval)
+	apikey_usage.set_rate_limit(uuid, integer, interval),
+	apikey_usage.roll_key(uuid, interval)
 	TO apikey_usage_tenant_admin;
 
 -- as in the fresh install: nothing of the extension is PUBLIC's
