@@ -3,8 +3,9 @@
 # against a real server, directly and through pgbouncer 1.18 in transaction
 # mode: concurrent clients over nine kinds of keys (unlimited, tight,
 # burst, expiring mid-run, expired, deleted, deleted mid-run, malformed,
-# well-formed but unknown, none), and every response a client saw compared
-# with what the extension counted and logged:
+# well-formed but unknown, none), logging with log_request directly and
+# with batched log_requests through pgbouncer, and every response a client
+# saw compared with what the extension counted and logged:
 #  - every X-Request-Id a client got is in the log exactly once, with the
 #    status, key, method, endpoint and resource the client saw, and nothing
 #    else is logged under the keys;
@@ -70,9 +71,10 @@ stop_gateway() {
 	GW_PID=""
 }
 
-# one_pass NAME HOST PORT: keys, traffic, comparison
+# one_pass NAME HOST PORT [env...]: keys, traffic, comparison
 one_pass() {
 	local name=$1 host=$2 port=$3 ws="gw_$1"
+	shift 3
 	local keys="$CLUSTER_DIR/keys-$name.json" seen="$CLUSTER_DIR/seen-$name.csv"
 	echo "# pass: $name"
 	cluster_psql >/dev/null <<SQL
@@ -98,7 +100,7 @@ SQL
 	local since
 	since=$(cluster_psql -c "SELECT now()")
 
-	start_gateway "$name" "$host" "$port"
+	start_gateway "$name" "$host" "$port" "$@"
 	# half the traffic, then "deleted_mid" is deleted and "expiring" expires
 	# (moved to now, as the clock would: the superuser writes the table and
 	# drops the key from the cache at commit), then the other half
@@ -126,6 +128,10 @@ SQL
 	tail -n 1 "$CLUSTER_DIR/gateway-$name.log"
 	check "$name: the gateway lost no log call and always reached the database" \
 		node -e "const s = require('$CLUSTER_DIR/stats-$name.json'); process.exit(s.log_lost === 0 && s.db_unavailable === 0 ? 0 : 1)"
+	check "$name: log calls as configured ($*)" node -e "
+		const s = require('$CLUSTER_DIR/stats-$name.json');
+		const batched = '$*'.includes('LOG_BATCH=25');
+		process.exit(s.logged === s.served && (batched ? s.log_calls < s.served / 2 : s.log_calls === s.served) ? 0 : 1)"
 	cluster_psql -c "SELECT apikey_usage.flush()" >/dev/null
 
 	cluster_psql >/dev/null <<SQL
@@ -193,8 +199,8 @@ SQL
 		FROM (SELECT label, status, count(*) n FROM public.seen_$name GROUP BY 1, 2) s"
 }
 
-# 1. directly
-one_pass direct "$DB_HOST" "$DB_PORT"
+# 1. directly, one log_request per served request
+one_pass direct "$DB_HOST" "$DB_PORT" LOG_BATCH=0
 
 # 2. through pgbouncer 1.18, transaction mode, fewer server connections
 #    than the gateway's pool (statements of different clients interleave
@@ -227,7 +233,8 @@ for i in $(seq 1 50); do
 done
 check "pgbouncer $(pgbouncer --version | head -n 1 | awk '{print $2}') in transaction mode answers" \
 	test "$(psql -X -qAt -h 127.0.0.1 -p "$BOUNCER_PORT" -U gateway_app -d apikey -c "SELECT 1")" = 1
-one_pass pgbouncer 127.0.0.1 "$BOUNCER_PORT"
+# (and logging batched: one log_requests call per 25 served requests)
+one_pass pgbouncer 127.0.0.1 "$BOUNCER_PORT" LOG_BATCH=25
 check "pgbouncer: the gateway's clients shared at most 3 server connections" \
 	test "$(cluster_psql -c "SELECT count(*) FROM pg_stat_activity WHERE usename = 'gateway_app'")" -le 3
 
