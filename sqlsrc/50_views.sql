@@ -63,7 +63,9 @@ CREATE FUNCTION apikey_usage._runtime_stats(
 	OUT flush_errors bigint, OUT key_cache_capacity bigint, OUT key_cache_size bigint,
 	OUT key_cache_hits bigint, OUT key_cache_misses bigint, OUT key_cache_evictions bigint,
 	OUT last_flush_at timestamptz, OUT worker_pid integer, OUT recovered_entries bigint,
-	OUT key_cache_bytes bigint)
+	OUT key_cache_bytes bigint, OUT key_cache_miss_ratio double precision,
+	OUT key_cache_partitions integer, OUT last_used_queued bigint,
+	OUT last_used_dropped bigint, OUT last_used_pending bigint)
 	RETURNS record
 	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'apikey_usage_runtime_stats';
 COMMENT ON FUNCTION apikey_usage._runtime_stats() IS 'Internal: the counters behind the runtime_stats view.';
@@ -81,8 +83,13 @@ COMMENT ON COLUMN apikey_usage.runtime_stats.key_cache_capacity IS 'Keys the sha
 COMMENT ON COLUMN apikey_usage.runtime_stats.key_cache_size IS 'Keys in the cache now.';
 COMMENT ON COLUMN apikey_usage.runtime_stats.key_cache_hits IS 'Lookups answered from the cache.';
 COMMENT ON COLUMN apikey_usage.runtime_stats.key_cache_misses IS 'Lookups that read the key table.';
-COMMENT ON COLUMN apikey_usage.runtime_stats.key_cache_evictions IS 'Keys evicted (least recently used) to make room.';
+COMMENT ON COLUMN apikey_usage.runtime_stats.key_cache_evictions IS 'Keys evicted (clock sweep: not used since the hand last passed) to make room.';
 COMMENT ON COLUMN apikey_usage.runtime_stats.last_flush_at IS 'When the worker last wrote entries to the tables.';
 COMMENT ON COLUMN apikey_usage.runtime_stats.worker_pid IS 'Process id of the background worker, NULL when it is not running.';
 COMMENT ON COLUMN apikey_usage.runtime_stats.recovered_entries IS 'Entries found in the buffer file at start-up (after a restart or crash) and flushed.';
 COMMENT ON COLUMN apikey_usage.runtime_stats.key_cache_bytes IS 'Shared memory reserved for the key cache, in bytes.';
+COMMENT ON COLUMN apikey_usage.runtime_stats.key_cache_miss_ratio IS 'key_cache_misses / (hits + misses): above a few percent, more keys are in use than apikey_usage.max_keys holds.';
+COMMENT ON COLUMN apikey_usage.runtime_stats.key_cache_partitions IS 'Lock partitions of the key cache (by key hash; up to 64).';
+COMMENT ON COLUMN apikey_usage.runtime_stats.last_used_queued IS 'last_used_at values queued for the worker to write to the key table.';
+COMMENT ON COLUMN apikey_usage.runtime_stats.last_used_dropped IS 'last_used_at values not queued because the queue was full (retried at the key''s next use).';
+COMMENT ON COLUMN apikey_usage.runtime_stats.last_used_pending IS 'last_used_at values queued and not yet written.';
