@@ -485,52 +485,8 @@ $$;
 COMMENT ON FUNCTION apikey_usage._ensure_partition(timestamptz) IS
 	'Internal: create the UTC-day partition of request_log_raw that holds ts, if missing.';
 
--- Insert a batch into the raw log and add it to the hourly rollups, in
--- the caller's transaction.  The one write path of the log: used by the
--- background worker, the synchronous fall-back and bulk imports.
-CREATE FUNCTION apikey_usage._insert_batch(
-	request_ids uuid[], requested_ats timestamptz[], key_ids uuid[],
-	methods text[], endpoints text[], response_codes smallint[], resource_ids text[])
-	RETURNS bigint
-	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	day			timestamptz;
-	inserted	bigint;
-BEGIN
-	FOR day IN
-		SELECT DISTINCT pg_catalog.date_trunc('day', t AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
-		  FROM pg_catalog.unnest(requested_ats) AS t
-	LOOP
-		PERFORM apikey_usage._ensure_partition(day);
-	END LOOP;
-
-	WITH batch AS (
-		SELECT * FROM unnest(request_ids, requested_ats, key_ids, methods,
-										endpoints, response_codes, resource_ids)
-			AS b(request_id, requested_at, api_key_id, method, endpoint, response_code, resource_id)
-	), raw AS (
-		INSERT INTO apikey_usage.request_log_raw
-			(requested_at, request_id, api_key_id, method, endpoint, response_code, resource_id)
-		SELECT requested_at, request_id, api_key_id, method, endpoint, response_code, resource_id
-		  FROM batch
-	)
-	INSERT INTO apikey_usage.usage_hourly AS u
-		(api_key_id, bucket_start, method, endpoint, response_code, requests)
-	SELECT api_key_id, pg_catalog.date_trunc('hour', requested_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
-		   method, endpoint, response_code, pg_catalog.count(*)
-	  FROM batch
-	 GROUP BY 1, 2, 3, 4, 5
-	 ORDER BY 1, 2, 3, 4, 5
-	ON CONFLICT (api_key_id, bucket_start, method, endpoint, response_code)
-	DO UPDATE SET requests = u.requests OPERATOR(pg_catalog.+) excluded.requests;
-
-	inserted := pg_catalog.cardinality(request_ids);
-	RETURN inserted;
-END
-$$;
-COMMENT ON FUNCTION apikey_usage._insert_batch(uuid[], timestamptz[], uuid[], text[], text[], smallint[], text[]) IS
-	'Internal: write a batch of log entries to the raw log and the hourly rollups in one transaction.';
+-- Batches are written by the C writer (src/log/writer.c): multi-insert
+-- into the day partition, index insertion, rollups through _rollup_apply.
 
 -- Create the partitions for the coming days and drop the ones wholly
 -- older than the retention (with the rollup rows of the same hours).
