@@ -43,6 +43,7 @@
 #include "utils/timestamp.h"
 
 #include "apikey_usage.h"
+#include "alerts/alerts.h"
 
 #define FLUSH_BATCH				10000
 #define LAST_USED_INTERVAL_MS	1000
@@ -451,6 +452,7 @@ apikey_usage_worker_main(Datum main_arg)
 			maintain_now = true;	/* the retention may have changed */
 		}
 		work_cycle();
+		alerts_evaluate_if_due();
 		/* let autovacuum see the worker's inserts and upserts */
 		pgstat_report_stat(false);
 		MemoryContextSwitchTo(TopMemoryContext);
