@@ -76,7 +76,7 @@ function createGateway(options) {
 	const batchMs = options.batchMs || 50;
 	const logRetries = options.logRetries || 5;
 	const stats = {
-		checked: 0, allowed: 0, refused: 0, served: 0, logged: 0, log_calls: 0,
+		checked: 0, allowed: 0, refused: 0, served: 0, logged: 0, log_calls: 0, batch_calls: 0,
 		log_errors: 0, log_lost: 0, db_unavailable: 0, unchecked: 0, bad_request: 0,
 	};
 	const inFlight = new Set();
@@ -126,7 +126,7 @@ function createGateway(options) {
 			'SELECT apikey_usage.log_requests($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], $6::uuid[])',
 			[batch.map((e) => e.keyId), batch.map((e) => e.method), batch.map((e) => e.endpoint),
 				batch.map((e) => e.code), batch.map((e) => e.resourceId), batch.map((e) => e.requestId)]))
-			.then(() => { stats.logged += batch.length; stats.log_calls++; })
+			.then(() => { stats.logged += batch.length; stats.log_calls++; stats.batch_calls++; })
 			.catch(() => { stats.log_lost += batch.length; }));
 	}
 

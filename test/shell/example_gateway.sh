@@ -131,7 +131,8 @@ SQL
 	check "$name: log calls as configured ($*)" node -e "
 		const s = require('$CLUSTER_DIR/stats-$name.json');
 		const batched = '$*'.includes('LOG_BATCH=25');
-		process.exit(s.logged === s.served && (batched ? s.log_calls < s.served / 2 : s.log_calls === s.served) ? 0 : 1)"
+		process.exit(s.logged === s.served && (batched ? s.batch_calls > 0 && s.batch_calls === s.log_calls
+		                                               : s.batch_calls === 0 && s.log_calls === s.served) ? 0 : 1)"
 	cluster_psql -c "SELECT apikey_usage.flush()" >/dev/null
 
 	cluster_psql >/dev/null <<SQL
