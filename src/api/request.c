@@ -187,6 +187,7 @@ apikey_usage_check_request(PG_FUNCTION_ARGS)
 	TimestampTz now;
 
 	apikey_require_preload();
+	apikey_require_primary("check_request");
 	fill_request_fields(fcinfo, 1, 2, 3, &entry);
 
 	memset(nulls, true, sizeof(nulls));
@@ -274,6 +275,7 @@ apikey_usage_log_request(PG_FUNCTION_ARGS)
 	TimestampTz tx_now = GetCurrentTransactionStartTimestamp();
 
 	apikey_require_preload();
+	apikey_require_primary("log_request");
 	if (PG_ARGISNULL(0))
 		bad_argument(ERRCODE_NULL_VALUE_NOT_ALLOWED, "key_id must not be NULL");
 	key_id = PG_GETARG_UUID_P(0);

@@ -33,6 +33,16 @@
  *	 pid, a condition variable for flush() waiters, and counters: all
  *	 atomics, or written only by the worker.
  * - Entries that find the ring full go to spool files (spool.c).
+ * - Origin: the header names the cluster (system identifier) and the
+ *	 timeline its entries were logged on.  A data directory copied by
+ *	 pg_basebackup, a standby, or a restored file carries a copy of the
+ *	 ring; before its first flush the worker (logbuf_check_origin) compares
+ *	 the stamp and the sequence the tables hold with the ring, and a ring
+ *	 that does not match has the entries it held at start discarded, with
+ *	 a LOG line counting them, and gets a new ring_id, so flush_state is
+ *	 never moved backwards and no entry is written twice.  Only entries
+ *	 below start_reserve (there before any backend could append) are
+ *	 considered; the worker alone writes the stamp and ring_id.
  *
  *-------------------------------------------------------------------------
  */
@@ -65,7 +75,11 @@ typedef struct RingHeader
 	uint32		slot_size;
 	uint64		nslots;
 	uint64		ring_id;
-	char		pad1[PG_CACHE_LINE_SIZE - 32];
+	/* origin stamp, set by the worker (0 = not stamped yet, as in 0.1.0) */
+	uint64		system_identifier;
+	uint32		timeline;
+	uint32		origin_unused;
+	char		pad1[PG_CACHE_LINE_SIZE - 48];
 	pg_atomic_uint64 reserve_seq;
 	char		pad2[PG_CACHE_LINE_SIZE - sizeof(pg_atomic_uint64)];
 	pg_atomic_uint64 flushed_seq;
@@ -89,6 +103,7 @@ typedef struct LogBufShared
 	pg_atomic_uint64 recovered;
 	pg_atomic_uint64 last_flush;
 	uint64		start_reserve;
+	pg_atomic_uint32 sql_version_mismatch;	/* set by the worker */
 } LogBufShared;
 
 static RingHeader *ring = NULL;
@@ -238,6 +253,7 @@ logbuf_shmem_init(void)
 		pg_atomic_init_u64(&shared->fallbacks, 0);
 		pg_atomic_init_u64(&shared->errors, 0);
 		pg_atomic_init_u64(&shared->last_flush, 0);
+		pg_atomic_init_u32(&shared->sql_version_mismatch, 0);
 
 		if (reserve < flushed || reserve - flushed > ring->nslots)
 		{
@@ -346,6 +362,25 @@ logbuf_append(const LogEntry *entry)
 }
 
 /*
+ * Waiters fail, rather than wait for ever, while the worker does not
+ * write because the installed SQL objects are of another version.
+ */
+static void
+check_sql_version(void)
+{
+	if (pg_atomic_read_u32(&shared->sql_version_mismatch) != 0)
+	{
+		ConditionVariableCancelSleep();
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the apikey_usage library was updated but the extension's SQL objects were not"),
+				 errdetail("Logged entries stay in the buffer until the update; the background worker does not write them into tables of another version."),
+				 errhint("Run ALTER EXTENSION apikey_usage UPDATE in database \"%s\".",
+						 apikey_database)));
+	}
+}
+
+/*
  * Wait until the worker has written (and removed) the given spool files.
  */
 void
@@ -357,6 +392,7 @@ logbuf_wait_spooled(char **names, int count)
 	{
 		while (spool_exists(names[i]))
 		{
+			check_sql_version();
 			logbuf_wake_worker();
 			ConditionVariableTimedSleep(&shared->flushed_cv, 20, PG_WAIT_EXTENSION);
 		}
@@ -409,6 +445,7 @@ logbuf_wait_flushed(uint64 seq)
 					 errdetail("Its flushes have failed for 10 seconds; logged entries stay in the buffer and are written once the cause is fixed."),
 					 errhint("See the errors of the \"apikey_usage flusher\" process in the server log.")));
 		}
+		check_sql_version();
 		if (pg_atomic_read_u32(&shared->worker_pid) == 0)
 		{
 			if (no_worker_since == 0)
@@ -476,6 +513,18 @@ logbuf_set_flushed(uint64 seq)
 		pg_atomic_write_u64(&ring->flushed_seq, seq);
 }
 
+/*
+ * Worker: tell waiters whether the installed SQL objects are of another
+ * version than this library (they then fail instead of waiting).
+ */
+void
+logbuf_set_sql_version_mismatch(bool mismatch)
+{
+	pg_atomic_write_u32(&shared->sql_version_mismatch, mismatch ? 1 : 0);
+	if (mismatch)
+		ConditionVariableBroadcast(&shared->flushed_cv);
+}
+
 void
 logbuf_broadcast_flushed(void)
 {
@@ -523,6 +572,75 @@ uint64
 logbuf_ring_id(void)
 {
 	return ring->ring_id;
+}
+
+/*
+ * Worker, before its first flush of an installation: decide whether the
+ * ring belongs to this cluster and its current history.  table_seq is
+ * what apikey_usage.flush_state holds for this ring_id (-1 when it has no
+ * row).  A ring stamped by another cluster or on another timeline, or one
+ * that ends before what the tables already hold (an older copy), loses
+ * the entries it held when the server started: they are counted, logged
+ * and skipped, and the ring takes a new ring_id, so the sequence recorded
+ * in flush_state for the old id never moves backwards.  Otherwise, when
+ * the tables are ahead of the ring (a crash between commit and advancing
+ * the ring), the ring skips what is already written.  Stamps the ring
+ * with sysid and timeline.  Returns true when the ring_id changed.
+ */
+bool
+logbuf_check_origin(uint64 sysid, uint32 timeline, int64 table_seq,
+					uint64 *discarded)
+{
+	uint64		inherited_end = shared->start_reserve;
+	uint64		flushed = pg_atomic_read_u64(&ring->flushed_seq);
+	bool		renew = false;
+	char		reason[256];
+
+	*discarded = 0;
+	reason[0] = '\0';
+	if (ring->system_identifier != 0 && ring->system_identifier != sysid)
+		snprintf(reason, sizeof(reason),
+				 "it was written by another cluster (system identifier " UINT64_FORMAT ", this cluster's is " UINT64_FORMAT ")",
+				 ring->system_identifier, sysid);
+	else if (ring->timeline != 0 && ring->timeline != timeline)
+		snprintf(reason, sizeof(reason),
+				 "it was written on timeline %u and the server is on timeline %u now (a copy from a base backup, a standby or a restore)",
+				 ring->timeline, timeline);
+	else if (table_seq >= 0 && (uint64) table_seq > inherited_end)
+		snprintf(reason, sizeof(reason),
+				 "it is older than the tables (it ends at sequence " UINT64_FORMAT ", apikey_usage.flush_state holds " INT64_FORMAT ")",
+				 inherited_end, table_seq);
+
+	if (reason[0] != '\0')
+	{
+		uint64		seq;
+
+		for (seq = flushed; seq < inherited_end; seq++)
+		{
+			if (pg_atomic_read_u64(&slot_for(seq)->state) == seq + 1)
+				(*discarded)++;
+		}
+		if (inherited_end > flushed)
+			pg_atomic_write_u64(&ring->flushed_seq, inherited_end);
+		randombytes_buf(&ring->ring_id, sizeof(ring->ring_id));
+		ring->ring_id &= ~SLOT_DEAD;
+		renew = true;
+		ereport(LOG,
+				(errmsg("apikey_usage: discarded " UINT64_FORMAT " log entries found in log buffer file \"%s\": %s",
+						*discarded, RING_FILE, reason),
+				 errdetail("Entries logged before this point by this cluster are in its tables already, or were lost with the history they belonged to; writing them again would count them twice.")));
+	}
+	else if (table_seq >= 0 && (uint64) table_seq > flushed)
+	{
+		ereport(LOG,
+				(errmsg("apikey_usage: skipping " UINT64_FORMAT " log entries already written before a crash",
+						(uint64) table_seq - flushed)));
+		pg_atomic_write_u64(&ring->flushed_seq, (uint64) table_seq);
+	}
+	ring->system_identifier = sysid;
+	ring->timeline = timeline;
+	pg_write_barrier();
+	return renew;
 }
 
 void
