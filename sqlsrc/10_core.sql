@@ -224,7 +224,7 @@ CREATE FUNCTION apikey_usage.generate_key(
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-	new_id		uuid := pg_catalog.gen_random_uuid();
+	new_id		uuid := apikey_usage._new_key_id();
 	material	record;
 BEGIN
 	IF workspace IS NULL THEN
@@ -244,6 +244,7 @@ BEGIN
 	IF expires_at IS NOT NULL AND expires_at <= pg_catalog.clock_timestamp() THEN
 		RAISE EXCEPTION 'expires_at must be in the future' USING ERRCODE = '22023';
 	END IF;
+	PERFORM apikey_usage._check_workspace_admin(workspace);
 
 	material := apikey_usage._key_material(key_prefix, new_id);
 	INSERT INTO apikey_usage.api_keys
@@ -269,6 +270,7 @@ BEGIN
 	IF key_id IS NULL THEN
 		RAISE EXCEPTION 'key_id must not be NULL' USING ERRCODE = '22004';
 	END IF;
+	PERFORM apikey_usage._check_key_admin(key_id);
 	SELECT k.key_ciphertext INTO ciphertext
 	  FROM apikey_usage.api_keys k
 	 WHERE k.key_id = copy_key.key_id AND k.deleted_at IS NULL;
@@ -290,6 +292,7 @@ BEGIN
 	IF key_id IS NULL THEN
 		RAISE EXCEPTION 'key_id must not be NULL' USING ERRCODE = '22004';
 	END IF;
+	PERFORM apikey_usage._check_key_admin(key_id);
 	SELECT k.key_hash INTO old_hash
 	  FROM apikey_usage.api_keys k
 	 WHERE k.key_id = delete_key.key_id AND k.deleted_at IS NULL
@@ -318,6 +321,7 @@ BEGIN
 		RAISE EXCEPTION 'key_id must not be NULL' USING ERRCODE = '22004';
 	END IF;
 	PERFORM apikey_usage._check_name(name);
+	PERFORM apikey_usage._check_key_admin(key_id);
 	UPDATE apikey_usage.api_keys k SET name = rename_key.name
 	 WHERE k.key_id = rename_key.key_id AND k.deleted_at IS NULL;
 	IF NOT FOUND THEN
@@ -338,6 +342,7 @@ BEGIN
 		RAISE EXCEPTION 'key_id must not be NULL' USING ERRCODE = '22004';
 	END IF;
 	PERFORM apikey_usage._check_rate_limit(rate_limit, rate_window);
+	PERFORM apikey_usage._check_key_admin(key_id);
 	UPDATE apikey_usage.api_keys k
 	   SET rate_limit = set_rate_limit.rate_limit, rate_window = set_rate_limit.rate_window
 	 WHERE k.key_id = set_rate_limit.key_id AND k.deleted_at IS NULL

@@ -15,6 +15,7 @@
  *	flusher.c		background worker
  *	request.c		check_request, log_request, argument validation
  *	stats.c			runtime_stats, flush(), helpers for views
+ *	node.c			node_of(), key ids that carry the node (fleets)
  *
  *-------------------------------------------------------------------------
  */
@@ -44,6 +45,7 @@ extern int	apikey_flush_interval_ms;
 extern char *apikey_retention_string;
 extern char *apikey_secret_file;
 extern int	apikey_log_mode;
+extern int	apikey_node_id;
 
 #define LOG_MODE_BUFFERED		0
 #define LOG_MODE_SYNCHRONOUS	1
@@ -75,6 +77,7 @@ typedef struct KeyInfo
 	TimestampTz expires_at;		/* DT_NOEND when the key never expires */
 	int32		rate_limit;		/* 0 when unlimited */
 	int64		rate_window_us;
+	TimestampTz last_used_at;	/* as stored in the table; 0 when NULL */
 	char		workspace[APIKEY_WORKSPACE_INLINE];	/* "" when longer */
 } KeyInfo;
 
@@ -83,6 +86,14 @@ typedef struct KeyInfo
 	((info)->workspace[0] != '\0' ? (const char *) (info)->workspace : \
 	 key_workspace(&(info)->key_id))
 
+/*
+ * Outcome of a key lookup by hash.  The internal lookup API:
+ *	keycache_verify()			the request path: cache, else table (fills)
+ *	key_table_lookup_by_hash()	the table read of a miss (no SPI, committed
+ *								rows only); a new outcome (e.g. a revoked
+ *								key) is added here and passed through
+ *								keycache_verify() uncached
+ */
 typedef enum KeyLookupResult
 {
 	KEY_FOUND,
@@ -101,8 +112,8 @@ typedef struct LimitDecision
 /* keys.c */
 extern void key_hash_compute(const char *api_key, size_t len,
 							 uint8 hash[APIKEY_HASH_BYTES]);
-extern bool key_table_lookup_by_hash(const uint8 hash[APIKEY_HASH_BYTES],
-									 KeyInfo *info, char **workspace);
+extern KeyLookupResult key_table_lookup_by_hash(const uint8 hash[APIKEY_HASH_BYTES],
+												KeyInfo *info, char **workspace);
 extern void key_remember_workspace(const pg_uuid_t *key_id,
 								   const char *workspace);
 extern const char *key_workspace(const pg_uuid_t *key_id);
@@ -110,16 +121,29 @@ extern Datum return_one_row(FunctionCallInfo fcinfo, Datum *values,
 							bool *nulls);
 
 /* keycache.c */
+typedef struct KeyCacheStats
+{
+	int64		size;
+	int64		hits;
+	int64		misses;
+	int64		evictions;
+	int32		partitions;
+	int64		last_used_queued;	/* records put in the last_used ring */
+	int64		last_used_dropped;	/* records the full ring refused */
+	int64		last_used_pending;	/* records waiting for the worker */
+} KeyCacheStats;
+
+extern int	apikey_last_used_resolution_s;
 extern Size keycache_shmem_size(void);
+extern void keycache_shmem_request(void);
 extern void keycache_shmem_init(void);
 extern KeyLookupResult keycache_verify(const uint8 hash[APIKEY_HASH_BYTES],
 									   bool apply_limit, KeyInfo *info,
 									   LimitDecision *decision);
 extern void keycache_invalidate_at_commit(const uint8 hash[APIKEY_HASH_BYTES]);
-extern void keycache_stats(int64 *size, int64 *hits, int64 *misses,
-						   int64 *evictions);
-extern int	keycache_collect_last_used(bool only_dirty, pg_uuid_t **ids,
-									   TimestampTz **times);
+extern void keycache_stats(KeyCacheStats *stats);
+extern int	keycache_collect_last_used(pg_uuid_t **ids, TimestampTz **times);
+extern int	keycache_take_last_used(int max, pg_uuid_t *ids, TimestampTz *times);
 extern Size keycache_bytes(void);
 extern void keycache_clear(void);
 

@@ -29,10 +29,7 @@ apikey_usage_runtime_stats(PG_FUNCTION_ARGS)
 				fallbacks,
 				errors,
 				recovered;
-	int64		size,
-				hits,
-				misses,
-				evictions;
+	KeyCacheStats kc;
 	TimestampTz last_flush;
 	int			worker_pid;
 	uint64		reserved;
@@ -43,7 +40,7 @@ apikey_usage_runtime_stats(PG_FUNCTION_ARGS)
 		elog(ERROR, "return type must be a row type");
 	logbuf_stats(&logged, &flushed, &fallbacks, &errors, &last_flush,
 				 &worker_pid, &recovered);
-	keycache_stats(&size, &hits, &misses, &evictions);
+	keycache_stats(&kc);
 	memset(nulls, false, sizeof(nulls));
 
 	values[0] = Int64GetDatum((int64) logbuf_capacity());
@@ -54,10 +51,10 @@ apikey_usage_runtime_stats(PG_FUNCTION_ARGS)
 	values[5] = Int64GetDatum(fallbacks);
 	values[6] = Int64GetDatum(errors);
 	values[7] = Int64GetDatum((int64) apikey_max_keys);
-	values[8] = Int64GetDatum(size);
-	values[9] = Int64GetDatum(hits);
-	values[10] = Int64GetDatum(misses);
-	values[11] = Int64GetDatum(evictions);
+	values[8] = Int64GetDatum(kc.size);
+	values[9] = Int64GetDatum(kc.hits);
+	values[10] = Int64GetDatum(kc.misses);
+	values[11] = Int64GetDatum(kc.evictions);
 	values[12] = TimestampTzGetDatum(last_flush);
 	nulls[12] = (last_flush == 0);
 	values[13] = Int32GetDatum(worker_pid);
@@ -108,7 +105,7 @@ apikey_usage_cache_last_used(PG_FUNCTION_ARGS)
 
 	apikey_require_preload();
 	InitMaterializedSRF(fcinfo, 0);
-	n = keycache_collect_last_used(false, &ids, &times);
+	n = keycache_collect_last_used(&ids, &times);
 	for (i = 0; i < n; i++)
 	{
 		Datum		values[2];

@@ -51,6 +51,7 @@
 
 #define FLUSH_BATCH				10000
 #define LAST_USED_INTERVAL_MS	1000
+#define LAST_USED_BATCH			10000
 #define MAINTAIN_INTERVAL_MS	(10 * 60 * 1000)
 #define ERROR_BACKOFF_MS		1000
 
@@ -339,32 +340,72 @@ drain_spool(void)
 	return n;
 }
 
+/* order (key_id, used) pairs by key, then time */
+typedef struct LastUsedPair
+{
+	pg_uuid_t	key_id;
+	TimestampTz used;
+} LastUsedPair;
+
+static int
+compare_last_used(const void *a, const void *b)
+{
+	const LastUsedPair *x = a;
+	const LastUsedPair *y = b;
+	int			c = memcmp(&x->key_id, &y->key_id, sizeof(pg_uuid_t));
+
+	if (c != 0)
+		return c;
+	return (x->used > y->used) - (x->used < y->used);
+}
+
+/*
+ * Write the last uses queued in the key cache's dirty ring (only keys
+ * used since the last pass; nothing to do when idle), one row per key
+ * with its latest time, in batches of LAST_USED_BATCH.
+ */
 static void
 store_last_used(void)
 {
-	pg_uuid_t  *ids;
-	TimestampTz *times;
-	int			n = keycache_collect_last_used(true, &ids, &times);
-	Datum	   *id_datums;
-	Datum	   *time_datums;
-	Datum		args[2];
-	Oid			types[2] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID};
-	int			i;
+	pg_uuid_t  *ids = palloc(sizeof(pg_uuid_t) * LAST_USED_BATCH);
+	TimestampTz *times = palloc(sizeof(TimestampTz) * LAST_USED_BATCH);
+	LastUsedPair *pairs = palloc(sizeof(LastUsedPair) * LAST_USED_BATCH);
+	Datum	   *id_datums = palloc(sizeof(Datum) * LAST_USED_BATCH);
+	Datum	   *time_datums = palloc(sizeof(Datum) * LAST_USED_BATCH);
+	int			n;
 
-	if (n == 0)
-		return;
-	id_datums = palloc(sizeof(Datum) * n);
-	time_datums = palloc(sizeof(Datum) * n);
-	for (i = 0; i < n; i++)
+	while ((n = keycache_take_last_used(LAST_USED_BATCH, ids, times)) > 0)
 	{
-		id_datums[i] = UUIDPGetDatum(&ids[i]);
-		time_datums[i] = TimestampTzGetDatum(times[i]);
+		Datum		args[2];
+		Oid			types[2] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID};
+		int			i;
+		int			m = 0;
+
+		for (i = 0; i < n; i++)
+		{
+			pairs[i].key_id = ids[i];
+			pairs[i].used = times[i];
+		}
+		qsort(pairs, n, sizeof(LastUsedPair), compare_last_used);
+		for (i = 0; i < n; i++)
+		{
+			/* the last of a run of one key is its latest use */
+			if (i + 1 < n && memcmp(&pairs[i].key_id, &pairs[i + 1].key_id,
+									sizeof(pg_uuid_t)) == 0)
+				continue;
+			id_datums[m] = UUIDPGetDatum(&pairs[i].key_id);
+			time_datums[m] = TimestampTzGetDatum(pairs[i].used);
+			m++;
+		}
+		args[0] = PointerGetDatum(make_array(id_datums, NULL, m, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+		args[1] = PointerGetDatum(make_array(time_datums, NULL, m, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		begin_tx("apikey_usage: storing last_used_at");
+		run_sql("SELECT apikey_usage._store_last_used($1, $2)", 2, types, args);
+		commit_tx();
+		if (n < LAST_USED_BATCH)
+			break;
+		CHECK_FOR_INTERRUPTS();
 	}
-	args[0] = PointerGetDatum(make_array(id_datums, NULL, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
-	args[1] = PointerGetDatum(make_array(time_datums, NULL, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	begin_tx("apikey_usage: storing last_used_at");
-	run_sql("SELECT apikey_usage._store_last_used($1, $2)", 2, types, args);
-	commit_tx();
 }
 
 /*
