@@ -9,11 +9,13 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Exporter 'import';
+use File::Copy ();
 
 our @EXPORT = qw(aku_node aku_wait_worker aku_sqlstate aku_fix_secret_mode);
 
 # A preloaded node with database apikey (and the extension unless
-# no_extension => 1).  streaming => 1 allows standbys; conf => more lines.
+# no_extension => 1).  streaming => 1 allows standbys; conf => more lines;
+# secret_from => a file to use as the server secret from the first start.
 sub aku_node
 {
 	my ($name, %p) = @_;
@@ -24,6 +26,12 @@ shared_preload_libraries = 'apikey_usage'
 apikey_usage.database = 'apikey'
 max_connections = 20
 ) . ($p{streaming} ? "max_wal_senders = 4\n" : '') . ($p{conf} // ''));
+	if ($p{secret_from})
+	{
+		File::Copy::copy($p{secret_from}, $node->data_dir . '/apikey_usage.secret')
+		  or die "copy secret: $!";
+		chmod 0600, $node->data_dir . '/apikey_usage.secret';
+	}
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE DATABASE apikey');
 	unless ($p{no_extension})
