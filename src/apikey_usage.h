@@ -257,6 +257,7 @@ extern void spool_remove(const char *name);
 /* flusher.c */
 extern void flusher_register(void);
 extern PGDLLEXPORT void apikey_usage_worker_main(Datum main_arg);
+extern char *apikey_installed_version(Oid extension);
 
 /* request.c */
 extern void uuid_v7_generate(pg_uuid_t *uuid, TimestampTz ts);

@@ -350,10 +350,11 @@ store_last_used(void)
 }
 
 /*
- * The installed version of the extension, or NULL (palloc'd).
+ * The installed version of the extension, or NULL (palloc'd).  Needs a
+ * transaction.
  */
-static char *
-installed_version(Oid extension)
+char *
+apikey_installed_version(Oid extension)
 {
 	Relation	rel;
 	ScanKeyData key;
@@ -396,7 +397,7 @@ extension_ready(void)
 
 	begin_tx("apikey_usage: checking for the extension");
 	extension = get_extension_oid("apikey_usage", true);
-	version = OidIsValid(extension) ? installed_version(extension) : NULL;
+	version = OidIsValid(extension) ? apikey_installed_version(extension) : NULL;
 	if (version != NULL && strcmp(version, APIKEY_USAGE_VERSION) != 0)
 	{
 		if (!mismatch_logged)

@@ -59,6 +59,7 @@
 #include <unistd.h>
 #include <sodium.h>
 
+#include "commands/extension.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "port/pg_crc32c.h"
@@ -455,6 +456,15 @@ check_sql_version(void)
 {
 	if (pg_atomic_read_u32(&shared->sql_version_mismatch) != 0)
 	{
+		Oid			extension = get_extension_oid("apikey_usage", true);
+		char	   *version = OidIsValid(extension) ? apikey_installed_version(extension) : NULL;
+
+		/* updated meanwhile: the worker notices within one cycle */
+		if (version != NULL && strcmp(version, APIKEY_USAGE_VERSION) == 0)
+		{
+			logbuf_wake_worker();
+			return;
+		}
 		ConditionVariableCancelSleep();
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

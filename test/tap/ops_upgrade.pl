@@ -134,8 +134,8 @@ is($node->safe_psql('apikey', "SELECT row(s.*)::text FROM apikey_usage.usage_sum
 	$summary_before[$_], "usage_summary of key $_ unchanged by the update") for 0 .. 3;
 is($node->safe_psql('apikey', "SELECT apikey_usage.copy_key('$keys[2][0]')"), $keys[2][1],
 	'copy_key returns the same key after the update');
-is($node->safe_psql('apikey', "SELECT reason FROM apikey_usage.verify_key('$keys[3][1]')"),
-	'unknown', 'the key deleted under 0.1.0 stays deleted');
+is($node->safe_psql('apikey', "SELECT valid FROM apikey_usage.verify_key('$keys[3][1]')"),
+	'f', 'the key deleted under 0.1.0 stays deleted');
 is($node->safe_psql('apikey', "SELECT name FROM apikey_usage.keys WHERE key_id = '$keys[1][0]'"),
 	'renamed', 'the rename made under 0.1.0 is kept');
 is($node->safe_psql('apikey', "SELECT allowed FROM apikey_usage.check_request('$keys[0][1]', 'GET', '/v1/after')"),
