@@ -14,9 +14,10 @@
  *	   again: log_request checked it, possibly against a key its own
  *	   transaction had just created and not committed yet; the checksum
  *	   guards it against damage, the installation id against DROP/CREATE;
- *	3. duplicates are skipped: an entry whose (requested_at, request_id)
- *	   is already in the batch or, when the caller chose the request id,
- *	   already in the raw log (probed through the day partition's
+ *	3. duplicates are skipped: an entry whose request_id is already in
+ *	   the batch or, when the caller chose the request id, already in the
+ *	   raw log, with a requested_at in the same millisecond (the grain of
+ *	   the time inside a UUIDv7; probed through the day partition's
  *	   (requested_at, request_id) index);
  *	4. the rest is written to each UTC day partition with the table access
  *	   method's multi-insert and index insertion (no SQL, no PL/pgSQL);
@@ -289,21 +290,35 @@ find_probe_index(ResultRelInfo *rri, const AttrNumber *attnums)
 	return NULL;
 }
 
-/* Is (requested_at, request_id) already in the partition? */
+/* The millisecond of a time (the dedup grain: a UUIDv7 carries ms). */
+static inline TimestampTz
+millisecond_of(TimestampTz ts)
+{
+	TimestampTz rem = ts % 1000;
+
+	if (rem < 0)
+		rem += 1000;
+	return ts - rem;
+}
+
+/* Is request_id already in the partition within the entry's millisecond? */
 static bool
 already_logged(Relation heap, Relation index, Snapshot snapshot,
 			   TupleTableSlot *slot, const LogEntry *entry)
 {
-	ScanKeyData keys[2];
+	ScanKeyData keys[3];
 	IndexScanDesc scan;
 	bool		found;
+	TimestampTz ms = millisecond_of(entry->requested_at);
 
-	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_TIMESTAMP_EQ,
-				TimestampTzGetDatum(entry->requested_at));
-	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_UUID_EQ,
+	ScanKeyInit(&keys[0], 1, BTGreaterEqualStrategyNumber, F_TIMESTAMP_GE,
+				TimestampTzGetDatum(ms));
+	ScanKeyInit(&keys[1], 1, BTLessStrategyNumber, F_TIMESTAMP_LT,
+				TimestampTzGetDatum(ms + 1000));
+	ScanKeyInit(&keys[2], 2, BTEqualStrategyNumber, F_UUID_EQ,
 				UUIDPGetDatum(unconstify(pg_uuid_t *, &entry->request_id)));
-	scan = index_beginscan(heap, index, snapshot, 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
+	scan = index_beginscan(heap, index, snapshot, 3, 0);
+	index_rescan(scan, keys, 3, NULL, 0);
 	found = index_getnext_slot(scan, ForwardScanDirection, slot);
 	index_endscan(scan);
 	ExecClearTuple(slot);
@@ -829,7 +844,7 @@ writer_write(LogEntry *entries, const char *const *damage, int count,
 			bool		found;
 
 			memset(&key, 0, sizeof(key));
-			key.requested_at = entries[i].requested_at;
+			key.requested_at = millisecond_of(entries[i].requested_at);
 			key.request_id = entries[i].request_id;
 			hash_search(seen, &key, HASH_ENTER, &found);
 			if (found)
