@@ -351,6 +351,16 @@ insert_day(Oid relid, LogEntry **rows, bool *dup, int n)
 	int			i;
 	int			a;
 
+	RangeTblEntry *rte = makeNode(RangeTblEntry);
+	bool		check_constraints = (desc->constr != NULL);
+
+	/* a range table of one entry, so constraint errors can name the row */
+	rte->rtekind = RTE_RELATION;
+	rte->relid = relid;
+	rte->relkind = rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	rte->requiredPerms = ACL_INSERT;
+	ExecInitRangeTable(estate, list_make1(rte));
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
 	ExecOpenIndices(rri, false);
 
@@ -446,6 +456,9 @@ insert_day(Oid relid, LogEntry **rows, bool *dup, int n)
 				}
 			}
 			ExecStoreVirtualTuple(slot);
+			/* NOT NULL and CHECK constraints, as COPY checks them */
+			if (check_constraints)
+				ExecConstraints(rri, slot, estate);
 		}
 		if (nslots > 0 && (nslots == INSERT_CHUNK || i == n))
 		{
