@@ -551,7 +551,7 @@ apikey_usage_log_requests(PG_FUNCTION_ARGS)
 	int			a;
 	int			i;
 	LogEntry   *entries;
-	Oid			installation;
+	uint32		installation;
 	TimestampTz tx_now = GetCurrentTransactionStartTimestamp();
 
 	apikey_require_preload();

@@ -43,6 +43,7 @@
 
 #include "access/genam.h"
 #include "access/heapam.h"
+#include "access/htup_details.h"
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -98,11 +99,11 @@ typedef struct DedupKey
 	pg_uuid_t	request_id;
 } DedupKey;
 
-static Oid	cached_installation = InvalidOid;
+static uint32 cached_installation = 0;
 static bool callback_registered = false;
 static SPIPlanPtr rollup_plan = NULL;
 static SPIPlanPtr quarantine_plan = NULL;
-static Oid	plans_installation = InvalidOid;
+static uint32 plans_installation = 0;
 
 /*
  * Syscache callback: a schema was created, dropped or changed.  Forget
@@ -112,26 +113,42 @@ static Oid	plans_installation = InvalidOid;
 static void
 namespace_changed(Datum arg, int cacheid, uint32 hashvalue)
 {
-	cached_installation = InvalidOid;
+	cached_installation = 0;
 	key_forget_workspaces();
 }
 
 /*
- * The installation id: the oid of schema apikey_usage, which DROP and
- * CREATE EXTENSION change.  Entries carry it so that the writer discards
- * the entries of a dropped installation.  InvalidOid (missing_ok) when the
- * extension is not created.
+ * The installation id: the transaction id that created schema
+ * apikey_usage (the raw xmin of its pg_namespace row, which freezing and
+ * VACUUM FULL keep).  Every CREATE EXTENSION gets a new one, whereas the
+ * schema's oid may be handed out again after a DROP.  Entries carry it so
+ * that the writer discards the entries of a dropped installation.  0
+ * (missing_ok) when the extension is not created.
  */
-Oid
+uint32
 log_installation_id(bool missing_ok)
 {
 	if (!callback_registered)
 	{
 		CacheRegisterSyscacheCallback(NAMESPACEOID, namespace_changed, (Datum) 0);
+		CacheRegisterSyscacheCallback(NAMESPACENAME, namespace_changed, (Datum) 0);
 		callback_registered = true;
 	}
-	if (!OidIsValid(cached_installation))
-		cached_installation = get_namespace_oid("apikey_usage", missing_ok);
+	if (cached_installation == 0)
+	{
+		HeapTuple	tuple = SearchSysCache1(NAMESPACENAME, CStringGetDatum("apikey_usage"));
+
+		if (!HeapTupleIsValid(tuple))
+		{
+			if (missing_ok)
+				return 0;
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_SCHEMA),
+					 errmsg("schema \"apikey_usage\" does not exist")));
+		}
+		cached_installation = (uint32) HeapTupleHeaderGetRawXmin(tuple->t_data);
+		ReleaseSysCache(tuple);
+	}
 	return cached_installation;
 }
 
@@ -198,7 +215,7 @@ log_entry_problem(const LogEntry *entry, TimestampTz now)
 
 /* The installation changed (or first use): drop what belonged to the old. */
 static void
-reset_for_installation(Oid installation)
+reset_for_installation(uint32 installation)
 {
 	if (plans_installation != installation)
 	{
@@ -785,7 +802,8 @@ void
 writer_write(LogEntry *entries, const char *const *damage, int count,
 			 WriterSource source, WriterCounts *counts)
 {
-	Oid			installation;
+	uint32		installation;
+	Oid			namespace;
 	TimestampTz now = GetCurrentTimestamp();
 	bool	   *skip = palloc0(sizeof(bool) * count);
 	const char **reasons = palloc(sizeof(char *) * count);
@@ -806,6 +824,7 @@ writer_write(LogEntry *entries, const char *const *damage, int count,
 
 	DirectFunctionCall1(pg_advisory_xact_lock_int8, Int64GetDatum(WRITER_LOCK_KEY));
 	installation = log_installation_id(false);
+	namespace = get_namespace_oid("apikey_usage", false);
 	reset_for_installation(installation);
 
 	/* 1. other installations, 2. checks */
@@ -872,8 +891,8 @@ writer_write(LogEntry *entries, const char *const *damage, int count,
 	/* 4, 5: write; on a data error, entry by entry */
 	dup = palloc0(sizeof(bool) * Max(nrows, 1));
 	if (source == WRITER_IMPORT)
-		written = insert_rows(rows, dup, nrows, installation);
-	else if ((failure = try_insert_rows(rows, dup, nrows, installation, &written)) != NULL)
+		written = insert_rows(rows, dup, nrows, namespace);
+	else if ((failure = try_insert_rows(rows, dup, nrows, namespace, &written)) != NULL)
 	{
 		written = 0;
 		for (i = 0; i < nrows; i++)
@@ -881,7 +900,7 @@ writer_write(LogEntry *entries, const char *const *damage, int count,
 			int64		one = 0;
 
 			dup[i] = false;
-			failure = try_insert_rows(&rows[i], &dup[i], 1, installation, &one);
+			failure = try_insert_rows(&rows[i], &dup[i], 1, namespace, &one);
 			if (failure != NULL)
 			{
 				reasons[nbad] = failure;
