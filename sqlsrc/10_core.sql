@@ -426,7 +426,7 @@ $$;
 COMMENT ON FUNCTION apikey_usage._ensure_partition(timestamptz) IS
 	'Internal: create the UTC-day partition of request_log_raw that holds ts, if missing.';
 
--- Insert a batch into the raw log and add it to the hourly rollups, in
+-- Insert a batch into the raw log and add it to the rollups, in
 -- the caller's transaction.  The one write path of the log: used by the
 -- background worker, the synchronous fall-back and bulk imports.
 CREATE FUNCTION apikey_usage._insert_batch(
@@ -446,32 +446,29 @@ BEGIN
 		PERFORM apikey_usage._ensure_partition(day);
 	END LOOP;
 
-	WITH batch AS (
-		SELECT * FROM unnest(request_ids, requested_ats, key_ids, methods,
-										endpoints, response_codes, resource_ids)
-			AS b(request_id, requested_at, api_key_id, method, endpoint, response_code, resource_id)
-	), raw AS (
-		INSERT INTO apikey_usage.request_log_raw
-			(requested_at, request_id, api_key_id, method, endpoint, response_code, resource_id)
-		SELECT requested_at, request_id, api_key_id, method, endpoint, response_code, resource_id
-		  FROM batch
-	)
-	INSERT INTO apikey_usage.usage_hourly AS u
-		(api_key_id, bucket_start, method, endpoint, response_code, requests)
-	SELECT api_key_id, pg_catalog.date_trunc('hour', requested_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
-		   method, endpoint, response_code, pg_catalog.count(*)
-	  FROM batch
-	 GROUP BY 1, 2, 3, 4, 5
-	 ORDER BY 1, 2, 3, 4, 5
-	ON CONFLICT (api_key_id, bucket_start, method, endpoint, response_code)
-	DO UPDATE SET requests = u.requests OPERATOR(pg_catalog.+) excluded.requests;
+	INSERT INTO apikey_usage.request_log_raw
+		(requested_at, request_id, api_key_id, method, endpoint, response_code, resource_id)
+	SELECT b.requested_at, b.request_id, b.api_key_id, b.method, b.endpoint, b.response_code, b.resource_id
+	  FROM unnest(request_ids, requested_ats, key_ids, methods, endpoints, response_codes, resource_ids)
+		AS b(request_id, requested_at, api_key_id, method, endpoint, response_code, resource_id);
+
+	-- the rollups: the batch counted per (key, UTC minute, method,
+	-- endpoint, code), through the analytics' one entry point
+	PERFORM apikey_usage._rollup_apply(pg_catalog.array_agg(g.api_key_id), pg_catalog.array_agg(g.m),
+									   pg_catalog.array_agg(g.method), pg_catalog.array_agg(g.endpoint),
+									   pg_catalog.array_agg(g.response_code), pg_catalog.array_agg(g.n))
+	  FROM (SELECT b.api_key_id, pg_catalog.date_bin('1 minute', b.requested_at, '1970-01-01 00:00:00+00') AS m,
+				   b.method, b.endpoint, b.response_code, pg_catalog.count(*) AS n
+			  FROM unnest(key_ids, requested_ats, methods, endpoints, response_codes)
+				AS b(api_key_id, requested_at, method, endpoint, response_code)
+			 GROUP BY 1, 2, 3, 4, 5) g;
 
 	inserted := pg_catalog.cardinality(request_ids);
 	RETURN inserted;
 END
 $$;
 COMMENT ON FUNCTION apikey_usage._insert_batch(uuid[], timestamptz[], uuid[], text[], text[], smallint[], text[]) IS
-	'Internal: write a batch of log entries to the raw log and the hourly rollups in one transaction.';
+	'Internal: write a batch of log entries to the raw log and the rollups in one transaction.';
 
 -- Create the partitions for the coming days and drop the ones wholly
 -- older than the retention (with the rollup rows of the same hours).
@@ -503,7 +500,7 @@ BEGIN
 		END IF;
 	END LOOP;
 	IF dropped > 0 THEN
-		DELETE FROM apikey_usage.usage_hourly WHERE bucket_start < cutoff;
+		PERFORM apikey_usage._rollup_forget(cutoff);
 	END IF;
 	RETURN dropped;
 END
