@@ -22,17 +22,17 @@ Datum
 apikey_usage_runtime_stats(PG_FUNCTION_ARGS)
 {
 	TupleDesc	desc;
-	Datum		values[16];
-	bool		nulls[16];
+	Datum		values[24];
+	bool		nulls[24];
+	int64		duplicates,
+				quarantined,
+				discarded;
 	int64		logged,
 				flushed,
 				fallbacks,
 				errors,
 				recovered;
-	int64		size,
-				hits,
-				misses,
-				evictions;
+	KeyCacheStats kc;
 	TimestampTz last_flush;
 	int			worker_pid;
 	uint64		reserved;
@@ -43,7 +43,7 @@ apikey_usage_runtime_stats(PG_FUNCTION_ARGS)
 		elog(ERROR, "return type must be a row type");
 	logbuf_stats(&logged, &flushed, &fallbacks, &errors, &last_flush,
 				 &worker_pid, &recovered);
-	keycache_stats(&size, &hits, &misses, &evictions);
+	keycache_stats(&kc);
 	memset(nulls, false, sizeof(nulls));
 
 	values[0] = Int64GetDatum((int64) logbuf_capacity());
@@ -54,16 +54,27 @@ apikey_usage_runtime_stats(PG_FUNCTION_ARGS)
 	values[5] = Int64GetDatum(fallbacks);
 	values[6] = Int64GetDatum(errors);
 	values[7] = Int64GetDatum((int64) apikey_max_keys);
-	values[8] = Int64GetDatum(size);
-	values[9] = Int64GetDatum(hits);
-	values[10] = Int64GetDatum(misses);
-	values[11] = Int64GetDatum(evictions);
+	values[8] = Int64GetDatum(kc.size);
+	values[9] = Int64GetDatum(kc.hits);
+	values[10] = Int64GetDatum(kc.misses);
+	values[11] = Int64GetDatum(kc.evictions);
 	values[12] = TimestampTzGetDatum(last_flush);
 	nulls[12] = (last_flush == 0);
 	values[13] = Int32GetDatum(worker_pid);
 	nulls[13] = (worker_pid == 0);
 	values[14] = Int64GetDatum(recovered);
 	values[15] = Int64GetDatum((int64) keycache_bytes());
+	/* key cache at scale (0.2.0) */
+	values[16] = Float8GetDatum(kc.hits + kc.misses == 0 ? 0.0 :
+								(double) kc.misses / (double) (kc.hits + kc.misses));
+	values[17] = Int32GetDatum(kc.partitions);
+	values[18] = Int64GetDatum(kc.last_used_queued);
+	values[19] = Int64GetDatum(kc.last_used_dropped);
+	values[20] = Int64GetDatum(kc.last_used_pending);
+	logbuf_outcome_stats(&duplicates, &quarantined, &discarded);
+	values[21] = Int64GetDatum(duplicates);
+	values[22] = Int64GetDatum(quarantined);
+	values[23] = Int64GetDatum(discarded);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc),
 													  values, nulls)));
 }
@@ -107,7 +118,7 @@ apikey_usage_cache_last_used(PG_FUNCTION_ARGS)
 
 	apikey_require_preload();
 	InitMaterializedSRF(fcinfo, 0);
-	n = keycache_collect_last_used(false, &ids, &times);
+	n = keycache_collect_last_used(&ids, &times);
 	for (i = 0; i < n; i++)
 	{
 		Datum		values[2];

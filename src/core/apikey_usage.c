@@ -29,16 +29,19 @@
 #include "utils/timestamp.h"
 
 #include "apikey_usage.h"
+#include "alerts/alerts.h"
+#include "keyformat.h"
 
 PG_MODULE_MAGIC;
 
 char	   *apikey_database = NULL;
-int			apikey_max_keys = 10000;
+int			apikey_max_keys = 100000;
 int			apikey_log_buffer_entries = 16384;
 int			apikey_flush_interval_ms = 200;
 char	   *apikey_retention_string = NULL;
 char	   *apikey_secret_file = NULL;
 int			apikey_log_mode = LOG_MODE_BUFFERED;
+int			apikey_node_id = 0;
 
 bool		apikey_preloaded = false;
 
@@ -144,9 +147,14 @@ _PG_init(void)
 							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("apikey_usage.max_keys",
 							"Keys the shared-memory key cache holds.",
-							"Least recently used keys are evicted beyond this.",
-							&apikey_max_keys, 10000, 16, 50000000,
+							"Beyond it, keys not used recently are evicted (clock sweep); a miss reads the key table.",
+							&apikey_max_keys, 100000, 16, 50000000,
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("apikey_usage.last_used_resolution",
+							"How stale last_used_at in the key table may get while a key is in use.",
+							"The worker writes a key's last_used_at when it has advanced by this much, or when the key leaves the cache.",
+							&apikey_last_used_resolution_s, 600, 1, 86400,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 	DefineCustomIntVariable("apikey_usage.log_buffer_entries",
 							"Entries the durable log buffer holds.",
 							"The buffer is a file-backed shared mapping in the data directory.",
@@ -170,7 +178,13 @@ _PG_init(void)
 							 NULL, &apikey_log_mode, LOG_MODE_BUFFERED,
 							 log_mode_options, PGC_SUSET, 0,
 							 NULL, NULL, NULL);
+	DefineCustomIntVariable("apikey_usage.node_id",
+							"This node's number in a fleet (0 = a fleet of one).",
+							"New keys and key ids carry it; node_of() reads it back.",
+							&apikey_node_id, 0, 0, KEYFMT_NODE_MAX,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 
+	alerts_define_gucs();
 	MarkGUCPrefixReserved("apikey_usage");
 
 	secret_load_or_create();
@@ -194,6 +208,7 @@ apikey_shmem_request(void)
 	RequestAddinShmemSpace(add_size(keycache_shmem_size(),
 									logbuf_shmem_size()));
 	RequestNamedLWLockTranche("apikey_usage", 1);
+	keycache_shmem_request();
 }
 
 static void

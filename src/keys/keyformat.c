@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * keyformat.c
- *		The API-key text format: <prefix>_<body><checksum>.
+ *		The API-key text format: <prefix>_<body>[<node>]<checksum>, and
+ *		the node number in key ids.
  *
  * Pure C99 (no PostgreSQL headers) so that it can be unit-tested and
  * fuzzed on its own.  See keyformat.h for the format.
@@ -13,8 +14,12 @@
 
 #include "keyformat.h"
 
-/* position of the separator is prefix_len; the rest has a fixed length */
+/*
+ * Position of the separator is prefix_len; the rest has one of two fixed
+ * lengths: without a node (node 0) or with one.
+ */
 #define KEYFMT_TAIL_CHARS	(1 + KEYFMT_BODY_CHARS + KEYFMT_CHECKSUM_CHARS)
+#define KEYFMT_NODE_TAIL_CHARS	(KEYFMT_TAIL_CHARS + KEYFMT_NODE_CHARS)
 
 const char	keyfmt_base62_alphabet[62] = {
 	'0', '1', '2', '3', '4', '5', '6', '7', '8', '9',
@@ -168,19 +173,36 @@ encode_checksum(uint32_t crc, char *out)
 
 /*
  * keyfmt_encode
- *		Write "prefix_<body><checksum>" into out (which must hold
- *		KEYFMT_MAX_KEY_LEN + 1 bytes), NUL-terminate it and return its
+ *		Write "prefix_<body><checksum>" (a node-0 key) into out, which must
+ *		hold KEYFMT_MAX_KEY_LEN + 1 bytes, NUL-terminate it and return its
  *		length.  The prefix must already have been validated.
  */
 size_t
 keyfmt_encode(const char *prefix, size_t prefix_len,
 			  const uint8_t secret[KEYFMT_SECRET_BYTES], char *out)
 {
+	return keyfmt_encode_node(prefix, prefix_len, secret, 0, out);
+}
+
+/*
+ * keyfmt_encode_node
+ *		Write "prefix_<body>[<node>]<checksum>" into out (which must hold
+ *		KEYFMT_MAX_KEY_LEN + 1 bytes), NUL-terminate it and return its
+ *		length.  Node 0 has no node digits, so its keys are exactly the
+ *		keys made before fleets existed.  Returns 0 for a node out of range.
+ */
+size_t
+keyfmt_encode_node(const char *prefix, size_t prefix_len,
+				   const uint8_t secret[KEYFMT_SECRET_BYTES], int node,
+				   char *out)
+{
 	uint8_t		num[KEYFMT_SECRET_BYTES];
 	char	   *body;
 	size_t		len;
 	int			d;
 
+	if (node < 0 || node > KEYFMT_NODE_MAX)
+		return 0;
 	if (prefix_len > KEYFMT_PREFIX_MAX)
 		prefix_len = KEYFMT_PREFIX_MAX; /* never overrun out */
 
@@ -209,6 +231,13 @@ keyfmt_encode(const char *prefix, size_t prefix_len,
 	}
 
 	len = prefix_len + 1 + KEYFMT_BODY_CHARS;
+	if (node > 0)
+	{
+		out[len] = keyfmt_base62_alphabet[node / 62];
+		out[len + 1] = keyfmt_base62_alphabet[node % 62];
+		len += KEYFMT_NODE_CHARS;
+	}
+	/* the checksum covers the whole key before it, node digits included */
 	encode_checksum(keyfmt_crc32(out, len), out + len);
 	len += KEYFMT_CHECKSUM_CHARS;
 	out[len] = '\0';
@@ -218,9 +247,11 @@ keyfmt_encode(const char *prefix, size_t prefix_len,
 /*
  * keyfmt_parse
  *		Check that s[0..len) is exactly [a-z][a-z0-9]{0,15} '_' followed by
- *		KEYFMT_BODY_CHARS + KEYFMT_CHECKSUM_CHARS base62 digits, and that the
- *		checksum digits encode the CRC-32 of everything before them.  Never
- *		reads s[len] or beyond.  On success sets *prefix_len.
+ *		KEYFMT_BODY_CHARS [+ KEYFMT_NODE_CHARS] + KEYFMT_CHECKSUM_CHARS
+ *		base62 digits, that node digits, when present, spell a node in
+ *		1..KEYFMT_NODE_MAX, and that the checksum digits encode the CRC-32 of
+ *		everything before them.  Never reads s[len] or beyond.  On success
+ *		sets *prefix_len.
  */
 bool
 keyfmt_parse(const char *s, size_t len, size_t *prefix_len)
@@ -243,12 +274,22 @@ keyfmt_parse(const char *s, size_t len, size_t *prefix_len)
 		return false;
 	if (!keyfmt_prefix_valid(s, plen))
 		return false;
-	if (len - plen != KEYFMT_TAIL_CHARS)
+	if (len - plen != KEYFMT_TAIL_CHARS && len - plen != KEYFMT_NODE_TAIL_CHARS)
 		return false;
 
 	for (i = plen + 1; i < len; i++)
 	{
 		if (base62_value((unsigned char) s[i]) < 0)
+			return false;
+	}
+	if (len - plen == KEYFMT_NODE_TAIL_CHARS)
+	{
+		size_t		node_start = plen + 1 + KEYFMT_BODY_CHARS;
+		int			node = base62_value((unsigned char) s[node_start]) * 62 +
+			base62_value((unsigned char) s[node_start + 1]);
+
+		/* node 0 has no digits: "00" would be a second spelling */
+		if (node < 1 || node > KEYFMT_NODE_MAX)
 			return false;
 	}
 
@@ -279,7 +320,8 @@ keyfmt_decode_body(const char *s, size_t len, size_t prefix_len,
 	int			d;
 
 	if (s == NULL || prefix_len > KEYFMT_PREFIX_MAX ||
-		len != prefix_len + KEYFMT_TAIL_CHARS)
+		(len != prefix_len + KEYFMT_TAIL_CHARS &&
+		 len != prefix_len + KEYFMT_NODE_TAIL_CHARS))
 		return false;
 	body = s + prefix_len + 1;
 
@@ -307,5 +349,66 @@ keyfmt_decode_body(const char *s, size_t len, size_t prefix_len,
 	}
 
 	memcpy(secret, num, KEYFMT_SECRET_BYTES);
+	return true;
+}
+
+/*
+ * keyfmt_node
+ *		The node of key s[0..len) (0 when it has no node digits), or -1 when
+ *		it is not a well-formed key with a correct checksum.
+ */
+int
+keyfmt_node(const char *s, size_t len)
+{
+	size_t		prefix_len;
+	size_t		node_start;
+
+	if (!keyfmt_parse(s, len, &prefix_len))
+		return -1;
+	if (len - prefix_len == KEYFMT_TAIL_CHARS)
+		return 0;
+	node_start = prefix_len + 1 + KEYFMT_BODY_CHARS;
+	return base62_value((unsigned char) s[node_start]) * 62 +
+		base62_value((unsigned char) s[node_start + 1]);
+}
+
+/*
+ * keyfmt_key_id_node
+ *		The node a key id names: the first two bytes of a version-8 UUID of
+ *		the RFC 9562 variant, 0 for any other UUID, -1 when a version-8 id
+ *		names a node above KEYFMT_NODE_MAX.
+ */
+int
+keyfmt_key_id_node(const uint8_t id[KEYFMT_UUID_BYTES])
+{
+	int			node;
+
+	if ((id[6] >> 4) != 8 || (id[8] & 0xC0) != 0x80)
+		return 0;
+	node = (id[0] << 8) | id[1];
+	return node <= KEYFMT_NODE_MAX ? node : -1;
+}
+
+/*
+ * keyfmt_key_id_make
+ *		Stamp 16 random bytes as the key id of node: version 4 for node 0 (as
+ *		every key id before fleets), version 8 with the node in the first two
+ *		bytes otherwise.  Both keep 122 (version 4) or 106 (version 8) random
+ *		bits.
+ */
+bool
+keyfmt_key_id_make(uint8_t id[KEYFMT_UUID_BYTES], int node)
+{
+	if (node < 0 || node > KEYFMT_NODE_MAX)
+		return false;
+	if (node == 0)
+		id[6] = (uint8_t) ((id[6] & 0x0F) | 0x40);
+	else
+	{
+		id[0] = (uint8_t) (node >> 8);
+		id[1] = (uint8_t) (node & 0xFF);
+		id[6] = (uint8_t) ((id[6] & 0x0F) | 0x80);
+	}
+	id[8] = (uint8_t) ((id[8] & 0x3F) | 0x80);
 	return true;
 }

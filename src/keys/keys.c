@@ -4,12 +4,12 @@
  *		Key material, the key table lookups of the request path, verify_key,
  *		and invalidation of cached keys at commit.
  *
- * Table lookups run through SPI as the owner of the extension's tables
- * (the calling role has no privilege on them), with every name and
- * operator schema-qualified so a caller's search_path cannot interfere,
- * and with the latest snapshot, so a key deleted by a committed
- * transaction is never found even inside an older REPEATABLE READ
- * snapshot.
+ * Table lookups open the key table and one of its btree indexes directly
+ * (as core code reads a catalog: no SPI, no planning, no role switch; the
+ * calling role has no privilege on the table and needs none, since no
+ * name it supplies is ever resolved), with the latest snapshot, so a key
+ * deleted by a committed transaction is never found even inside an older
+ * REPEATABLE READ snapshot.
  *
  * Shared state: none here (see keycache.c).  The backend-local workspace
  * cache is private to each backend; a key's workspace never changes.
@@ -24,7 +24,18 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
-#include "executor/spi.h"
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_index.h"
+#include "executor/tuptable.h"
+#include "utils/datum.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
+#include "utils/rel.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -73,106 +84,269 @@ apikey_owner_oid(void)
 	return owner;
 }
 
-/* Prepared plans of this backend (kept across transactions). */
-static SPIPlanPtr lookup_by_hash_plan = NULL;
-static SPIPlanPtr lookup_by_id_plan = NULL;
+/*
+ * The key table as the request path reads it: like core code reads a
+ * catalog (open the relation and one of its indexes, scan with a
+ * snapshot), with no SPI, no planning and no role switch (table_open
+ * checks no privilege; the caller never names the relation).  The OIDs
+ * and attribute numbers are looked up once per backend and forgotten on
+ * a relcache reset or an invalidation of the table or its indexes (DROP
+ * EXTENSION, ALTER TABLE, REINDEX).
+ */
+typedef struct KeyTableInfo
+{
+	bool		valid;
+	Oid			relid;
+	Oid			hash_index;		/* btree on (key_hash) */
+	Oid			id_index;		/* btree on (key_id) */
+	Oid			previous_hash_index;	/* btree on (previous_key_hash), if any */
+	AttrNumber	att_key_id;
+	AttrNumber	att_workspace;
+	AttrNumber	att_key_hash;
+	AttrNumber	att_expires_at;
+	AttrNumber	att_rate_limit;
+	AttrNumber	att_rate_window;
+	AttrNumber	att_last_used_at;
+	AttrNumber	att_deleted_at;
+	AttrNumber	att_previous_key_hash;	/* roll_key; Invalid before 0.2.0 */
+	AttrNumber	att_previous_key_expires_at;
+} KeyTableInfo;
+
+static KeyTableInfo key_table;
+static bool key_table_callback_registered = false;
+
+static void
+key_table_invalidate(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == key_table.relid ||
+		relid == key_table.hash_index || relid == key_table.id_index ||
+		relid == key_table.previous_hash_index)
+		key_table.valid = false;
+}
+
+static AttrNumber
+key_table_attnum(Oid relid, const char *name)
+{
+	AttrNumber	attnum = get_attnum(relid, name);
+
+	if (attnum == InvalidAttrNumber)
+		elog(ERROR, "apikey_usage.api_keys has no column \"%s\"", name);
+	return attnum;
+}
+
+static bool
+index_is_btree(Oid indexoid)
+{
+	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(indexoid));
+	bool		btree;
+
+	if (!HeapTupleIsValid(tuple))
+		return false;
+	btree = ((Form_pg_class) GETSTRUCT(tuple))->relam == BTREE_AM_OID;
+	ReleaseSysCache(tuple);
+	return btree;
+}
 
 /*
- * Run a prepared one-row lookup as the extension owner with the latest
- * snapshot.  Returns the number of rows (0 or 1); the caller reads
- * SPI_tuptable before SPI_finish.
+ * The valid single-column btree index of the key table on attnum, without
+ * a predicate; InvalidOid if there is none.
  */
-static int
-run_owner_lookup(SPIPlanPtr *plan, const char *sql, Oid argtype, Datum arg,
-				 bool committed_only)
+static Oid
+key_table_index_on(Relation rel, AttrNumber attnum)
 {
-	Oid			save_userid;
-	int			save_sec_context;
-	Snapshot	snapshot;
-	int			rc;
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+	Oid			found = InvalidOid;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(apikey_owner_oid(),
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	if (*plan == NULL)
+	foreach(lc, indexes)
 	{
-		SPIPlanPtr	p = SPI_prepare(sql, 1, &argtype);
+		Oid			indexoid = lfirst_oid(lc);
+		HeapTuple	tuple = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexoid));
+		Form_pg_index index;
 
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		*plan = p;
+		if (!HeapTupleIsValid(tuple))
+			continue;
+		index = (Form_pg_index) GETSTRUCT(tuple);
+		if (index->indisvalid && index->indnatts == 1 &&
+			index->indkey.values[0] == attnum &&
+			heap_attisnull(tuple, Anum_pg_index_indpred, NULL) &&
+			heap_attisnull(tuple, Anum_pg_index_indexprs, NULL) &&
+			index_is_btree(indexoid))
+			found = indexoid;
+		ReleaseSysCache(tuple);
+		if (OidIsValid(found))
+			break;
 	}
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	list_free(indexes);
+	return found;
+}
 
-	/*
-	 * With committed_only, hide the calling transaction's own changes (rows
-	 * it inserted or updated are invisible, rows it deleted or updated still
-	 * show their old version): what is read may go into the shared cache,
-	 * which must never hold a row that could still be rolled back.
-	 */
+static void
+key_table_load(void)
+{
+	Oid			nsp;
+	Oid			relid = InvalidOid;
+	Relation	rel;
+
+	if (key_table.valid)
+		return;
+	if (!key_table_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(key_table_invalidate, (Datum) 0);
+		key_table_callback_registered = true;
+	}
+	nsp = get_namespace_oid("apikey_usage", true);
+	if (OidIsValid(nsp))
+		relid = get_relname_relid("api_keys", nsp);
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the apikey_usage extension is not installed in this database")));
+	key_table.relid = relid;
+	key_table.att_key_id = key_table_attnum(relid, "key_id");
+	key_table.att_workspace = key_table_attnum(relid, "workspace");
+	key_table.att_key_hash = key_table_attnum(relid, "key_hash");
+	key_table.att_expires_at = key_table_attnum(relid, "expires_at");
+	key_table.att_rate_limit = key_table_attnum(relid, "rate_limit");
+	key_table.att_rate_window = key_table_attnum(relid, "rate_window");
+	key_table.att_last_used_at = key_table_attnum(relid, "last_used_at");
+	key_table.att_deleted_at = key_table_attnum(relid, "deleted_at");
+	/* optional: a 0.1.0 table (not yet updated) has no previous key */
+	key_table.att_previous_key_hash = get_attnum(relid, "previous_key_hash");
+	key_table.att_previous_key_expires_at = get_attnum(relid, "previous_key_expires_at");
+	rel = table_open(relid, AccessShareLock);
+	key_table.hash_index = key_table_index_on(rel, key_table.att_key_hash);
+	key_table.id_index = key_table_index_on(rel, key_table.att_key_id);
+	key_table.previous_hash_index = InvalidOid;
+	if (key_table.att_previous_key_hash != InvalidAttrNumber &&
+		key_table.att_previous_key_expires_at != InvalidAttrNumber)
+		key_table.previous_hash_index =
+			key_table_index_on(rel, key_table.att_previous_key_hash);
+	table_close(rel, AccessShareLock);
+	if (!OidIsValid(key_table.hash_index) || !OidIsValid(key_table.id_index))
+		elog(ERROR, "apikey_usage.api_keys lacks its index on key_hash or key_id");
+	key_table.valid = true;
+}
+
+/*
+ * Fetch the one row of the key table whose indexed column equals value
+ * (through index indexoid, equality function eqproc), with the latest
+ * snapshot, into values/nulls (palloc'd in the caller's context, all
+ * columns deformed).  With committed_only, the calling transaction's own
+ * changes are hidden (rows it inserted or updated are invisible, rows it
+ * deleted or updated still show their old version): what is read may go
+ * into the shared cache, which must never hold a row that could still be
+ * rolled back.  Returns false when there is no such row.
+ */
+static bool
+key_table_fetch(Oid indexoid, RegProcedure eqproc, Datum value,
+				bool committed_only, Datum **values, bool **nulls)
+{
+	Relation	rel;
+	Relation	index;
+	Snapshot	snapshot;
+	ScanKeyData skey;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	bool		found = false;
+
+	rel = table_open(key_table.relid, AccessShareLock);
+	index = index_open(indexoid, AccessShareLock);
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	if (committed_only)
 		snapshot->curcid = FirstCommandId;
-	rc = SPI_execute_snapshot(*plan, &arg, NULL, snapshot, InvalidSnapshot,
-							  true, false, 1);
+	ScanKeyInit(&skey, 1, BTEqualStrategyNumber, eqproc, value);
+	slot = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, index, snapshot, 1, 0);
+	index_rescan(scan, &skey, 1, NULL, 0);
+	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		int			natts = RelationGetDescr(rel)->natts;
+		int			i;
+
+		slot_getallattrs(slot);
+		*values = palloc(sizeof(Datum) * natts);
+		*nulls = palloc(sizeof(bool) * natts);
+		for (i = 0; i < natts; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rel), i);
+
+			(*nulls)[i] = slot->tts_isnull[i];
+			(*values)[i] = slot->tts_isnull[i] ? (Datum) 0 :
+				datumCopy(slot->tts_values[i], att->attbyval, att->attlen);
+		}
+		found = true;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
 	UnregisterSnapshot(snapshot);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "key lookup failed: %s", SPI_result_code_string(rc));
-	return (int) SPI_processed;
+	index_close(index, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return found;
 }
+
+#define KT_VALUE(att)	(values[(att) - 1])
+#define KT_NULL(att)	(nulls[(att) - 1])
 
 /*
  * Look a live key up by its hash in the key table, as committed (the
  * calling transaction's own uncommitted key changes take effect at its
  * commit, like everyone else's).  Fills info (and the workspace, palloc'd
- * in the caller's context, when wanted) and returns true when found.
+ * in the caller's context, when wanted) and returns KEY_FOUND, or
+ * KEY_UNKNOWN.  This is the whole cost of a cache miss: one btree probe
+ * (two for a hash that is not a current key's).  The hash may be a rolled
+ * key's previous hash (roll_key): then info->via_previous is set, with the
+ * end of its grace period and the key's current hash.  A deleted key's
+ * tombstone keeps its hash (never its ciphertext), so it is recognised:
+ * KEY_REVOKED, with only key_id and the workspace filled.
  */
-bool
+KeyLookupResult
 key_table_lookup_by_hash(const uint8 hash[APIKEY_HASH_BYTES], KeyInfo *info,
 						 char **workspace)
 {
 	bytea	   *hash_datum = palloc(VARHDRSZ + APIKEY_HASH_BYTES);
-	MemoryContext caller = CurrentMemoryContext;
-	bool		found = false;
+	Datum	   *values;
+	bool	   *nulls;
+	Interval   *window;
 
 	SET_VARSIZE(hash_datum, VARHDRSZ + APIKEY_HASH_BYTES);
 	memcpy(VARDATA(hash_datum), hash, APIKEY_HASH_BYTES);
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (run_owner_lookup(&lookup_by_hash_plan,
-						 "SELECT key_id, workspace, expires_at, rate_limit,"
-						 " (pg_catalog.date_part('epoch', rate_window) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8"
-						 " FROM apikey_usage.api_keys"
-						 " WHERE key_hash OPERATOR(pg_catalog.=) $1 AND deleted_at IS NULL",
-						 BYTEAOID, PointerGetDatum(hash_datum), true) == 1)
+	key_table_load();
+	info->via_previous = false;
+	if (!key_table_fetch(key_table.hash_index, F_BYTEAEQ,
+						 PointerGetDatum(hash_datum), true, &values, &nulls))
 	{
-		HeapTuple	tuple = SPI_tuptable->vals[0];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		Datum		d;
-
-		memcpy(&info->key_id, DatumGetUUIDP(SPI_getbinval(tuple, desc, 1, &isnull)),
-			   sizeof(pg_uuid_t));
-		if (workspace)
-		{
-			MemoryContext old = MemoryContextSwitchTo(caller);
-
-			*workspace = TextDatumGetCString(SPI_getbinval(tuple, desc, 2, &isnull));
-			MemoryContextSwitchTo(old);
-		}
-		d = SPI_getbinval(tuple, desc, 3, &isnull);
-		info->expires_at = isnull ? DT_NOEND : DatumGetTimestampTz(d);
-		d = SPI_getbinval(tuple, desc, 4, &isnull);
-		info->rate_limit = isnull ? 0 : DatumGetInt32(d);
-		info->rate_window_us = DatumGetInt64(SPI_getbinval(tuple, desc, 5, &isnull));
-		found = true;
+		/* a rolled key's previous key?  (see roll_key) */
+		if (!OidIsValid(key_table.previous_hash_index) ||
+			!key_table_fetch(key_table.previous_hash_index, F_BYTEAEQ,
+							 PointerGetDatum(hash_datum), true, &values, &nulls) ||
+			KT_NULL(key_table.att_previous_key_expires_at) ||
+			KT_NULL(key_table.att_key_hash))
+			return KEY_UNKNOWN;
+		info->via_previous = true;
+		info->previous_valid_until =
+			DatumGetTimestampTz(KT_VALUE(key_table.att_previous_key_expires_at));
+		memcpy(info->current_hash,
+			   VARDATA_ANY(DatumGetByteaPP(KT_VALUE(key_table.att_key_hash))),
+			   APIKEY_HASH_BYTES);
 	}
-	SPI_finish();
-	pfree(hash_datum);
-	return found;
+	memcpy(&info->key_id, DatumGetUUIDP(KT_VALUE(key_table.att_key_id)),
+		   sizeof(pg_uuid_t));
+	if (workspace)
+		*workspace = TextDatumGetCString(KT_VALUE(key_table.att_workspace));
+	if (!KT_NULL(key_table.att_deleted_at))
+		return KEY_REVOKED;
+	info->expires_at = KT_NULL(key_table.att_expires_at) ? DT_NOEND :
+		DatumGetTimestampTz(KT_VALUE(key_table.att_expires_at));
+	info->rate_limit = KT_NULL(key_table.att_rate_limit) ? 0 :
+		DatumGetInt32(KT_VALUE(key_table.att_rate_limit));
+	/* months are refused by set_rate_limit; count them as 30 days anyway */
+	window = DatumGetIntervalP(KT_VALUE(key_table.att_rate_window));
+	info->rate_window_us = window->time +
+		(window->day + (int64) window->month * DAYS_PER_MONTH) * USECS_PER_DAY;
+	info->last_used_at = KT_NULL(key_table.att_last_used_at) ? 0 :
+		DatumGetTimestampTz(KT_VALUE(key_table.att_last_used_at));
+	return KEY_FOUND;
 }
 
 /*
@@ -226,6 +400,19 @@ key_remember_workspace(const pg_uuid_t *key_id, const char *workspace)
 }
 
 /*
+ * Forget every remembered workspace: called when schema apikey_usage is
+ * dropped or created (writer.c), since the key ids of a dropped
+ * installation must become unknown.
+ */
+void
+key_forget_workspaces(void)
+{
+	workspace_cache = NULL;
+	if (workspace_context != NULL)
+		MemoryContextReset(workspace_context);
+}
+
+/*
  * The workspace of a key, live or deleted; NULL when no key with that id
  * ever existed.  The result is owned by the cache: do not free it.
  */
@@ -240,21 +427,16 @@ key_workspace(const pg_uuid_t *key_id)
 	if (entry != NULL)
 		return entry->workspace;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (run_owner_lookup(&lookup_by_id_plan,
-						 "SELECT workspace FROM apikey_usage.api_keys"
-						 " WHERE key_id OPERATOR(pg_catalog.=) $1",
-						 UUIDOID, UUIDPGetDatum(unconstify(pg_uuid_t *, key_id)),
-						 false) == 1)
 	{
-		bool		isnull;
+		Datum	   *values;
+		bool	   *nulls;
 
-		workspace = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
-													  SPI_tuptable->tupdesc,
-													  1, &isnull));
+		key_table_load();
+		if (key_table_fetch(key_table.id_index, F_UUID_EQ,
+							UUIDPGetDatum(unconstify(pg_uuid_t *, key_id)),
+							false, &values, &nulls))
+			workspace = TextDatumGetCString(KT_VALUE(key_table.att_workspace));
 	}
-	SPI_finish();
 	if (workspace == NULL)
 		return NULL;
 	key_remember_workspace(key_id, workspace);
@@ -264,7 +446,8 @@ key_workspace(const pg_uuid_t *key_id)
 
 /*
  * _key_material(key_prefix, key_id): a fresh key from 32 random bytes,
- * its hash, its ciphertext and its display prefix.  The plaintext buffer
+ * carrying the node its key id names, its hash, its ciphertext and its
+ * display prefix.  The plaintext buffer
  * is wiped before returning; the key leaves only as the result.
  */
 PG_FUNCTION_INFO_V1(apikey_usage_key_material);
@@ -284,6 +467,7 @@ apikey_usage_key_material(PG_FUNCTION_ARGS)
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
 	char		display[KEYFMT_PREFIX_MAX + 1 + KEYFMT_DISPLAY_BODY_CHARS + 1];
+	int			node;
 
 	apikey_require_preload();
 	if (!keyfmt_prefix_valid(prefix, prefix_len))
@@ -293,8 +477,15 @@ apikey_usage_key_material(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
+	/* the key names the node its key id names (keyformat.h) */
+	node = keyfmt_key_id_node(key_id->data);
+	if (node < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("key id names a node above %d", KEYFMT_NODE_MAX)));
+
 	randombytes_buf(secret_bytes, sizeof(secret_bytes));
-	key_len = keyfmt_encode(prefix, prefix_len, secret_bytes, key);
+	key_len = keyfmt_encode_node(prefix, prefix_len, secret_bytes, node, key);
 	sodium_memzero(secret_bytes, sizeof(secret_bytes));
 
 	key_hash_compute(key, key_len, hash);
@@ -377,7 +568,8 @@ return_one_row(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
 }
 
 /*
- * verify_key(api_key): valid, or why not.  Never raises an error for any
+ * verify_key(api_key): valid, or why not (malformed, unknown, expired,
+ * revoked; key_id and workspace set for the last two).  Never raises an error for any
  * text, so the key cannot reach the server log through an error report.
  */
 PG_FUNCTION_INFO_V1(apikey_usage_verify_key);
@@ -404,6 +596,7 @@ apikey_usage_verify_key(PG_FUNCTION_ARGS)
 			KeyInfo		info;
 			pg_uuid_t  *key_id;
 			const char *workspace = NULL;
+			KeyLookupResult found;
 
 			key_hash_compute(key, len, hash);
 
@@ -411,7 +604,8 @@ apikey_usage_verify_key(PG_FUNCTION_ARGS)
 			 * A cached key whose row is gone (the extension was dropped and
 			 * created again) is unknown too.
 			 */
-			if (keycache_verify(hash, false, &info, NULL) == KEY_UNKNOWN ||
+			found = keycache_verify(hash, false, &info, NULL);
+			if (found == KEY_UNKNOWN ||
 				(workspace = KEYINFO_WORKSPACE(&info)) == NULL)
 				reason = "unknown";
 			else
@@ -421,7 +615,9 @@ apikey_usage_verify_key(PG_FUNCTION_ARGS)
 				values[1] = UUIDPGetDatum(key_id);
 				values[2] = CStringGetTextDatum(workspace);
 				nulls[1] = nulls[2] = false;
-				if (info.expires_at <= GetCurrentTimestamp())
+				if (found == KEY_REVOKED)
+					reason = "revoked";
+				else if (info.expires_at <= GetCurrentTimestamp())
 					reason = "expired";
 				else
 				{

@@ -4,11 +4,16 @@
  *		libFuzzer harness for src/keys/keyformat.c.
  *
  * 1. keyfmt_parse on arbitrary bytes must not misbehave.  When it accepts,
- *	  the prefix must be valid, keyfmt_decode_body must give the same answer
- *	  every time, and when it succeeds re-encoding the decoded secret with
- *	  the parsed prefix must reproduce the input byte for byte.
+ *	  the prefix must be valid, keyfmt_node must name a node in range (and
+ *	  -1 exactly when parse rejects), keyfmt_decode_body must give the same
+ *	  answer every time, and when it succeeds re-encoding the decoded secret
+ *	  with the parsed prefix and node must reproduce the input byte for byte.
  * 2. The first 32 input bytes (if present) as a secret with a fixed prefix
- *	  must encode to a key that parses and decodes back to the same bytes.
+ *	  and the node named by the next two bytes must encode to a key that
+ *	  parses, names that node and decodes back to the same bytes.
+ * 3. The first 16 input bytes as a key id: keyfmt_key_id_node never
+ *	  answers outside -1..KEYFMT_NODE_MAX, and stamping them with a node
+ *	  gives an id that names that node.
  *
  * Any violated property calls abort(), which libFuzzer reports as a crash.
  *
@@ -39,11 +44,19 @@ check_parse(const uint8_t *data, size_t size)
 	bool		ok;
 	size_t		len;
 
-	if (!keyfmt_parse(s, size, &prefix_len))
-		return;
+	int			node = keyfmt_node(s, size);
 
-	if (prefix_len > KEYFMT_PREFIX_MAX ||
-		size != prefix_len + 1 + KEYFMT_BODY_CHARS + KEYFMT_CHECKSUM_CHARS ||
+	if (!keyfmt_parse(s, size, &prefix_len))
+	{
+		if (node != -1)
+			abort();
+		return;
+	}
+
+	if (node < 0 || node > KEYFMT_NODE_MAX ||
+		prefix_len > KEYFMT_PREFIX_MAX ||
+		size != prefix_len + 1 + KEYFMT_BODY_CHARS + KEYFMT_CHECKSUM_CHARS +
+		(node > 0 ? KEYFMT_NODE_CHARS : 0) ||
 		!keyfmt_prefix_valid(s, prefix_len) || s[prefix_len] != '_')
 		abort();
 
@@ -55,7 +68,7 @@ check_parse(const uint8_t *data, size_t size)
 	if (memcmp(secret, secret2, sizeof(secret)) != 0)
 		abort();
 
-	len = keyfmt_encode(s, prefix_len, secret, out);
+	len = keyfmt_encode_node(s, prefix_len, secret, node, out);
 	if (len != size || memcmp(out, s, size) != 0 || out[len] != '\0')
 		abort();
 }
@@ -71,18 +84,46 @@ check_encode(const uint8_t *data, size_t size)
 	char		out[KEYFMT_MAX_KEY_LEN + 1];
 	size_t		len;
 	size_t		prefix_len = (size_t) -1;
+	int			node = 0;
 
 	if (size < KEYFMT_SECRET_BYTES)
 		return;
+	if (size >= KEYFMT_SECRET_BYTES + 2)
+		node = ((data[KEYFMT_SECRET_BYTES] << 8) | data[KEYFMT_SECRET_BYTES + 1]) %
+			(KEYFMT_NODE_MAX + 1);
 
-	len = keyfmt_encode(FUZZ_PREFIX, strlen(FUZZ_PREFIX), data, out);
-	if (len != strlen(FUZZ_PREFIX) + 1 + KEYFMT_BODY_CHARS + KEYFMT_CHECKSUM_CHARS ||
+	len = keyfmt_encode_node(FUZZ_PREFIX, strlen(FUZZ_PREFIX), data, node, out);
+	if (len != strlen(FUZZ_PREFIX) + 1 + KEYFMT_BODY_CHARS + KEYFMT_CHECKSUM_CHARS +
+		(node > 0 ? KEYFMT_NODE_CHARS : 0) ||
 		strlen(out) != len)
 		abort();
-	if (!keyfmt_parse(out, len, &prefix_len) || prefix_len != strlen(FUZZ_PREFIX))
+	if (!keyfmt_parse(out, len, &prefix_len) || prefix_len != strlen(FUZZ_PREFIX) ||
+		keyfmt_node(out, len) != node)
 		abort();
 	if (!keyfmt_decode_body(out, len, prefix_len, secret) ||
 		memcmp(secret, data, KEYFMT_SECRET_BYTES) != 0)
+		abort();
+}
+
+/*
+ * check_key_id
+ *		Property 3: key ids name their node.
+ */
+static void
+check_key_id(const uint8_t *data, size_t size)
+{
+	uint8_t		id[KEYFMT_UUID_BYTES];
+	int			node;
+
+	if (size < KEYFMT_UUID_BYTES + 2)
+		return;
+	memcpy(id, data, KEYFMT_UUID_BYTES);
+	node = keyfmt_key_id_node(id);
+	if (node < -1 || node > KEYFMT_NODE_MAX)
+		abort();
+	node = ((data[KEYFMT_UUID_BYTES] << 8) | data[KEYFMT_UUID_BYTES + 1]) %
+		(KEYFMT_NODE_MAX + 1);
+	if (!keyfmt_key_id_make(id, node) || keyfmt_key_id_node(id) != node)
 		abort();
 }
 
@@ -95,5 +136,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	check_parse(data, size);
 	check_encode(data, size);
+	check_key_id(data, size);
 	return 0;
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Analytics across ALTER EXTENSION apikey_usage UPDATE (0.1.0 -> 0.2.0):
-# traffic logged under 0.1.0 (two keys, three days, the current hour and
+# traffic written by 0.1.0's write path (two keys, three days, the current hour and
 # future-dated rows), every analytics function called with fixed bounds
 # (unaligned, hour-aligned, open, live) before the update and after it:
 # the answers are identical; every new rollup grain agrees with the raw
@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/cluster.sh
-trap cluster_stop EXIT
+trap "${KEEP_CLUSTER:+:} cluster_stop" EXIT
 fail() { echo "FAIL analytics_upgrade: $*" >&2; [ -n "${CLUSTER_LOG:-}" ] && tail -n 20 "$CLUSTER_LOG" >&2; exit 1; }
 
 cluster_start upgrade "fsync = off" "apikey_usage.flush_interval = 50"
@@ -20,13 +20,19 @@ CREATE TABLE t AS SELECT now() AS t;
 CREATE TABLE k AS
 SELECT 1 AS n, key_id FROM apikey_usage.generate_key('shell_upgrade', 'a')
 UNION ALL SELECT 2, key_id FROM apikey_usage.generate_key('shell_upgrade', 'b');
-SELECT count(apikey_usage.log_request(
-		(SELECT key_id FROM k WHERE n = 1 + i % 2), (ARRAY['GET', 'POST', 'put'])[1 + i % 3],
-		'/v1/' || (i * 7) % 9, (ARRAY[200, 201, 404, 429, 500, 302, 503])[1 + (i * 5) % 7], NULL, NULL,
-		CASE WHEN i % 10 = 0 THEN (SELECT t FROM t) + make_interval(secs => (i * 13) % 3000)
-			 ELSE (SELECT t FROM t) - make_interval(secs => (i::bigint * 7919) % 259200 + (i % 1000) / 1000.0) END))
+-- 0.1.0's write path (the 0.2.0 library's writer needs 0.2.0's SQL):
+-- _insert_batch, raw rows and usage_hourly, whose triggers keep the
+-- daily and per-code rollups
+CREATE TABLE rows AS
+SELECT gen_random_uuid() AS request_id,
+	   CASE WHEN i % 10 = 0 THEN (SELECT t FROM t) + make_interval(secs => (i * 13) % 3000)
+			ELSE (SELECT t FROM t) - make_interval(secs => (i::bigint * 7919) % 259200 + (i % 1000) / 1000.0) END AS requested_at,
+	   (SELECT key_id FROM k WHERE n = 1 + i % 2) AS key_id, upper((ARRAY['GET', 'POST', 'put'])[1 + i % 3]) AS method,
+	   '/v1/' || (i * 7) % 9 AS endpoint, (ARRAY[200, 201, 404, 429, 500, 302, 503])[1 + (i * 5) % 7]::smallint AS response_code
   FROM generate_series(1, 4000) AS i;
-SELECT apikey_usage.flush();
+SELECT apikey_usage._insert_batch(array_agg(request_id), array_agg(requested_at), array_agg(key_id), array_agg(method),
+								  array_agg(endpoint), array_agg(response_code), array_agg(NULL::text))
+  FROM rows;
 SQL
 
 # every analytics answer for a set of bounds, as text

@@ -428,6 +428,178 @@ test_shape_edge_cases(void)
 }
 
 /*
+ * test_node_keys
+ *		Keys carrying a node number: known vectors (Python int + zlib.crc32),
+ *		round trips, node 0 identical to the node-less format, "00" and
+ *		nodes above the maximum rejected even with a correct checksum,
+ *		every single-character change of a node key rejected.
+ */
+static void
+test_node_keys(void)
+{
+	static const int nodes[] = {1, 2, 61, 62, 63, 500, KEYFMT_NODE_MAX};
+	uint8_t		secret[KEYFMT_SECRET_BYTES];
+	uint8_t		decoded[KEYFMT_SECRET_BYTES];
+	char		out[KEYFMT_MAX_KEY_LEN + 1];
+	char		plain[KEYFMT_MAX_KEY_LEN + 1];
+	char		buf[KEYFMT_MAX_KEY_LEN + 8];
+	size_t		len;
+	size_t		plen;
+	size_t		n;
+	int			i;
+
+	for (i = 0; i < KEYFMT_SECRET_BYTES; i++)
+		secret[i] = (uint8_t) i;
+	len = keyfmt_encode_node("ak", 2, secret, 1, out);
+	CHECK(strcmp(out, "ak_003aUlTJC7tjlCTQj2uNU3MFagCXG9LRKRcwGkBIDlf013GDDIh") == 0,
+		  "node 1 vector: got %s", out);
+	CHECK(keyfmt_node(out, len) == 1, "node of node-1 vector");
+	len = keyfmt_encode_node("live", 4, secret, KEYFMT_NODE_MAX, out);
+	CHECK(strcmp(out, "live_003aUlTJC7tjlCTQj2uNU3MFagCXG9LRKRcwGkBIDlfGV3g1a1H") == 0,
+		  "node 1023 vector: got %s", out);
+	CHECK(keyfmt_node(out, len) == KEYFMT_NODE_MAX, "node of node-1023 vector");
+	memset(secret, 0, sizeof(secret));
+	len = keyfmt_encode_node("a", 1, secret, 62, out);
+	CHECK(strcmp(out, "a_0000000000000000000000000000000000000000000101IE6fC") == 0,
+		  "node 62 vector: got %s", out);
+
+	/* node 0 is the old format, byte for byte; old keys are node 0 */
+	for (i = 0; i < 200; i++)
+	{
+		random_bytes(secret, sizeof(secret));
+		len = keyfmt_encode_node("ak", 2, secret, 0, out);
+		CHECK(keyfmt_encode("ak", 2, secret, plain) == len &&
+			  strcmp(out, plain) == 0, "node 0 differs from keyfmt_encode");
+		CHECK(keyfmt_node(out, len) == 0, "node of a node-less key is not 0");
+	}
+	CHECK(keyfmt_node("ak_003aUlTJC7tjlCTQj2uNU3MFagCXG9LRKRcwGkBIDlf3CBj32", 52) == 0,
+		  "a key made before fleets is not node 0");
+
+	/* out-of-range nodes write nothing */
+	out[0] = 'X';
+	CHECK(keyfmt_encode_node("ak", 2, secret, -1, out) == 0 && out[0] == 'X',
+		  "node -1 encoded");
+	CHECK(keyfmt_encode_node("ak", 2, secret, KEYFMT_NODE_MAX + 1, out) == 0 &&
+		  out[0] == 'X', "node above max encoded");
+
+	for (n = 0; n < sizeof(nodes) / sizeof(nodes[0]); n++)
+	{
+		for (i = 0; i < 300; i++)
+		{
+			random_bytes(secret, sizeof(secret));
+			len = keyfmt_encode_node("abcdefghijklmnop", 16, secret, nodes[n], out);
+			CHECK(len == 16 + 1 + KEYFMT_BODY_CHARS + KEYFMT_NODE_CHARS +
+				  KEYFMT_CHECKSUM_CHARS && len <= KEYFMT_MAX_KEY_LEN &&
+				  strlen(out) == len, "node key length %zu", len);
+			CHECK(parse_copy(out, len, &plen) && plen == 16,
+				  "node key %s rejected", out);
+			CHECK(keyfmt_node(out, len) == nodes[n], "node of %s", out);
+			CHECK(keyfmt_decode_body(out, len, plen, decoded) &&
+				  memcmp(decoded, secret, sizeof(secret)) == 0,
+				  "decode_body of node key %s", out);
+		}
+	}
+
+	/* "00" and 1024 ("GW") with correct checksums: not keys */
+	for (i = 0; i < KEYFMT_BODY_CHARS; i++)
+		buf[i] = 'A';
+	buf[KEYFMT_BODY_CHARS] = '0';
+	buf[KEYFMT_BODY_CHARS + 1] = '0';
+	buf[KEYFMT_BODY_CHARS + 2] = '\0';
+	len = make_key_raw("ak", buf, out);
+	CHECK(!parse_copy(out, len, &plen) && keyfmt_node(out, len) == -1,
+		  "node digits 00 accepted");
+	buf[KEYFMT_BODY_CHARS] = 'G';
+	buf[KEYFMT_BODY_CHARS + 1] = 'W';
+	len = make_key_raw("ak", buf, out);
+	CHECK(!parse_copy(out, len, &plen), "node 1024 accepted");
+	buf[KEYFMT_BODY_CHARS + 1] = 'V';
+	len = make_key_raw("ak", buf, out);
+	CHECK(parse_copy(out, len, &plen) && keyfmt_node(out, len) == KEYFMT_NODE_MAX,
+		  "node 1023 (GV) rejected");
+
+	/* the checksum covers the node digits: any change is caught */
+	random_bytes(secret, sizeof(secret));
+	len = keyfmt_encode_node("k", 1, secret, 7, out);
+	for (n = 0; n < len; n++)
+	{
+		int			r;
+
+		for (r = 0; r < 62; r++)
+		{
+			if (keyfmt_base62_alphabet[r] == out[n])
+				continue;
+			memcpy(buf, out, len);
+			buf[n] = keyfmt_base62_alphabet[r];
+			CHECK(!parse_copy(buf, len, &plen) && keyfmt_node(buf, len) == -1,
+				  "mutation of node key at %zu accepted", n);
+		}
+	}
+	/* dropping the node digits (keeping the checksum) is caught too */
+	{
+		const size_t keep = 1 + 1 + KEYFMT_BODY_CHARS;
+
+		memcpy(buf, out, keep);
+		memcpy(buf + keep, out + keep + KEYFMT_NODE_CHARS, KEYFMT_CHECKSUM_CHARS);
+		CHECK(!parse_copy(buf, keep + KEYFMT_CHECKSUM_CHARS, &plen),
+			  "node key without its node digits accepted");
+	}
+	CHECK(keyfmt_node(NULL, 0) == -1 && keyfmt_node("ak_", 3) == -1,
+		  "node of junk is not -1");
+}
+
+/*
+ * test_key_ids
+ *		Key ids: version 4 for node 0, version 8 carrying the node
+ *		otherwise; any other UUID is node 0.
+ */
+static void
+test_key_ids(void)
+{
+	static const int nodes[] = {0, 1, 2, 255, 256, KEYFMT_NODE_MAX};
+	uint8_t		id[KEYFMT_UUID_BYTES];
+	uint8_t		before[KEYFMT_UUID_BYTES];
+	size_t		n;
+	int			i;
+
+	for (n = 0; n < sizeof(nodes) / sizeof(nodes[0]); n++)
+	{
+		for (i = 0; i < 500; i++)
+		{
+			random_bytes(id, sizeof(id));
+			CHECK(keyfmt_key_id_make(id, nodes[n]), "key_id_make(%d)", nodes[n]);
+			CHECK((id[6] >> 4) == (nodes[n] == 0 ? 4 : 8) && (id[8] & 0xC0) == 0x80,
+				  "key id of node %d has version %d", nodes[n], id[6] >> 4);
+			CHECK(keyfmt_key_id_node(id) == nodes[n], "key id node %d read as %d",
+				  nodes[n], keyfmt_key_id_node(id));
+		}
+	}
+	random_bytes(id, sizeof(id));
+	memcpy(before, id, sizeof(id));
+	CHECK(!keyfmt_key_id_make(id, -1) && !keyfmt_key_id_make(id, KEYFMT_NODE_MAX + 1) &&
+		  memcmp(id, before, sizeof(id)) == 0, "out-of-range node stamped");
+
+	/* other versions and variants are node 0; v8 above the maximum is -1 */
+	for (i = 0; i < 16; i++)
+	{
+		random_bytes(id, sizeof(id));
+		id[6] = (uint8_t) ((id[6] & 0x0F) | (i << 4));
+		id[8] = (uint8_t) ((id[8] & 0x3F) | 0x80);
+		if (i != 8)
+			CHECK(keyfmt_key_id_node(id) == 0, "version %d not node 0", i);
+	}
+	memset(id, 0, sizeof(id));
+	id[6] = 0x80;
+	id[8] = 0xC0;				/* version 8, wrong variant */
+	id[1] = 5;
+	CHECK(keyfmt_key_id_node(id) == 0, "v8 of another variant not node 0");
+	id[8] = 0x80;
+	CHECK(keyfmt_key_id_node(id) == 5, "v8 node 5");
+	id[0] = 0x04;				/* 1029 */
+	CHECK(keyfmt_key_id_node(id) == -1, "v8 node above max not -1");
+}
+
+/*
  * test_invalid_prefixes
  *		Prefixes that keyfmt_prefix_valid must reject.
  */
@@ -504,6 +676,8 @@ main(void)
 	test_shape_edge_cases();
 	test_invalid_prefixes();
 	test_junk();
+	test_node_keys();
+	test_key_ids();
 
 	printf("keyformat: %d passed, %d failed\n", n_passed, n_failed);
 	return n_failed > 0 ? 1 : 0;
