@@ -494,6 +494,12 @@ COMMENT ON COLUMN apikey_usage.alert_events.window_end IS 'End of the evaluated 
 COMMENT ON COLUMN apikey_usage.alert_events.state IS 'firing or resolved.';
 COMMENT ON COLUMN apikey_usage.alert_events.occurred_at IS 'When the transition was recorded.';
 
+-- The rollup views (20_analytics.sql) filter through the visibility
+-- functions; as security barriers, a caller's own predicates never see
+-- the rows filtered out (the leak test runs a leaking function on them).
+ALTER VIEW apikey_usage.hourly_usage SET (security_barrier = true);
+ALTER VIEW apikey_usage.daily_usage SET (security_barrier = true);
+
 -- Both views are security barriers and filter through the visibility
 -- functions: a tenant's own predicates (which may call functions that
 -- leak their arguments) are applied only to rows it may see.  The scalar

@@ -360,6 +360,7 @@ apikey_usage_check_request(PG_FUNCTION_ARGS)
 	TimestampTz now;
 
 	apikey_require_preload();
+	apikey_require_primary("check_request");
 	entry.installation = log_installation_id(false);
 
 	memset(nulls, true, sizeof(nulls));
@@ -494,6 +495,7 @@ apikey_usage_log_request(PG_FUNCTION_ARGS)
 	TimestampTz requested_at;
 
 	apikey_require_preload();
+	apikey_require_primary("log_request");
 	entry.installation = log_installation_id(false);
 	if (PG_ARGISNULL(0))
 		raise_field_error(0, ERRCODE_NULL_VALUE_NOT_ALLOWED, "key_id must not be NULL");
@@ -559,6 +561,7 @@ apikey_usage_log_requests(PG_FUNCTION_ARGS)
 	TimestampTz tx_now = GetCurrentTransactionStartTimestamp();
 
 	apikey_require_preload();
+	apikey_require_primary("log_requests");
 	request_element_word = "element";
 	installation = log_installation_id(false);
 	for (a = 0; a < 4; a++)
