@@ -145,6 +145,17 @@ CREATE INDEX usage_daily_endpoints_bucket_idx ON apikey_usage.usage_daily_endpoi
 COMMENT ON TABLE apikey_usage.usage_daily_endpoints IS
 	'Request counts per key, UTC day and endpoint.';
 
+-- pg_dump: the rollups are data (like usage_hourly, see the ops part),
+-- dumped and restored with the raw log they count
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_daily', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_minute_codes', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_hourly_codes', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_daily_codes', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_hourly_methods', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_daily_methods', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_hourly_endpoints', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_daily_endpoints', '');
+
 /*
  * The one entry point from the log writer into the rollups: a batch's
  * counts per (key, UTC minute, method, endpoint, response code), already

@@ -90,6 +90,17 @@ CREATE INDEX usage_daily_endpoints_bucket_idx ON apikey_usage.usage_daily_endpoi
 COMMENT ON TABLE apikey_usage.usage_daily_endpoints IS
 	'Request counts per key, UTC day and endpoint.';
 
+-- pg_dump: the rollups are data (like usage_hourly, see the ops part),
+-- dumped and restored with the raw log they count
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_daily', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_minute_codes', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_hourly_codes', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_daily_codes', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_hourly_methods', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_daily_methods', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_hourly_endpoints', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_daily_endpoints', '');
+
 -- as in the fresh install (90_grants.sql): nothing of these is PUBLIC's
 REVOKE ALL ON apikey_usage.usage_minute_codes, apikey_usage.usage_daily_codes,
 	apikey_usage.usage_hourly_methods, apikey_usage.usage_daily_methods,
@@ -1029,48 +1040,6 @@ COMMENT ON COLUMN apikey_usage.daily_usage.endpoint IS 'Route as the application
 COMMENT ON COLUMN apikey_usage.daily_usage.response_code IS 'HTTP response code sent.';
 COMMENT ON COLUMN apikey_usage.daily_usage.status IS 'completed (100-399), rate_limited (429) or failed (other 400-599).';
 COMMENT ON COLUMN apikey_usage.daily_usage.requests IS 'Number of requests that UTC day with that key, method, endpoint and response code.';
-
-------------------------------------------------------------------------
--- Retention reaches the rollups only through _rollup_forget (the same
--- text as sqlsrc/10_core.sql).
-------------------------------------------------------------------------
--- Create the partitions for the coming days and drop the ones wholly
--- older than the retention (with the rollup rows of the same hours).
--- Returns the number of partitions dropped.
-CREATE OR REPLACE FUNCTION apikey_usage._maintain(retention interval DEFAULT NULL) RETURNS integer
-	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
-DECLARE
-	keep_from	timestamptz := pg_catalog.now() - coalesce(retention, apikey_usage._retention());
-	part		record;
-	dropped		integer := 0;
-	upper_bound	timestamptz;
-	cutoff		timestamptz := '-infinity';
-BEGIN
-	FOR d IN 0..2 LOOP
-		PERFORM apikey_usage._ensure_partition(pg_catalog.now() + pg_catalog.make_interval(days => d));
-	END LOOP;
-	FOR part IN
-		SELECT c.oid::regclass AS rel, pg_catalog.pg_get_expr(c.relpartbound, c.oid) AS bound
-		  FROM pg_catalog.pg_inherits i
-		  JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
-		 WHERE i.inhparent = 'apikey_usage.request_log_raw'::regclass
-	LOOP
-		upper_bound := pg_catalog.substring(part.bound, 'TO \(''([^'']+)''\)')::timestamptz;
-		IF upper_bound <= keep_from THEN
-			EXECUTE pg_catalog.format('DROP TABLE %s', part.rel);
-			dropped := dropped + 1;
-			cutoff := GREATEST(cutoff, upper_bound);
-		END IF;
-	END LOOP;
-	IF dropped > 0 THEN
-		PERFORM apikey_usage._rollup_forget(cutoff);
-	END IF;
-	RETURN dropped;
-END
-$$;
-COMMENT ON FUNCTION apikey_usage._maintain(interval) IS
-	'Internal: create the next days'' partitions, drop those past the retention (and their rollups); returns how many were dropped.';
 
 ------------------------------------------------------------------------
 -- Grants of this part (90_grants.sql revokes everything from PUBLIC
