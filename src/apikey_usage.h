@@ -180,7 +180,7 @@ typedef struct LogEntry
 	pg_uuid_t	request_id;
 	TimestampTz requested_at;
 	pg_uuid_t	key_id;
-	Oid			installation;	/* oid of schema apikey_usage when logged */
+	uint32		installation;	/* log_installation_id() when logged */
 	int16		response_code;
 	bool		id_given;		/* request_id came from the caller */
 	bool		has_resource;
@@ -240,7 +240,7 @@ typedef struct WriterCounts
 	int64		discarded;		/* of a dropped installation */
 } WriterCounts;
 
-extern Oid	log_installation_id(bool missing_ok);
+extern uint32 log_installation_id(bool missing_ok);
 extern const char *log_entry_problem(const LogEntry *entry, TimestampTz now);
 extern void writer_write(LogEntry *entries, const char *const *damage,
 						 int count, WriterSource source,

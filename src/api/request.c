@@ -468,13 +468,9 @@ apikey_usage_check_request(PG_FUNCTION_ARGS)
 	uuid_v7_generate(request_id, now);
 	values[CR_REQUEST_ID] = UUIDPGetDatum(request_id);
 	nulls[CR_REQUEST_ID] = false;
-	/*
-	 * requested_at is the time inside request_id (milliseconds), what
-	 * log_request derives from the id: logging the id again is a duplicate
-	 */
 	entry.request_id = *request_id;
 	entry.id_given = false;
-	(void) uuid_v7_time(request_id, &entry.requested_at);
+	entry.requested_at = now;
 	entry.key_id = info.key_id;
 	logbuf_append(&entry);
 	return return_one_row(fcinfo, values, nulls);
@@ -557,7 +553,7 @@ apikey_usage_log_requests(PG_FUNCTION_ARGS)
 	int			a;
 	int			i;
 	LogEntry   *entries;
-	Oid			installation;
+	uint32		installation;
 	TimestampTz tx_now = GetCurrentTransactionStartTimestamp();
 
 	apikey_require_preload();
