@@ -556,6 +556,8 @@ COMMENT ON COLUMN apikey_usage.requests.resource_id IS 'Id of the resource the r
 GRANT EXECUTE ON FUNCTION
 	apikey_usage._visible_workspaces(),
 	apikey_usage._visible_key_ids(),
+	apikey_usage._visible_workspaces_uncached(),
+	apikey_usage._visible_key_ids_uncached(),
 	apikey_usage._visible_last_used()
 	TO apikey_usage_reader, apikey_usage_tenant;
 GRANT EXECUTE ON FUNCTION
