@@ -79,7 +79,11 @@ COMMENT ON TABLE apikey_usage.api_keys IS
 
 -- The raw request log, one row per request, partitioned by UTC day on
 -- requested_at.  Partitions are created ahead and on demand, and dropped
--- after apikey_usage.retention by the background worker.
+-- after apikey_usage.retention by the background worker.  They are not
+-- extension members, so pg_dump dumps them with their rows; their indexes
+-- belong to each partition (_index_partition), not to the parent: a
+-- partitioned index on the parent would make pg_restore's ATTACH
+-- PARTITION create the indexes that the dump then creates again.
 --
 -- Text columns use the "C" collation: byte order is what an id or a route
 -- wants, and it makes every index comparison a memcmp.  Indexes are
@@ -95,13 +99,6 @@ CREATE TABLE apikey_usage.request_log_raw (
 	response_code	smallint NOT NULL,
 	resource_id		text COLLATE "C"
 ) PARTITION BY RANGE (requested_at);
-CREATE INDEX request_log_raw_key_time_idx
-	ON apikey_usage.request_log_raw (api_key_id, requested_at, request_id);
-CREATE INDEX request_log_raw_time_idx
-	ON apikey_usage.request_log_raw (requested_at, request_id);
-CREATE INDEX request_log_raw_resource_idx
-	ON apikey_usage.request_log_raw (resource_id, requested_at, request_id)
-	WHERE resource_id IS NOT NULL;
 COMMENT ON TABLE apikey_usage.request_log_raw IS
 	'Raw request log, partitioned by UTC day; written only by the background worker (or a synchronous fall-back). Query it through the requests view or request_log().';
 
@@ -455,6 +452,29 @@ COMMENT ON FUNCTION apikey_usage.flush() IS
 -- Log maintenance (called by the background worker, as the owner)
 ------------------------------------------------------------------------
 
+-- The indexes of one day partition of the raw log (see request_log_raw).
+-- Text columns are "C"; ascending order, see there.
+CREATE FUNCTION apikey_usage._index_partition(part regclass) RETURNS void
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	name	text;
+BEGIN
+	SELECT c.relname INTO STRICT name
+	  FROM pg_catalog.pg_class c
+	  JOIN pg_catalog.pg_inherits i ON i.inhrelid = c.oid
+	 WHERE c.oid = part AND i.inhparent = 'apikey_usage.request_log_raw'::pg_catalog.regclass;
+	EXECUTE pg_catalog.format('CREATE INDEX IF NOT EXISTS %I ON apikey_usage.%I (api_key_id, requested_at, request_id)',
+							  name || '_key_time_idx', name);
+	EXECUTE pg_catalog.format('CREATE INDEX IF NOT EXISTS %I ON apikey_usage.%I (requested_at, request_id)',
+							  name || '_time_idx', name);
+	EXECUTE pg_catalog.format('CREATE INDEX IF NOT EXISTS %I ON apikey_usage.%I (resource_id, requested_at, request_id) WHERE resource_id IS NOT NULL',
+							  name || '_resource_idx', name);
+END
+$$;
+COMMENT ON FUNCTION apikey_usage._index_partition(regclass) IS
+	'Internal: create the indexes of a day partition of request_log_raw (by key and time, by time, by resource).';
+
 -- Create the day partition holding ts unless it exists.
 -- lock_timeout: creating a partition locks the parent table; a session
 -- that reads the log and then waits in flush() must not block the worker
@@ -480,57 +500,14 @@ BEGIN
 		part,
 		(day::timestamp AT TIME ZONE 'UTC'),
 		((day + 1)::timestamp AT TIME ZONE 'UTC'));
+	PERFORM apikey_usage._index_partition(('apikey_usage.' || part)::regclass);
 END
 $$;
 COMMENT ON FUNCTION apikey_usage._ensure_partition(timestamptz) IS
 	'Internal: create the UTC-day partition of request_log_raw that holds ts, if missing.';
 
--- Insert a batch into the raw log and add it to the hourly rollups, in
--- the caller's transaction.  The one write path of the log: used by the
--- background worker, the synchronous fall-back and bulk imports.
-CREATE FUNCTION apikey_usage._insert_batch(
-	request_ids uuid[], requested_ats timestamptz[], key_ids uuid[],
-	methods text[], endpoints text[], response_codes smallint[], resource_ids text[])
-	RETURNS bigint
-	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	day			timestamptz;
-	inserted	bigint;
-BEGIN
-	FOR day IN
-		SELECT DISTINCT pg_catalog.date_trunc('day', t AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
-		  FROM pg_catalog.unnest(requested_ats) AS t
-	LOOP
-		PERFORM apikey_usage._ensure_partition(day);
-	END LOOP;
-
-	WITH batch AS (
-		SELECT * FROM unnest(request_ids, requested_ats, key_ids, methods,
-										endpoints, response_codes, resource_ids)
-			AS b(request_id, requested_at, api_key_id, method, endpoint, response_code, resource_id)
-	), raw AS (
-		INSERT INTO apikey_usage.request_log_raw
-			(requested_at, request_id, api_key_id, method, endpoint, response_code, resource_id)
-		SELECT requested_at, request_id, api_key_id, method, endpoint, response_code, resource_id
-		  FROM batch
-	)
-	INSERT INTO apikey_usage.usage_hourly AS u
-		(api_key_id, bucket_start, method, endpoint, response_code, requests)
-	SELECT api_key_id, pg_catalog.date_trunc('hour', requested_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
-		   method, endpoint, response_code, pg_catalog.count(*)
-	  FROM batch
-	 GROUP BY 1, 2, 3, 4, 5
-	 ORDER BY 1, 2, 3, 4, 5
-	ON CONFLICT (api_key_id, bucket_start, method, endpoint, response_code)
-	DO UPDATE SET requests = u.requests OPERATOR(pg_catalog.+) excluded.requests;
-
-	inserted := pg_catalog.cardinality(request_ids);
-	RETURN inserted;
-END
-$$;
-COMMENT ON FUNCTION apikey_usage._insert_batch(uuid[], timestamptz[], uuid[], text[], text[], smallint[], text[]) IS
-	'Internal: write a batch of log entries to the raw log and the hourly rollups in one transaction.';
+-- Batches are written by the C writer (src/log/writer.c): multi-insert
+-- into the day partition, index insertion, rollups through _rollup_apply.
 
 -- Create the partitions for the coming days and drop the ones wholly
 -- older than the retention (with the rollup rows of the same hours).
@@ -545,6 +522,10 @@ DECLARE
 	upper_bound	timestamptz;
 	cutoff		timestamptz := '-infinity';
 BEGIN
+	-- a database being restored from pg_dump brings its own partitions
+	IF apikey_usage._restore_pending() THEN
+		RETURN 0;
+	END IF;
 	FOR d IN 0..2 LOOP
 		PERFORM apikey_usage._ensure_partition(pg_catalog.now() + pg_catalog.make_interval(days => d));
 	END LOOP;
@@ -562,7 +543,7 @@ BEGIN
 		END IF;
 	END LOOP;
 	IF dropped > 0 THEN
-		DELETE FROM apikey_usage.usage_hourly WHERE bucket_start < cutoff;
+		PERFORM apikey_usage._rollup_forget(cutoff);
 	END IF;
 	RETURN dropped;
 END

@@ -65,7 +65,8 @@ CREATE FUNCTION apikey_usage._runtime_stats(
 	OUT last_flush_at timestamptz, OUT worker_pid integer, OUT recovered_entries bigint,
 	OUT key_cache_bytes bigint, OUT key_cache_miss_ratio double precision,
 	OUT key_cache_partitions integer, OUT last_used_queued bigint,
-	OUT last_used_dropped bigint, OUT last_used_pending bigint)
+	OUT last_used_dropped bigint, OUT last_used_pending bigint,
+	OUT duplicates_skipped bigint, OUT quarantined_entries bigint, OUT discarded_entries bigint)
 	RETURNS record
 	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'apikey_usage_runtime_stats';
 COMMENT ON FUNCTION apikey_usage._runtime_stats() IS 'Internal: the counters behind the runtime_stats view.';
@@ -93,3 +94,6 @@ COMMENT ON COLUMN apikey_usage.runtime_stats.key_cache_partitions IS 'Lock parti
 COMMENT ON COLUMN apikey_usage.runtime_stats.last_used_queued IS 'last_used_at values queued for the worker to write to the key table.';
 COMMENT ON COLUMN apikey_usage.runtime_stats.last_used_dropped IS 'last_used_at values not queued because the queue was full (retried at the key''s next use).';
 COMMENT ON COLUMN apikey_usage.runtime_stats.last_used_pending IS 'last_used_at values queued and not yet written.';
+COMMENT ON COLUMN apikey_usage.runtime_stats.duplicates_skipped IS 'Log entries not written because their (request_id, requested_at) was already logged.';
+COMMENT ON COLUMN apikey_usage.runtime_stats.quarantined_entries IS 'Log entries moved to apikey_usage.quarantine (invalid, damaged or refused by the tables).';
+COMMENT ON COLUMN apikey_usage.runtime_stats.discarded_entries IS 'Log entries lost or discarded: of a dropped installation, in slots never committed or damaged, in a log buffer file or spool file that could not be used (each also in a LOG line).';

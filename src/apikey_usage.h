@@ -13,7 +13,9 @@
  *	logbuf.c		durable log ring in a file-backed shared mapping
  *	spool.c			overflow files for entries that find the ring full
  *	flusher.c		background worker
- *	request.c		check_request, log_request, argument validation
+ *	writer.c		the one write path: checks, dedup, bulk insert, rollups
+ *	request.c		check_request, log_request(s), argument validation
+ *	import.c		import_requests (bulk history, through writer.c)
  *	stats.c			runtime_stats, flush(), helpers for views
  *	node.c			node_of(), key ids that carry the node (fleets)
  *
@@ -54,6 +56,10 @@ extern int	apikey_node_id;
 extern bool apikey_preloaded;
 extern void apikey_require_preload(void);
 extern Interval *apikey_retention(void);
+extern void apikey_require_primary(const char *what);
+
+/* redact.c */
+extern void redact_install_hook(void);
 
 /* secret.c */
 extern void secret_load_or_create(void);
@@ -126,6 +132,7 @@ extern KeyLookupResult key_table_lookup_by_hash(const uint8 hash[APIKEY_HASH_BYT
 extern void key_remember_workspace(const pg_uuid_t *key_id,
 								   const char *workspace);
 extern const char *key_workspace(const pg_uuid_t *key_id);
+extern void key_forget_workspaces(void);
 extern Datum return_one_row(FunctionCallInfo fcinfo, Datum *values,
 							bool *nulls);
 
@@ -173,7 +180,9 @@ typedef struct LogEntry
 	pg_uuid_t	request_id;
 	TimestampTz requested_at;
 	pg_uuid_t	key_id;
+	uint32		installation;	/* log_installation_id() when logged */
 	int16		response_code;
+	bool		id_given;		/* request_id came from the caller */
 	bool		has_resource;
 	uint8		method_len;
 	uint16		endpoint_len;
@@ -192,8 +201,12 @@ extern uint64 logbuf_flushed_seq(void);
 extern uint64 logbuf_capacity(void);
 extern Size logbuf_file_bytes(void);
 extern uint64 logbuf_ring_id(void);
+extern bool logbuf_check_origin(uint64 sysid, uint32 timeline,
+								int64 table_seq, uint64 *discarded);
+extern void logbuf_set_sql_version_mismatch(bool mismatch);
 extern int	logbuf_take_batch(uint64 from_seq, int max_entries,
-							  LogEntry *entries, uint64 *next_seq);
+							  LogEntry *entries, const char **damage,
+							  uint64 *next_seq);
 extern void logbuf_set_flushed(uint64 seq);
 extern void logbuf_wait_flushed(uint64 seq);
 extern void logbuf_wake_worker(void);
@@ -205,22 +218,58 @@ extern void logbuf_stats(int64 *logged, int64 *flushed, int64 *fallbacks,
 						 int *worker_pid, int64 *recovered);
 extern void logbuf_count_flush(int64 n, bool recovered);
 extern void logbuf_count_error(void);
+extern void logbuf_count_outcome(int64 duplicates, int64 quarantined,
+								 int64 discarded);
+extern void logbuf_outcome_stats(int64 *duplicates, int64 *quarantined,
+								 int64 *discarded);
+extern uint32 log_entry_crc(const LogEntry *entry);
+
+/* writer.c */
+typedef enum WriterSource
+{
+	WRITER_RING,
+	WRITER_SPOOL,
+	WRITER_IMPORT
+} WriterSource;
+
+typedef struct WriterCounts
+{
+	int64		written;		/* rows inserted */
+	int64		duplicates;		/* already logged: skipped */
+	int64		quarantined;	/* moved to apikey_usage.quarantine */
+	int64		discarded;		/* of a dropped installation */
+} WriterCounts;
+
+extern uint32 log_installation_id(bool missing_ok);
+extern const char *log_entry_problem(const LogEntry *entry, TimestampTz now);
+extern void writer_write(LogEntry *entries, const char *const *damage,
+						 int count, WriterSource source,
+						 WriterCounts *counts);
 
 /* spool.c */
 extern void spool_init_dir(void);
 extern void spool_write(const LogEntry *entry, char *name_out);
 extern bool spool_exists(const char *name);
 extern int	spool_list(char ***names_out, int max);
-extern bool spool_read(const char *name, LogEntry *entry);
+extern bool spool_read(const char *name, LogEntry *entry, const char **damage);
 extern void spool_remove(const char *name);
 
 /* flusher.c */
 extern void flusher_register(void);
 extern PGDLLEXPORT void apikey_usage_worker_main(Datum main_arg);
-extern int64 flusher_write_entries(const LogEntry *entries, int count);
+extern char *apikey_installed_version(Oid extension);
 
 /* request.c */
 extern void uuid_v7_generate(pg_uuid_t *uuid, TimestampTz ts);
+extern bool uuid_v7_time(const pg_uuid_t *uuid, TimestampTz *ts);
+extern const char *request_element_word;
+extern void request_check_fields(text *method, text *endpoint, text *resource,
+								 int element, LogEntry *entry);
+extern void request_check_rest(const pg_uuid_t *key_id, int32 code,
+							   bool code_null, const pg_uuid_t *request_id,
+							   const TimestampTz *requested_at,
+							   TimestampTz tx_now, int element,
+							   LogEntry *entry);
 extern Oid	apikey_owner_oid(void);
 
 #endif							/* APIKEY_USAGE_H */

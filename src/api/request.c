@@ -18,7 +18,9 @@
 #include "common/pg_prng.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
 #include "apikey_usage.h"
@@ -54,7 +56,7 @@ uuid_v7_generate(pg_uuid_t *uuid, TimestampTz ts)
 /*
  * The millisecond timestamp inside a UUIDv7; false for other versions.
  */
-static bool
+bool
 uuid_v7_time(const pg_uuid_t *uuid, TimestampTz *ts)
 {
 	int64		unix_ms = 0;
@@ -101,25 +103,21 @@ field_error(FieldError *error, int sqlstate, char *message)
  * credentials before it decides whether a bad argument is an error.
  */
 static bool
-request_fields_valid(FunctionCallInfo fcinfo, int method_arg, int endpoint_arg,
-					 int resource_arg, LogEntry *entry, FieldError *error)
+texts_valid(text *method, text *endpoint, text *resource, LogEntry *entry,
+			FieldError *error)
 {
-	text	   *method;
-	text	   *endpoint;
 	const char *m;
 	const char *e;
 	size_t		mlen;
 	size_t		elen;
 	size_t		i;
 
-	if (PG_ARGISNULL(method_arg))
+	if (method == NULL)
 		return field_error(error, ERRCODE_NULL_VALUE_NOT_ALLOWED,
 						   "method must not be NULL");
-	if (PG_ARGISNULL(endpoint_arg))
+	if (endpoint == NULL)
 		return field_error(error, ERRCODE_NULL_VALUE_NOT_ALLOWED,
 						   "endpoint must not be NULL");
-	method = PG_GETARG_TEXT_PP(method_arg);
-	endpoint = PG_GETARG_TEXT_PP(endpoint_arg);
 	m = VARDATA_ANY(method);
 	e = VARDATA_ANY(endpoint);
 	mlen = VARSIZE_ANY_EXHDR(method);
@@ -155,11 +153,10 @@ request_fields_valid(FunctionCallInfo fcinfo, int method_arg, int endpoint_arg,
 	memcpy(entry->endpoint, e, elen);
 	entry->endpoint_len = (uint16) elen;
 
-	entry->has_resource = !PG_ARGISNULL(resource_arg);
+	entry->has_resource = (resource != NULL);
 	entry->resource_len = 0;
 	if (entry->has_resource)
 	{
-		text	   *resource = PG_GETARG_TEXT_PP(resource_arg);
 		size_t		rlen = VARSIZE_ANY_EXHDR(resource);
 
 		if (rlen > APIKEY_RESOURCE_MAX)
@@ -170,6 +167,18 @@ request_fields_valid(FunctionCallInfo fcinfo, int method_arg, int endpoint_arg,
 		entry->resource_len = (uint16) rlen;
 	}
 	return true;
+}
+
+/* fcinfo argument as text, NULL when SQL NULL */
+#define ARG_TEXT_OR_NULL(n) (PG_ARGISNULL(n) ? NULL : PG_GETARG_TEXT_PP(n))
+
+/* texts_valid on arguments of fcinfo */
+static bool
+request_fields_valid(FunctionCallInfo fcinfo, int method_arg, int endpoint_arg,
+					 int resource_arg, LogEntry *entry, FieldError *error)
+{
+	return texts_valid(ARG_TEXT_OR_NULL(method_arg), ARG_TEXT_OR_NULL(endpoint_arg),
+					   ARG_TEXT_OR_NULL(resource_arg), entry, error);
 }
 
 /*
@@ -185,6 +194,101 @@ fill_request_fields(FunctionCallInfo fcinfo, int method_arg, int endpoint_arg,
 	if (!request_fields_valid(fcinfo, method_arg, endpoint_arg, resource_arg,
 							  entry, &error))
 		bad_argument(error.sqlstate, "%s", error.message);
+}
+
+/* how field_error names an element: "element" (log_requests), "row" (import) */
+const char *request_element_word = "element";
+
+/*
+ * Raise a bad-argument error; element > 0 names the element of a
+ * log_requests batch (or the row of an import) it is about.
+ */
+static void
+pg_attribute_noreturn()
+pg_attribute_printf(3, 4)
+raise_field_error(int element, int code, const char *fmt,...)
+{
+	char		message[512];
+	va_list		args;
+
+	va_start(args, fmt);
+	vsnprintf(message, sizeof(message), fmt, args);
+	va_end(args);
+	if (element > 0)
+		ereport(ERROR, (errcode(code), errhidestmt(true),
+						errmsg("%s %d: %s", request_element_word, element, message)));
+	ereport(ERROR, (errcode(code), errhidestmt(true), errmsg("%s", message)));
+	pg_unreachable();
+}
+
+/*
+ * Check method, endpoint and resource_id (NULL when absent) and copy them
+ * into the entry (method upper-cased).  Raises 22004 / 22023, naming the
+ * element when element > 0.
+ */
+void
+request_check_fields(text *method, text *endpoint, text *resource, int element,
+					 LogEntry *entry)
+{
+	FieldError	error;
+
+	if (!texts_valid(method, endpoint, resource, entry, &error))
+		raise_field_error(element, error.sqlstate, "%s", error.message);
+}
+
+/*
+ * The rest of a log entry: response code, request id (generated when
+ * NULL), requested_at (given, else the time inside a UUIDv7 request_id,
+ * else now) and key id, checked as log_request documents.  request_id
+ * and requested_at may be NULL.
+ */
+void
+request_check_rest(const pg_uuid_t *key_id, int32 code, bool code_null,
+		   const pg_uuid_t *request_id, const TimestampTz *requested_at,
+		   TimestampTz tx_now, int element, LogEntry *entry)
+{
+	if (key_id == NULL)
+		raise_field_error(element, ERRCODE_NULL_VALUE_NOT_ALLOWED, "key_id must not be NULL");
+	if (code_null)
+		raise_field_error(element, ERRCODE_NULL_VALUE_NOT_ALLOWED, "response_code must not be NULL");
+	if (code < 100 || code > 599)
+		raise_field_error(element, ERRCODE_INVALID_PARAMETER_VALUE,
+					"response_code must be between 100 and 599");
+	entry->response_code = (int16) code;
+
+	entry->id_given = (request_id != NULL);
+	if (request_id != NULL)
+		entry->request_id = *request_id;
+	if (requested_at != NULL)
+		entry->requested_at = *requested_at;
+	else if (request_id == NULL || !uuid_v7_time(request_id, &entry->requested_at))
+		entry->requested_at = GetCurrentTimestamp();
+	if (request_id == NULL)
+		uuid_v7_generate(&entry->request_id, entry->requested_at);
+
+	/* a given time, or one taken from a given UUIDv7, must be in range */
+	if (requested_at != NULL || request_id != NULL)
+	{
+		Interval   *retention = apikey_retention();
+		TimestampTz oldest;
+		TimestampTz newest;
+
+		oldest = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
+														 TimestampTzGetDatum(tx_now),
+														 IntervalPGetDatum(retention)));
+		newest = tx_now + USECS_PER_HOUR;
+		if (entry->requested_at < oldest || entry->requested_at > newest)
+			raise_field_error(element, ERRCODE_INVALID_PARAMETER_VALUE,
+						requested_at == NULL ?
+						"the time inside request_id must lie between now() - apikey_usage.retention and now() + 1 hour" :
+						"requested_at must lie between now() - apikey_usage.retention and now() + 1 hour");
+	}
+
+	if (key_workspace(key_id) == NULL)
+		raise_field_error(element, ERRCODE_INVALID_PARAMETER_VALUE,
+					"no API key with id %s",
+					DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(unconstify(pg_uuid_t *, key_id)))));
+	entry->key_id = *key_id;
 }
 
 static Interval *
@@ -256,6 +360,8 @@ apikey_usage_check_request(PG_FUNCTION_ARGS)
 	TimestampTz now;
 
 	apikey_require_preload();
+	apikey_require_primary("check_request");
+	entry.installation = log_installation_id(false);
 
 	memset(nulls, true, sizeof(nulls));
 	values[CR_ALLOWED] = BoolGetDatum(false);
@@ -363,6 +469,7 @@ apikey_usage_check_request(PG_FUNCTION_ARGS)
 	values[CR_REQUEST_ID] = UUIDPGetDatum(request_id);
 	nulls[CR_REQUEST_ID] = false;
 	entry.request_id = *request_id;
+	entry.id_given = false;
 	entry.requested_at = now;
 	entry.key_id = info.key_id;
 	logbuf_append(&entry);
@@ -372,64 +479,120 @@ apikey_usage_check_request(PG_FUNCTION_ARGS)
 /*
  * log_request(key_id, method, endpoint, response_code, resource_id,
  * request_id, requested_at): log one served request; returns its id.
+ * Idempotent per (request_id, requested_at): the writer skips an entry
+ * already logged (writer.c).
  */
 PG_FUNCTION_INFO_V1(apikey_usage_log_request);
 Datum
 apikey_usage_log_request(PG_FUNCTION_ARGS)
 {
 	LogEntry	entry;
-	pg_uuid_t  *key_id;
-	int32		code;
 	pg_uuid_t  *result;
+	TimestampTz requested_at;
+
+	apikey_require_preload();
+	apikey_require_primary("log_request");
+	entry.installation = log_installation_id(false);
+	if (PG_ARGISNULL(0))
+		raise_field_error(0, ERRCODE_NULL_VALUE_NOT_ALLOWED, "key_id must not be NULL");
+	fill_request_fields(fcinfo, 1, 2, 4, &entry);
+	if (!PG_ARGISNULL(6))
+		requested_at = PG_GETARG_TIMESTAMPTZ(6);
+	request_check_rest(PG_GETARG_UUID_P(0), PG_ARGISNULL(3) ? 0 : PG_GETARG_INT32(3),
+			   PG_ARGISNULL(3), PG_ARGISNULL(5) ? NULL : PG_GETARG_UUID_P(5),
+			   PG_ARGISNULL(6) ? NULL : &requested_at,
+			   GetCurrentTransactionStartTimestamp(), 0, &entry);
+	logbuf_append(&entry);
+	result = palloc(sizeof(pg_uuid_t));
+	*result = entry.request_id;
+	PG_RETURN_UUID_P(result);
+}
+
+/* Deconstruct a one-dimensional array argument (NULL: n = 0, all NULL). */
+static int
+array_arg(FunctionCallInfo fcinfo, int argno, Oid type, const char *name,
+		  Datum **values, bool **nulls)
+{
+	ArrayType  *array;
+	int16		typlen;
+	bool		byval;
+	char		align;
+	int			n;
+
+	*values = NULL;
+	*nulls = NULL;
+	if (PG_ARGISNULL(argno))
+		return -1;
+	array = PG_GETARG_ARRAYTYPE_P(argno);
+	if (ARR_NDIM(array) > 1)
+		raise_field_error(0, ERRCODE_INVALID_PARAMETER_VALUE, "%s must be a one-dimensional array", name);
+	get_typlenbyvalalign(type, &typlen, &byval, &align);
+	deconstruct_array(array, type, typlen, byval, align, values, nulls, &n);
+	return n;
+}
+
+/*
+ * log_requests(key_ids, methods, endpoints, response_codes, resource_ids,
+ * request_ids, requested_ats): log a batch in one call.  Every element is
+ * checked as log_request checks its arguments before any is logged (all
+ * or nothing; the error names the first bad element, 1-based).  Returns
+ * the number of entries logged.
+ */
+PG_FUNCTION_INFO_V1(apikey_usage_log_requests);
+Datum
+apikey_usage_log_requests(PG_FUNCTION_ARGS)
+{
+	static const char *const names[7] = {"key_ids", "methods", "endpoints",
+	"response_codes", "resource_ids", "request_ids", "requested_ats"};
+	static const Oid types[7] = {UUIDOID, TEXTOID, TEXTOID, INT4OID, TEXTOID,
+	UUIDOID, TIMESTAMPTZOID};
+	Datum	   *values[7];
+	bool	   *nulls[7];
+	int			lens[7];
+	int			n;
+	int			a;
+	int			i;
+	LogEntry   *entries;
+	uint32		installation;
 	TimestampTz tx_now = GetCurrentTransactionStartTimestamp();
 
 	apikey_require_preload();
-	if (PG_ARGISNULL(0))
-		bad_argument(ERRCODE_NULL_VALUE_NOT_ALLOWED, "key_id must not be NULL");
-	key_id = PG_GETARG_UUID_P(0);
-	fill_request_fields(fcinfo, 1, 2, 4, &entry);
-	if (PG_ARGISNULL(3))
-		bad_argument(ERRCODE_NULL_VALUE_NOT_ALLOWED, "response_code must not be NULL");
-	code = PG_GETARG_INT32(3);
-	if (code < 100 || code > 599)
-		bad_argument(ERRCODE_INVALID_PARAMETER_VALUE,
-					 "response_code must be between 100 and 599");
-	entry.response_code = (int16) code;
+	apikey_require_primary("log_requests");
+	request_element_word = "element";
+	installation = log_installation_id(false);
+	for (a = 0; a < 4; a++)
+		if (PG_ARGISNULL(a))
+			raise_field_error(0, ERRCODE_NULL_VALUE_NOT_ALLOWED, "%s must not be NULL", names[a]);
+	for (a = 0; a < 7; a++)
+		lens[a] = array_arg(fcinfo, a, types[a], names[a], &values[a], &nulls[a]);
+	n = lens[0];
+	for (a = 1; a < 7; a++)
+		if (lens[a] >= 0 && lens[a] != n)
+			raise_field_error(0, ERRCODE_INVALID_PARAMETER_VALUE,
+						"%s has %d elements, key_ids has %d: the arrays must have the same length",
+						names[a], lens[a], n);
 
-	result = palloc(sizeof(pg_uuid_t));
-	if (!PG_ARGISNULL(5))
-		*result = *PG_GETARG_UUID_P(5);
-	if (!PG_ARGISNULL(6))
-		entry.requested_at = PG_GETARG_TIMESTAMPTZ(6);
-	else if (PG_ARGISNULL(5) || !uuid_v7_time(result, &entry.requested_at))
-		entry.requested_at = GetCurrentTimestamp();
-	if (PG_ARGISNULL(5))
-		uuid_v7_generate(result, entry.requested_at);
-
-	/* a given time, or one taken from a given UUIDv7, must be in range */
-	if (!PG_ARGISNULL(6) || !PG_ARGISNULL(5))
+	entries = palloc(sizeof(LogEntry) * Max(n, 1));
+	for (i = 0; i < n; i++)
 	{
-		Interval   *retention = apikey_retention();
-		TimestampTz oldest;
-		TimestampTz newest;
+		LogEntry   *entry = &entries[i];
+		TimestampTz at;
+		bool		have_id = lens[5] >= 0 && !nulls[5][i];
+		bool		have_at = lens[6] >= 0 && !nulls[6][i];
 
-		oldest = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
-														 TimestampTzGetDatum(tx_now),
-														 IntervalPGetDatum(retention)));
-		newest = tx_now + USECS_PER_HOUR;
-		if (entry.requested_at < oldest || entry.requested_at > newest)
-			bad_argument(ERRCODE_INVALID_PARAMETER_VALUE,
-						 PG_ARGISNULL(6) ?
-						 "the time inside request_id must lie between now() - apikey_usage.retention and now() + 1 hour" :
-						 "requested_at must lie between now() - apikey_usage.retention and now() + 1 hour");
+		if (have_at)
+			at = DatumGetTimestampTz(values[6][i]);
+		entry->installation = installation;
+		request_check_fields(nulls[1][i] ? NULL : DatumGetTextPP(values[1][i]),
+					 nulls[2][i] ? NULL : DatumGetTextPP(values[2][i]),
+					 (lens[4] < 0 || nulls[4][i]) ? NULL : DatumGetTextPP(values[4][i]),
+					 i + 1, entry);
+		request_check_rest(nulls[0][i] ? NULL : DatumGetUUIDP(values[0][i]),
+				   nulls[3][i] ? 0 : DatumGetInt32(values[3][i]), nulls[3][i],
+				   have_id ? DatumGetUUIDP(values[5][i]) : NULL,
+				   have_at ? &at : NULL, tx_now, i + 1, entry);
 	}
-
-	if (key_workspace(key_id) == NULL)
-		bad_argument(ERRCODE_INVALID_PARAMETER_VALUE,
-					 "no API key with id %s",
-					 DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(key_id))));
-	entry.key_id = *key_id;
-	entry.request_id = *result;
-	logbuf_append(&entry);
-	PG_RETURN_UUID_P(result);
+	for (i = 0; i < n; i++)
+		logbuf_append(&entries[i]);
+	PG_RETURN_INT64((int64) n);
 }

@@ -22,8 +22,11 @@ Datum
 apikey_usage_runtime_stats(PG_FUNCTION_ARGS)
 {
 	TupleDesc	desc;
-	Datum		values[21];
-	bool		nulls[21];
+	Datum		values[24];
+	bool		nulls[24];
+	int64		duplicates,
+				quarantined,
+				discarded;
 	int64		logged,
 				flushed,
 				fallbacks,
@@ -68,6 +71,10 @@ apikey_usage_runtime_stats(PG_FUNCTION_ARGS)
 	values[18] = Int64GetDatum(kc.last_used_queued);
 	values[19] = Int64GetDatum(kc.last_used_dropped);
 	values[20] = Int64GetDatum(kc.last_used_pending);
+	logbuf_outcome_stats(&duplicates, &quarantined, &discarded);
+	values[21] = Int64GetDatum(duplicates);
+	values[22] = Int64GetDatum(quarantined);
+	values[23] = Int64GetDatum(discarded);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc),
 													  values, nulls)));
 }
@@ -86,6 +93,7 @@ apikey_usage_flush(PG_FUNCTION_ARGS)
 	int			nspooled;
 
 	apikey_require_preload();
+	apikey_require_primary("flush");
 	before = logbuf_flushed_seq();
 	target = logbuf_reserved_seq();
 	nspooled = spool_list(&spooled, INT_MAX);

@@ -442,6 +442,19 @@ key_remember_workspace(const pg_uuid_t *key_id, const char *workspace)
 }
 
 /*
+ * Forget every remembered workspace: called when schema apikey_usage is
+ * dropped or created (writer.c), since the key ids of a dropped
+ * installation must become unknown.
+ */
+void
+key_forget_workspaces(void)
+{
+	workspace_cache = NULL;
+	if (workspace_context != NULL)
+		MemoryContextReset(workspace_context);
+}
+
+/*
  * The workspace of a key, live or deleted; NULL when no key with that id
  * ever existed.  The result is owned by the cache: do not free it.
  */

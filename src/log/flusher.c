@@ -6,9 +6,10 @@
  *
  * One worker, connected to apikey_usage.database.  Every flush_interval
  * (or when woken: ring half full, flush(), synchronous mode) it writes the
- * committed entries of the ring in batches; each batch is one transaction
- * that inserts the rows, adds them to the rollups and records the new
- * flushed sequence number in apikey_usage.flush_state, so a batch is
+ * committed entries of the ring in batches through the one write path
+ * (writer.c); each batch is one transaction that inserts the rows, adds
+ * them to the rollups, quarantines what cannot be written and records the
+ * new flushed sequence number in apikey_usage.flush_state, so a batch is
  * written exactly once even if the worker dies between commit and
  * advancing the ring.  It idles while the server is in recovery or the
  * extension is not created, reloads its configuration on SIGHUP, drains
@@ -22,8 +23,13 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -36,11 +42,15 @@
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "apikey_usage.h"
+#include "alerts/alerts.h"
 
 #define FLUSH_BATCH				10000
 #define LAST_USED_INTERVAL_MS	1000
@@ -64,10 +74,6 @@ flusher_register(void)
 	RegisterBackgroundWorker(&worker);
 }
 
-/* ---- writing entries (worker, synchronous fall-back) ---- */
-
-static SPIPlanPtr insert_plan = NULL;
-
 static ArrayType *
 make_array(Datum *values, bool *nulls, int n, Oid type, int typlen,
 		   bool byval, char align)
@@ -78,72 +84,10 @@ make_array(Datum *values, bool *nulls, int n, Oid type, int typlen,
 	return construct_md_array(values, nulls, 1, dims, lbs, type, typlen, byval, align);
 }
 
-/*
- * Insert entries into the raw log and the rollups, in the current
- * transaction, through apikey_usage._insert_batch.  The caller runs as
- * a role allowed to call it.
- */
-int64
-flusher_write_entries(const LogEntry *entries, int count)
-{
-	Datum	   *ids = palloc(sizeof(Datum) * count);
-	Datum	   *times = palloc(sizeof(Datum) * count);
-	Datum	   *keys = palloc(sizeof(Datum) * count);
-	Datum	   *methods = palloc(sizeof(Datum) * count);
-	Datum	   *endpoints = palloc(sizeof(Datum) * count);
-	Datum	   *codes = palloc(sizeof(Datum) * count);
-	Datum	   *resources = palloc(sizeof(Datum) * count);
-	bool	   *resource_nulls = palloc(sizeof(bool) * count);
-	Datum		args[7];
-	Oid			argtypes[7] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID, UUIDARRAYOID,
-	TEXTARRAYOID, TEXTARRAYOID, INT2ARRAYOID, TEXTARRAYOID};
-	int			i;
-	int			rc;
-
-	for (i = 0; i < count; i++)
-	{
-		const LogEntry *e = &entries[i];
-
-		ids[i] = UUIDPGetDatum(unconstify(pg_uuid_t *, &e->request_id));
-		times[i] = TimestampTzGetDatum(e->requested_at);
-		keys[i] = UUIDPGetDatum(unconstify(pg_uuid_t *, &e->key_id));
-		methods[i] = PointerGetDatum(cstring_to_text_with_len(e->method, e->method_len));
-		endpoints[i] = PointerGetDatum(cstring_to_text_with_len(e->endpoint, e->endpoint_len));
-		codes[i] = Int16GetDatum(e->response_code);
-		resource_nulls[i] = !e->has_resource;
-		resources[i] = e->has_resource ?
-			PointerGetDatum(cstring_to_text_with_len(e->resource, e->resource_len)) : (Datum) 0;
-	}
-	args[0] = PointerGetDatum(make_array(ids, NULL, count, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
-	args[1] = PointerGetDatum(make_array(times, NULL, count, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[2] = PointerGetDatum(make_array(keys, NULL, count, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
-	args[3] = PointerGetDatum(make_array(methods, NULL, count, TEXTOID, -1, false, TYPALIGN_INT));
-	args[4] = PointerGetDatum(make_array(endpoints, NULL, count, TEXTOID, -1, false, TYPALIGN_INT));
-	args[5] = PointerGetDatum(make_array(codes, NULL, count, INT2OID, 2, true, TYPALIGN_SHORT));
-	args[6] = PointerGetDatum(make_array(resources, resource_nulls, count, TEXTOID, -1, false, TYPALIGN_INT));
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (insert_plan == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare("SELECT apikey_usage._insert_batch($1, $2, $3, $4, $5, $6, $7)",
-									   7, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		insert_plan = plan;
-	}
-	rc = SPI_execute_plan(insert_plan, args, NULL, false, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "writing the request log failed: %s", SPI_result_code_string(rc));
-	SPI_finish();
-	return count;
-}
-
 /* ---- the worker ---- */
 
 static LogEntry *batch = NULL;
+static const char **batch_damage = NULL;
 static MemoryContext work_context = NULL;
 static Oid	synced_extension = InvalidOid;	/* ring checked against its table */
 static TimestampTz last_maintain = 0;
@@ -183,8 +127,10 @@ commit_tx(void)
 }
 
 /*
- * Once per worker start: make the ring's flushed_seq agree with the table
- * (a crash between commit and advancing the ring), and register the ring.
+ * Once per worker start (and per installation): check that the ring
+ * belongs to this cluster, its timeline and these tables, make its
+ * flushed_seq agree with the table (logbuf_check_origin), and register
+ * the ring in flush_state.
  */
 static void
 sync_ring_with_table(void)
@@ -192,9 +138,10 @@ sync_ring_with_table(void)
 	Datum		args[2];
 	Oid			types[2] = {INT8OID, INT8OID};
 	int			rc;
+	int64		table_seq = -1;
+	uint64		discarded;
 
 	args[0] = Int64GetDatum((int64) logbuf_ring_id());
-	args[1] = Int64GetDatum((int64) logbuf_flushed_seq());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	rc = SPI_execute_with_args("SELECT flushed_seq FROM apikey_usage.flush_state WHERE ring_id = $1",
@@ -202,22 +149,18 @@ sync_ring_with_table(void)
 	if (rc == SPI_OK_SELECT && SPI_processed == 1)
 	{
 		bool		isnull;
-		int64		table_seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-															SPI_tuptable->tupdesc, 1, &isnull));
 
-		if (table_seq > (int64) logbuf_flushed_seq() &&
-			table_seq <= (int64) logbuf_reserved_seq())
-		{
-			ereport(LOG,
-					(errmsg("apikey_usage: skipping " INT64_FORMAT " log entries already written before a crash",
-							table_seq - (int64) logbuf_flushed_seq())));
-			logbuf_set_flushed((uint64) table_seq);
-		}
+		table_seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+												SPI_tuptable->tupdesc, 1, &isnull));
 	}
-	else
-		SPI_execute_with_args("INSERT INTO apikey_usage.flush_state (ring_id, flushed_seq) VALUES ($1, $2)"
-							  " ON CONFLICT (ring_id) DO NOTHING",
-							  2, types, args, NULL, false, 0);
+	(void) logbuf_check_origin(GetSystemIdentifier(),
+							   (uint32) GetWALInsertionTimeLine(),
+							   table_seq, &discarded);
+	args[0] = Int64GetDatum((int64) logbuf_ring_id());
+	args[1] = Int64GetDatum((int64) logbuf_flushed_seq());
+	SPI_execute_with_args("INSERT INTO apikey_usage.flush_state (ring_id, flushed_seq) VALUES ($1, $2)"
+						  " ON CONFLICT (ring_id) DO NOTHING",
+						  2, types, args, NULL, false, 0);
 	SPI_finish();
 }
 
@@ -234,7 +177,8 @@ drain_ring(void)
 	{
 		uint64		from = logbuf_flushed_seq();
 		uint64		next;
-		int			n = logbuf_take_batch(from, FLUSH_BATCH, batch, &next);
+		int			n = logbuf_take_batch(from, FLUSH_BATCH, batch, batch_damage, &next);
+		WriterCounts counts;
 		Datum		args[2];
 		Oid			types[2] = {INT8OID, INT8OID};
 
@@ -243,7 +187,7 @@ drain_ring(void)
 		if (n > 0)
 		{
 			begin_tx("apikey_usage: flushing the log buffer");
-			flusher_write_entries(batch, n);
+			writer_write(batch, batch_damage, n, WRITER_RING, &counts);
 			args[0] = Int64GetDatum((int64) next);
 			args[1] = Int64GetDatum((int64) logbuf_ring_id());
 			run_sql("INSERT INTO apikey_usage.flush_state AS f (flushed_seq, ring_id) VALUES ($1, $2)"
@@ -258,7 +202,7 @@ drain_ring(void)
 			 * are no longer in the ring either.
 			 */
 			XLogFlush(XactLastCommitEnd);
-			logbuf_count_flush(n, false);
+			logbuf_count_flush(counts.written, false);
 		}
 		logbuf_set_flushed(next);
 		logbuf_broadcast_flushed();
@@ -282,6 +226,8 @@ drain_spool(void)
 	char	  **names;
 	int			n = spool_list(&names, FLUSH_BATCH);
 	LogEntry   *entries;
+	const char **damage;
+	WriterCounts counts;
 	Datum	   *name_datums;
 	int			count = 0;
 	int			i;
@@ -291,6 +237,7 @@ drain_spool(void)
 	if (n == 0)
 		return 0;
 	entries = palloc(sizeof(LogEntry) * n);
+	damage = palloc(sizeof(char *) * n);
 	name_datums = palloc(sizeof(Datum) * n);
 	begin_tx("apikey_usage: flushing spooled entries");
 	for (i = 0; i < n; i++)
@@ -305,20 +252,20 @@ drain_spool(void)
 							  1, &name_type, &name_arg, NULL, true, 1);
 		done = SPI_processed > 0;
 		SPI_finish();
-		if (done || !spool_read(names[i], &entries[count]))
+		if (done || !spool_read(names[i], &entries[count], &damage[count]))
 			continue;
 		name_datums[count++] = name_arg;
 	}
 	if (count > 0)
 	{
-		flusher_write_entries(entries, count);
+		writer_write(entries, damage, count, WRITER_SPOOL, &counts);
 		args[0] = PointerGetDatum(make_array(name_datums, NULL, count, TEXTOID, -1, false, TYPALIGN_INT));
 		run_sql("INSERT INTO apikey_usage.spool_done (name) SELECT unnest($1::text[])", 1, types, args);
 	}
 	commit_tx();
 	XLogFlush(XactLastCommitEnd);
 	if (count > 0)
-		logbuf_count_flush(count, false);
+		logbuf_count_flush(counts.written, false);
 
 	/* the files are in the tables: remove them, then forget their names */
 	for (i = 0; i < n; i++)
@@ -402,13 +349,72 @@ store_last_used(void)
 	}
 }
 
+/*
+ * The installed version of the extension, or NULL (palloc'd).  Needs a
+ * transaction.
+ */
+char *
+apikey_installed_version(Oid extension)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	char	   *version = NULL;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(extension));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tuple, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			version = text_to_cstring(DatumGetTextPP(d));
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return version;
+}
+
+/*
+ * True when the extension exists in this database with the SQL objects of
+ * this library's version.  Between installing a new library and ALTER
+ * EXTENSION ... UPDATE the worker writes nothing (the tables and internal
+ * functions may differ): entries wait in the ring, flush() and
+ * synchronous logging fail with a hint, and a LOG line says why, once.
+ */
 static bool
 extension_ready(void)
 {
+	static bool mismatch_logged = false;
 	Oid			extension;
+	char	   *version;
 
 	begin_tx("apikey_usage: checking for the extension");
 	extension = get_extension_oid("apikey_usage", true);
+	version = OidIsValid(extension) ? apikey_installed_version(extension) : NULL;
+	if (version != NULL && strcmp(version, APIKEY_USAGE_VERSION) != 0)
+	{
+		if (!mismatch_logged)
+			ereport(LOG,
+					(errmsg("apikey_usage: database \"%s\" has the SQL objects of version %s, this library is version %s; logged requests are kept in the buffer until ALTER EXTENSION apikey_usage UPDATE",
+							apikey_database, version, APIKEY_USAGE_VERSION)));
+		mismatch_logged = true;
+		logbuf_set_sql_version_mismatch(true);
+		commit_tx();
+		return false;
+	}
+	if (mismatch_logged)
+	{
+		mismatch_logged = false;
+		logbuf_set_sql_version_mismatch(false);
+		synced_extension = InvalidOid;	/* check the ring again */
+	}
 	if (OidIsValid(extension) && extension != synced_extension)
 	{
 		/* first time, or the extension was dropped and created again */
@@ -486,6 +492,16 @@ apikey_usage_worker_main(Datum main_arg)
 	pgstat_report_appname("apikey_usage flusher");
 
 	batch = MemoryContextAllocHuge(TopMemoryContext, sizeof(LogEntry) * FLUSH_BATCH);
+	batch_damage = MemoryContextAlloc(TopMemoryContext, sizeof(char *) * FLUSH_BATCH);
+
+	/*
+	 * Never wait long for a lock (someone holding one on the raw log): the
+	 * flush fails, is counted, and is retried; flush() callers get their
+	 * 55000 within its bound instead of waiting with the worker.
+	 */
+	SetConfigOption("lock_timeout", "2s", PGC_SUSET, PGC_S_OVERRIDE);
+	/* nothing planted in a schema on the default path can be picked up */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	work_context = AllocSetContextCreate(TopMemoryContext, "apikey_usage worker",
 										 ALLOCSET_DEFAULT_SIZES);
 	logbuf_set_worker_latch(MyLatch, MyProcPid);
@@ -501,6 +517,7 @@ apikey_usage_worker_main(Datum main_arg)
 			maintain_now = true;	/* the retention may have changed */
 		}
 		work_cycle();
+		alerts_evaluate_if_due();
 		/* let autovacuum see the worker's inserts and upserts */
 		pgstat_report_stat(false);
 		MemoryContextSwitchTo(TopMemoryContext);
