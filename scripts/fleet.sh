@@ -1,4 +1,4 @@
-# Helpers for the fleet test and benchmark: three apikey_usage nodes and a
+# Helpers for the fleet test (test/shell/fleet.sh) and benchmark: three apikey_usage nodes and a
 # PL/Proxy coordinator, each a throwaway cluster (scripts/cluster.sh).
 # Source after scripts/cluster.sh; run as root.
 #
