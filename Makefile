@@ -58,3 +58,7 @@ demo:
 	bash scripts/demo.sh
 bench:
 	bash bench/run.sh $(BENCH)
+
+# PGXS does not track header dependencies: rebuild every object when a
+# header changes (a stale struct layout compiles and then misbehaves).
+$(OBJS): $(wildcard src/*.h src/*/*.h)

@@ -52,12 +52,13 @@ SELECT name, rate_limit, rate_window FROM apikey_usage.keys JOIN k USING (key_id
 SELECT apikey_usage.set_rate_limit(key_id, NULL) FROM k WHERE tag = 'zapier';
 SELECT rate_limit FROM apikey_usage.keys JOIN k USING (key_id) WHERE tag = 'zapier';
 
--- delete: true once, false after; the key is unknown at once; tombstone kept
+-- delete: true once, false after; the key is revoked at once; tombstone kept
+-- (with the hash that recognises the key, without the ciphertext that could show it)
 SELECT apikey_usage.delete_key(key_id) FROM k WHERE tag = 'power';
 SELECT apikey_usage.delete_key(key_id) FROM k WHERE tag = 'power';
 SELECT v.valid, v.reason FROM k, apikey_usage.verify_key(k.api_key) v WHERE tag = 'power';
 SELECT count(*) AS listed FROM apikey_usage.keys JOIN k USING (key_id) WHERE tag = 'power';
-SELECT name, workspace, key_hash IS NULL AS hash_destroyed, key_ciphertext IS NULL AS ciphertext_destroyed,
+SELECT name, workspace, key_hash IS NOT NULL AS hash_kept, key_ciphertext IS NULL AS ciphertext_destroyed,
        deleted_at IS NOT NULL AS deleted
   FROM apikey_usage.api_keys JOIN k USING (key_id) WHERE tag = 'power';
 SELECT pg_temp.err($q$SELECT apikey_usage.copy_key(key_id) FROM pg_temp.k WHERE tag = 'power'$q$);

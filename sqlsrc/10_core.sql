@@ -47,7 +47,9 @@ GRANT USAGE ON SCHEMA apikey_usage TO apikey_usage_admin, apikey_usage_app, apik
 -- Keys.  key_hash and key_ciphertext are never granted to anyone: only
 -- the SECURITY DEFINER functions below and the C code (which switches to
 -- the extension owner for its lookups) read them.  A deleted key keeps its
--- row as a tombstone with hash and ciphertext destroyed.
+-- row as a tombstone with the ciphertext destroyed: it keeps what is needed
+-- to recognise the key (its one-way hash, so check_request and verify_key
+-- answer "revoked" with the key id), never what is needed to use it.
 CREATE TABLE apikey_usage.api_keys (
 	key_id			uuid PRIMARY KEY,
 	workspace		text NOT NULL,
@@ -61,8 +63,15 @@ CREATE TABLE apikey_usage.api_keys (
 	rate_window		interval NOT NULL DEFAULT '1 minute',
 	last_used_at	timestamptz,
 	deleted_at		timestamptz,
-	CHECK ((deleted_at IS NULL) = (key_hash IS NOT NULL)),
-	CHECK ((deleted_at IS NULL) = (key_ciphertext IS NOT NULL))
+	-- roll_key: the replaced key's hash, verifying as this key until
+	-- previous_key_expires_at (0.2.0)
+	previous_key_hash	bytea CONSTRAINT api_keys_previous_key_hash_key UNIQUE,
+	previous_key_expires_at	timestamptz,
+	CONSTRAINT api_keys_check CHECK (deleted_at IS NOT NULL OR key_hash IS NOT NULL),
+	CONSTRAINT api_keys_check1 CHECK ((deleted_at IS NULL) = (key_ciphertext IS NOT NULL)),
+	CONSTRAINT api_keys_previous_key_check
+		CHECK ((previous_key_hash IS NULL) = (previous_key_expires_at IS NULL)
+			   AND (deleted_at IS NULL OR previous_key_hash IS NULL))
 );
 CREATE INDEX api_keys_workspace_idx ON apikey_usage.api_keys (workspace);
 COMMENT ON TABLE apikey_usage.api_keys IS
@@ -303,15 +312,17 @@ BEGIN
 		END IF;
 		RAISE EXCEPTION 'no API key with id %', key_id USING ERRCODE = '22023';
 	END IF;
+	-- the hash stays, so that the key is recognised as revoked
 	UPDATE apikey_usage.api_keys k
-	   SET key_hash = NULL, key_ciphertext = NULL, deleted_at = pg_catalog.now()
+	   SET key_ciphertext = NULL, deleted_at = pg_catalog.now(),
+		   previous_key_hash = NULL, previous_key_expires_at = NULL
 	 WHERE k.key_id = delete_key.key_id;
 	PERFORM apikey_usage._invalidate_key(old_hash);
 	RETURN true;
 END
 $$;
 COMMENT ON FUNCTION apikey_usage.delete_key(uuid) IS
-	'Delete a key for good: hash and ciphertext are destroyed, every backend rejects it from commit on; its usage history stays.';
+	'Delete a key for good: its ciphertext is destroyed (and a rolled key''s previous key ends), every backend answers revoked for it from commit on (the tombstone keeps only its hash); its usage history stays.';
 
 CREATE FUNCTION apikey_usage.rename_key(key_id uuid, name text) RETURNS void
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -330,6 +341,49 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION apikey_usage.rename_key(uuid, text) IS 'Change the name (description) of a live key.';
+
+-- A new secret for the same key id (one usage history); the replaced key
+-- keeps verifying as this key until now() + grace.  The previous hash is
+-- never cached: each use of it reads the key table, so its grace ends in
+-- every backend by the clock alone, and it is verified and rate-limited
+-- through the current key's cache entry (one shared limit).  A key has at
+-- most one previous key: rolling again ends the earlier one at once.
+CREATE FUNCTION apikey_usage.roll_key(key_id uuid, grace interval DEFAULT '1 day') RETURNS text
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	old_hash	bytea;
+	old_prefix	text;
+	material	record;
+BEGIN
+	IF key_id IS NULL OR grace IS NULL THEN
+		RAISE EXCEPTION 'key_id and grace must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	IF grace < interval '0' THEN
+		RAISE EXCEPTION 'grace must not be negative' USING ERRCODE = '22023';
+	END IF;
+	PERFORM apikey_usage._check_key_admin(key_id);
+	SELECT k.key_hash, k.key_prefix INTO old_hash, old_prefix
+	  FROM apikey_usage.api_keys k
+	 WHERE k.key_id = roll_key.key_id AND k.deleted_at IS NULL
+	   FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no live API key with id %', key_id USING ERRCODE = '22023';
+	END IF;
+	-- the display prefix is "<prefix>_<first characters>"
+	material := apikey_usage._key_material(pg_catalog.split_part(old_prefix, '_', 1), key_id);
+	UPDATE apikey_usage.api_keys k
+	   SET key_hash = material.key_hash, key_ciphertext = material.key_ciphertext,
+		   key_prefix = material.display_prefix,
+		   previous_key_hash = CASE WHEN grace > interval '0' THEN old_hash END,
+		   previous_key_expires_at = CASE WHEN grace > interval '0' THEN pg_catalog.now() + grace END
+	 WHERE k.key_id = roll_key.key_id;
+	PERFORM apikey_usage._invalidate_key(old_hash);
+	RETURN material.api_key;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage.roll_key(uuid, interval) IS
+	'Replace a live key''s secret, keeping its id; the old key verifies as the same key until now() + grace (0 = until commit). Returns the new api_key.';
 
 CREATE FUNCTION apikey_usage.set_rate_limit(key_id uuid, rate_limit integer,
 	rate_window interval DEFAULT '1 minute') RETURNS void
@@ -370,18 +424,18 @@ CREATE FUNCTION apikey_usage.verify_key(api_key text,
 	LANGUAGE c VOLATILE CALLED ON NULL INPUT
 	AS 'MODULE_PATHNAME', 'apikey_usage_verify_key';
 COMMENT ON FUNCTION apikey_usage.verify_key(text) IS
-	'Check an API key: valid, or why not (malformed, unknown, expired). Served from the shared-memory key cache; never writes a table.';
+	'Check an API key: valid, or why not (malformed, unknown, expired, revoked). Served from the shared-memory key cache; never writes a table.';
 
 CREATE FUNCTION apikey_usage.check_request(api_key text, method text, endpoint text,
 	resource_id text DEFAULT NULL,
 	OUT allowed boolean, OUT key_id uuid, OUT workspace text, OUT response_code integer,
 	OUT rate_limit integer, OUT remaining integer, OUT retry_after_ms integer,
-	OUT request_id uuid, OUT rate_window interval)
+	OUT request_id uuid, OUT rate_window interval, OUT reason text, OUT reset_after_ms integer)
 	RETURNS record
 	LANGUAGE c VOLATILE CALLED ON NULL INPUT
 	AS 'MODULE_PATHNAME', 'apikey_usage_check_request';
 COMMENT ON FUNCTION apikey_usage.check_request(text, text, text, text) IS
-	'The gateway call before serving a request: verify the key, apply its rate limit (GCRA), log refusals; returns what to answer.';
+	'The gateway call before serving a request: credentials first, then the arguments and the rate limit (GCRA); logs refusals of recognised keys; returns what to answer and why (reason: valid, malformed, unknown, expired, revoked, rate_limited).';
 
 CREATE FUNCTION apikey_usage.log_request(key_id uuid, method text, endpoint text,
 	response_code integer, resource_id text DEFAULT NULL, request_id uuid DEFAULT NULL,
@@ -431,52 +485,8 @@ $$;
 COMMENT ON FUNCTION apikey_usage._ensure_partition(timestamptz) IS
 	'Internal: create the UTC-day partition of request_log_raw that holds ts, if missing.';
 
--- Insert a batch into the raw log and add it to the hourly rollups, in
--- the caller's transaction.  The one write path of the log: used by the
--- background worker, the synchronous fall-back and bulk imports.
-CREATE FUNCTION apikey_usage._insert_batch(
-	request_ids uuid[], requested_ats timestamptz[], key_ids uuid[],
-	methods text[], endpoints text[], response_codes smallint[], resource_ids text[])
-	RETURNS bigint
-	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	day			timestamptz;
-	inserted	bigint;
-BEGIN
-	FOR day IN
-		SELECT DISTINCT pg_catalog.date_trunc('day', t AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
-		  FROM pg_catalog.unnest(requested_ats) AS t
-	LOOP
-		PERFORM apikey_usage._ensure_partition(day);
-	END LOOP;
-
-	WITH batch AS (
-		SELECT * FROM unnest(request_ids, requested_ats, key_ids, methods,
-										endpoints, response_codes, resource_ids)
-			AS b(request_id, requested_at, api_key_id, method, endpoint, response_code, resource_id)
-	), raw AS (
-		INSERT INTO apikey_usage.request_log_raw
-			(requested_at, request_id, api_key_id, method, endpoint, response_code, resource_id)
-		SELECT requested_at, request_id, api_key_id, method, endpoint, response_code, resource_id
-		  FROM batch
-	)
-	INSERT INTO apikey_usage.usage_hourly AS u
-		(api_key_id, bucket_start, method, endpoint, response_code, requests)
-	SELECT api_key_id, pg_catalog.date_trunc('hour', requested_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
-		   method, endpoint, response_code, pg_catalog.count(*)
-	  FROM batch
-	 GROUP BY 1, 2, 3, 4, 5
-	 ORDER BY 1, 2, 3, 4, 5
-	ON CONFLICT (api_key_id, bucket_start, method, endpoint, response_code)
-	DO UPDATE SET requests = u.requests OPERATOR(pg_catalog.+) excluded.requests;
-
-	inserted := pg_catalog.cardinality(request_ids);
-	RETURN inserted;
-END
-$$;
-COMMENT ON FUNCTION apikey_usage._insert_batch(uuid[], timestamptz[], uuid[], text[], text[], smallint[], text[]) IS
-	'Internal: write a batch of log entries to the raw log and the hourly rollups in one transaction.';
+-- Batches are written by the C writer (src/log/writer.c): multi-insert
+-- into the day partition, index insertion, rollups through _rollup_apply.
 
 -- Create the partitions for the coming days and drop the ones wholly
 -- older than the retention (with the rollup rows of the same hours).

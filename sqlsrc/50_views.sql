@@ -15,7 +15,9 @@ SELECT k.key_id, k.workspace, k.name, k.key_prefix, k.created_at,
 	   k.expires_at, k.rate_limit, k.rate_window,
 	   (SELECT s.total_requests
 		  FROM apikey_usage.usage_summary(k.key_id, pg_catalog.now() - interval '30 days',
-										  pg_catalog.now()) s) AS requests_30d
+										  pg_catalog.now()) s) AS requests_30d,
+	   CASE WHEN k.previous_key_expires_at > pg_catalog.now() THEN k.previous_key_expires_at END
+		   AS previous_key_expires_at
   FROM apikey_usage.api_keys k
   LEFT JOIN apikey_usage._visible_last_used() c ON c.key_id = k.key_id
  WHERE k.deleted_at IS NULL
@@ -32,6 +34,7 @@ COMMENT ON COLUMN apikey_usage.keys.expires_at IS 'When the key stops being vali
 COMMENT ON COLUMN apikey_usage.keys.rate_limit IS 'Requests allowed per rate_window (burst size too); NULL = unlimited.';
 COMMENT ON COLUMN apikey_usage.keys.rate_window IS 'Window of the rate limit.';
 COMMENT ON COLUMN apikey_usage.keys.requests_30d IS 'Requests made with the key in the last 30 days (exact, from the rollups).';
+COMMENT ON COLUMN apikey_usage.keys.previous_key_expires_at IS 'After roll_key: until when the replaced key still verifies as this key; NULL when there is none.';
 
 CREATE VIEW apikey_usage.requests WITH (security_barrier) AS
 SELECT r.request_id, r.requested_at, r.api_key_id, k.name AS key_name, k.workspace,
@@ -60,7 +63,10 @@ CREATE FUNCTION apikey_usage._runtime_stats(
 	OUT flush_errors bigint, OUT key_cache_capacity bigint, OUT key_cache_size bigint,
 	OUT key_cache_hits bigint, OUT key_cache_misses bigint, OUT key_cache_evictions bigint,
 	OUT last_flush_at timestamptz, OUT worker_pid integer, OUT recovered_entries bigint,
-	OUT key_cache_bytes bigint)
+	OUT key_cache_bytes bigint, OUT key_cache_miss_ratio double precision,
+	OUT key_cache_partitions integer, OUT last_used_queued bigint,
+	OUT last_used_dropped bigint, OUT last_used_pending bigint,
+	OUT duplicates_skipped bigint, OUT quarantined_entries bigint, OUT discarded_entries bigint)
 	RETURNS record
 	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'apikey_usage_runtime_stats';
 COMMENT ON FUNCTION apikey_usage._runtime_stats() IS 'Internal: the counters behind the runtime_stats view.';
@@ -78,8 +84,16 @@ COMMENT ON COLUMN apikey_usage.runtime_stats.key_cache_capacity IS 'Keys the sha
 COMMENT ON COLUMN apikey_usage.runtime_stats.key_cache_size IS 'Keys in the cache now.';
 COMMENT ON COLUMN apikey_usage.runtime_stats.key_cache_hits IS 'Lookups answered from the cache.';
 COMMENT ON COLUMN apikey_usage.runtime_stats.key_cache_misses IS 'Lookups that read the key table.';
-COMMENT ON COLUMN apikey_usage.runtime_stats.key_cache_evictions IS 'Keys evicted (least recently used) to make room.';
+COMMENT ON COLUMN apikey_usage.runtime_stats.key_cache_evictions IS 'Keys evicted (clock sweep: not used since the hand last passed) to make room.';
 COMMENT ON COLUMN apikey_usage.runtime_stats.last_flush_at IS 'When the worker last wrote entries to the tables.';
 COMMENT ON COLUMN apikey_usage.runtime_stats.worker_pid IS 'Process id of the background worker, NULL when it is not running.';
 COMMENT ON COLUMN apikey_usage.runtime_stats.recovered_entries IS 'Entries found in the buffer file at start-up (after a restart or crash) and flushed.';
 COMMENT ON COLUMN apikey_usage.runtime_stats.key_cache_bytes IS 'Shared memory reserved for the key cache, in bytes.';
+COMMENT ON COLUMN apikey_usage.runtime_stats.key_cache_miss_ratio IS 'key_cache_misses / (hits + misses): above a few percent, more keys are in use than apikey_usage.max_keys holds.';
+COMMENT ON COLUMN apikey_usage.runtime_stats.key_cache_partitions IS 'Lock partitions of the key cache (by key hash; up to 64).';
+COMMENT ON COLUMN apikey_usage.runtime_stats.last_used_queued IS 'last_used_at values queued for the worker to write to the key table.';
+COMMENT ON COLUMN apikey_usage.runtime_stats.last_used_dropped IS 'last_used_at values not queued because the queue was full (retried at the key''s next use).';
+COMMENT ON COLUMN apikey_usage.runtime_stats.last_used_pending IS 'last_used_at values queued and not yet written.';
+COMMENT ON COLUMN apikey_usage.runtime_stats.duplicates_skipped IS 'Log entries not written because their (request_id, requested_at) was already logged.';
+COMMENT ON COLUMN apikey_usage.runtime_stats.quarantined_entries IS 'Log entries moved to apikey_usage.quarantine (invalid, damaged or refused by the tables).';
+COMMENT ON COLUMN apikey_usage.runtime_stats.discarded_entries IS 'Log entries lost or discarded: of a dropped installation, in slots never committed or damaged, in a log buffer file or spool file that could not be used (each also in a LOG line).';

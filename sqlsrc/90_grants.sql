@@ -41,15 +41,21 @@ GRANT EXECUTE ON FUNCTION
 	TO apikey_usage_reader, apikey_usage_tenant;
 GRANT EXECUTE ON FUNCTION
 	apikey_usage.grant_workspace(regrole, text, text),
-	apikey_usage.revoke_workspace(regrole, text)
+	apikey_usage.revoke_workspace(regrole, text),
+	apikey_usage.roll_key(uuid, interval),
+	apikey_usage.create_alert_rule(text, text, numeric, interval, uuid, bigint, numeric),
+	apikey_usage.drop_alert_rule(bigint)
 	TO apikey_usage_admin;
+GRANT EXECUTE ON FUNCTION apikey_usage.unused_keys(interval) TO apikey_usage_reader;
+GRANT SELECT ON apikey_usage.alert_rules, apikey_usage.alert_events TO apikey_usage_reader;
 
 -- tenants (grant_workspace makes a role a member of apikey_usage_tenant,
 -- and of apikey_usage_tenant_admin for admin access): the reader's views
 -- and analytics, which show them only their workspaces, and key
 -- management, which checks the workspace of every key it touches.
 GRANT SELECT ON apikey_usage.keys, apikey_usage.requests,
-	apikey_usage.hourly_usage, apikey_usage.daily_usage
+	apikey_usage.hourly_usage, apikey_usage.daily_usage,
+	apikey_usage.alert_rules, apikey_usage.alert_events
 	TO apikey_usage_tenant;
 GRANT EXECUTE ON FUNCTION
 	apikey_usage.status_of(integer),
@@ -59,14 +65,18 @@ GRANT EXECUTE ON FUNCTION
 	apikey_usage.usage_by_response_status(uuid, timestamptz, timestamptz),
 	apikey_usage.top_endpoints(uuid, timestamptz, timestamptz, integer),
 	apikey_usage.usage_timeseries(uuid, timestamptz, timestamptz, interval),
-	apikey_usage.request_log(uuid, text, timestamptz, timestamptz, text, text, text, integer, integer, timestamptz, uuid)
+	apikey_usage.request_log(uuid, text, timestamptz, timestamptz, text, text, text, integer, integer, timestamptz, uuid),
+	apikey_usage.unused_keys(interval)
 	TO apikey_usage_tenant;
 GRANT EXECUTE ON FUNCTION
 	apikey_usage.generate_key(text, text, integer, interval, timestamptz, text),
 	apikey_usage.copy_key(uuid),
 	apikey_usage.delete_key(uuid),
 	apikey_usage.rename_key(uuid, text),
-	apikey_usage.set_rate_limit(uuid, integer, interval)
+	apikey_usage.set_rate_limit(uuid, integer, interval),
+	apikey_usage.roll_key(uuid, interval),
+	apikey_usage.create_alert_rule(text, text, numeric, interval, uuid, bigint, numeric),
+	apikey_usage.drop_alert_rule(bigint)
 	TO apikey_usage_tenant_admin;
 
 -- fleets: node_of reveals nothing secret; every extension role may route

@@ -13,7 +13,9 @@
  *	logbuf.c		durable log ring in a file-backed shared mapping
  *	spool.c			overflow files for entries that find the ring full
  *	flusher.c		background worker
- *	request.c		check_request, log_request, argument validation
+ *	writer.c		the one write path: checks, dedup, bulk insert, rollups
+ *	request.c		check_request, log_request(s), argument validation
+ *	import.c		import_requests (bulk history, through writer.c)
  *	stats.c			runtime_stats, flush(), helpers for views
  *	node.c			node_of(), key ids that carry the node (fleets)
  *
@@ -75,6 +77,15 @@ typedef struct KeyInfo
 	int64		rate_window_us;
 	TimestampTz last_used_at;	/* as stored in the table; 0 when NULL */
 	char		workspace[APIKEY_WORKSPACE_INLINE];	/* "" when longer */
+
+	/*
+	 * Set by a table lookup that matched a rolled key's previous hash
+	 * (roll_key): that key verifies as the key until previous_valid_until,
+	 * through the current hash, which shares the key's limiter state.
+	 */
+	bool		via_previous;
+	TimestampTz previous_valid_until;
+	uint8		current_hash[APIKEY_HASH_BYTES];
 } KeyInfo;
 
 /* The workspace of a key found by keycache_verify. */
@@ -93,7 +104,9 @@ typedef struct KeyInfo
 typedef enum KeyLookupResult
 {
 	KEY_FOUND,
-	KEY_UNKNOWN
+	KEY_UNKNOWN,
+	KEY_REVOKED					/* a deleted key, recognised by the hash its
+								 * tombstone keeps: key_id and workspace set */
 } KeyLookupResult;
 
 /* Result of one limiter step. */
@@ -103,6 +116,8 @@ typedef struct LimitDecision
 	bool		expired;		/* the key was found but has expired */
 	int64		remaining;		/* -1 when unlimited */
 	int64		retry_after_ns;
+	int64		reset_after_ns; /* until the full burst is back: TAT - now,
+								 * 0 when full or unlimited */
 } LimitDecision;
 
 /* keys.c */
@@ -113,6 +128,7 @@ extern KeyLookupResult key_table_lookup_by_hash(const uint8 hash[APIKEY_HASH_BYT
 extern void key_remember_workspace(const pg_uuid_t *key_id,
 								   const char *workspace);
 extern const char *key_workspace(const pg_uuid_t *key_id);
+extern void key_forget_workspaces(void);
 extern Datum return_one_row(FunctionCallInfo fcinfo, Datum *values,
 							bool *nulls);
 
@@ -160,7 +176,9 @@ typedef struct LogEntry
 	pg_uuid_t	request_id;
 	TimestampTz requested_at;
 	pg_uuid_t	key_id;
+	Oid			installation;	/* oid of schema apikey_usage when logged */
 	int16		response_code;
+	bool		id_given;		/* request_id came from the caller */
 	bool		has_resource;
 	uint8		method_len;
 	uint16		endpoint_len;
@@ -180,7 +198,8 @@ extern uint64 logbuf_capacity(void);
 extern Size logbuf_file_bytes(void);
 extern uint64 logbuf_ring_id(void);
 extern int	logbuf_take_batch(uint64 from_seq, int max_entries,
-							  LogEntry *entries, uint64 *next_seq);
+							  LogEntry *entries, const char **damage,
+							  uint64 *next_seq);
 extern void logbuf_set_flushed(uint64 seq);
 extern void logbuf_wait_flushed(uint64 seq);
 extern void logbuf_wake_worker(void);
@@ -192,22 +211,57 @@ extern void logbuf_stats(int64 *logged, int64 *flushed, int64 *fallbacks,
 						 int *worker_pid, int64 *recovered);
 extern void logbuf_count_flush(int64 n, bool recovered);
 extern void logbuf_count_error(void);
+extern void logbuf_count_outcome(int64 duplicates, int64 quarantined,
+								 int64 discarded);
+extern void logbuf_outcome_stats(int64 *duplicates, int64 *quarantined,
+								 int64 *discarded);
+extern uint32 log_entry_crc(const LogEntry *entry);
+
+/* writer.c */
+typedef enum WriterSource
+{
+	WRITER_RING,
+	WRITER_SPOOL,
+	WRITER_IMPORT
+} WriterSource;
+
+typedef struct WriterCounts
+{
+	int64		written;		/* rows inserted */
+	int64		duplicates;		/* already logged: skipped */
+	int64		quarantined;	/* moved to apikey_usage.quarantine */
+	int64		discarded;		/* of a dropped installation */
+} WriterCounts;
+
+extern Oid	log_installation_id(bool missing_ok);
+extern const char *log_entry_problem(const LogEntry *entry, TimestampTz now);
+extern void writer_write(LogEntry *entries, const char *const *damage,
+						 int count, WriterSource source,
+						 WriterCounts *counts);
 
 /* spool.c */
 extern void spool_init_dir(void);
 extern void spool_write(const LogEntry *entry, char *name_out);
 extern bool spool_exists(const char *name);
 extern int	spool_list(char ***names_out, int max);
-extern bool spool_read(const char *name, LogEntry *entry);
+extern bool spool_read(const char *name, LogEntry *entry, const char **damage);
 extern void spool_remove(const char *name);
 
 /* flusher.c */
 extern void flusher_register(void);
 extern PGDLLEXPORT void apikey_usage_worker_main(Datum main_arg);
-extern int64 flusher_write_entries(const LogEntry *entries, int count);
 
 /* request.c */
 extern void uuid_v7_generate(pg_uuid_t *uuid, TimestampTz ts);
+extern bool uuid_v7_time(const pg_uuid_t *uuid, TimestampTz *ts);
+extern const char *request_element_word;
+extern void request_check_fields(text *method, text *endpoint, text *resource,
+								 int element, LogEntry *entry);
+extern void request_check_rest(const pg_uuid_t *key_id, int32 code,
+							   bool code_null, const pg_uuid_t *request_id,
+							   const TimestampTz *requested_at,
+							   TimestampTz tx_now, int element,
+							   LogEntry *entry);
 extern Oid	apikey_owner_oid(void);
 
 #endif							/* APIKEY_USAGE_H */

@@ -22,8 +22,11 @@ Datum
 apikey_usage_runtime_stats(PG_FUNCTION_ARGS)
 {
 	TupleDesc	desc;
-	Datum		values[16];
-	bool		nulls[16];
+	Datum		values[24];
+	bool		nulls[24];
+	int64		duplicates,
+				quarantined,
+				discarded;
 	int64		logged,
 				flushed,
 				fallbacks,
@@ -61,6 +64,17 @@ apikey_usage_runtime_stats(PG_FUNCTION_ARGS)
 	nulls[13] = (worker_pid == 0);
 	values[14] = Int64GetDatum(recovered);
 	values[15] = Int64GetDatum((int64) keycache_bytes());
+	/* key cache at scale (0.2.0) */
+	values[16] = Float8GetDatum(kc.hits + kc.misses == 0 ? 0.0 :
+								(double) kc.misses / (double) (kc.hits + kc.misses));
+	values[17] = Int32GetDatum(kc.partitions);
+	values[18] = Int64GetDatum(kc.last_used_queued);
+	values[19] = Int64GetDatum(kc.last_used_dropped);
+	values[20] = Int64GetDatum(kc.last_used_pending);
+	logbuf_outcome_stats(&duplicates, &quarantined, &discarded);
+	values[21] = Int64GetDatum(duplicates);
+	values[22] = Int64GetDatum(quarantined);
+	values[23] = Int64GetDatum(discarded);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc),
 													  values, nulls)));
 }

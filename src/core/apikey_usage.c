@@ -29,6 +29,7 @@
 #include "utils/timestamp.h"
 
 #include "apikey_usage.h"
+#include "alerts/alerts.h"
 #include "keyformat.h"
 
 PG_MODULE_MAGIC;
@@ -183,6 +184,7 @@ _PG_init(void)
 							&apikey_node_id, 0, 0, KEYFMT_NODE_MAX,
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 
+	alerts_define_gucs();
 	MarkGUCPrefixReserved("apikey_usage");
 
 	secret_load_or_create();

@@ -45,13 +45,14 @@
  * ------------
  * Each entry keeps last_used (stamped at most once a second, so a hot key
  * does not write its cache line on every call) and last_stored, the value
- * the key table has or is about to get.  When last_used passes last_stored
- * by apikey_usage.last_used_resolution, or an entry whose last_used is
- * newer than last_stored leaves the cache, (key_id, last_used) is appended
- * to the dirty ring; the worker drains only that ring (work proportional
- * to what changed, nothing when idle).  A full ring drops the record
- * (counted); a hit retries on the next use, and a refilled key reads
- * last_stored from the table again, so nothing is lost for good.
+ * the key table has or is about to get.  When last_used is ahead of
+ * last_stored by apikey_usage.last_used_resolution or more, at a use or
+ * when the entry leaves the cache, (key_id, last_used) is appended to the
+ * dirty ring; the worker drains only that ring (work proportional to what
+ * changed, nothing when idle), so the table is never more than the
+ * resolution behind.  A full ring drops the record (counted): a cached key
+ * retries at its next stamp; an evicted one at its next use (its refill
+ * reads the older table value).
  *
  * Revocation protocol (delete_key, set_rate_limit)
  * ------------------------------------------------
@@ -100,7 +101,7 @@
 #define LAST_USED_STAMP_US			USECS_PER_SEC
 
 /* sizing warning: window, minimum misses in it, and silence after one */
-#define WARN_WINDOW_US				(60 * USECS_PER_SEC)
+#define WARN_WINDOW_US				(10 * USECS_PER_SEC)
 #define WARN_MIN_MISSES				1000
 #define WARN_SILENCE_US				(300 * USECS_PER_SEC)
 
@@ -500,13 +501,25 @@ dirty_push(const pg_uuid_t *key_id, TimestampTz used)
 }
 
 /*
+ * Whether last_used is far enough ahead of what the table has to be
+ * written (apikey_usage.last_used_resolution).
+ */
+static inline bool
+last_used_due(TimestampTz last_used, TimestampTz last_stored)
+{
+	return last_used - last_stored >=
+		(int64) apikey_last_used_resolution_s * USECS_PER_SEC;
+}
+
+/*
  * Exclusive lock held: an entry leaves the cache; queue its last use if
- * the table does not have it yet.
+ * the table's value is older than the resolution allows.
  */
 static void
 release_last_used(KeyCacheEntry *entry)
 {
-	if (entry->last_used > entry->last_stored)
+	if (entry->last_used != 0 &&
+		last_used_due(entry->last_used, entry->last_stored))
 		(void) dirty_push(&entry->key_id, entry->last_used);
 }
 
@@ -651,6 +664,7 @@ use_entry(KeyCacheEntry *entry, bool apply_limit, TimestampTz now,
 	decision->expired = !live;
 	decision->remaining = -1;
 	decision->retry_after_ns = 0;
+	decision->reset_after_ns = 0;
 	if (entry->usage < USAGE_MAX)
 		entry->usage++;
 	if (!live)
@@ -663,8 +677,7 @@ use_entry(KeyCacheEntry *entry, bool apply_limit, TimestampTz now,
 	if (now - entry->last_used >= LAST_USED_STAMP_US)
 	{
 		entry->last_used = now;
-		if (now - entry->last_stored >=
-			(int64) apikey_last_used_resolution_s * USECS_PER_SEC &&
+		if (last_used_due(now, entry->last_stored) &&
 			dirty_push(&entry->key_id, now))
 			entry->last_stored = now;
 	}
@@ -694,8 +707,8 @@ sum_counters(uint64 *hits, uint64 *misses, uint64 *evictions, int64 *size)
 }
 
 /*
- * Called every few hundred misses of a backend: once a minute (for the
- * whole server) look at the last minute's lookups, and when misses
+ * Called every few hundred misses of a backend: every 10 s (for the
+ * whole server) look at the lookups since the last look, and when misses
  * dominate while the cache evicts, warn, at most once every 5 minutes.
  */
 static void
@@ -744,16 +757,24 @@ maybe_warn_sizing(void)
  * Look a key up by hash, from the cache or else the key table (filling the
  * cache), and apply one limiter step when apply_limit.  For a key found
  * but expired, decision->allowed is false and no limiter step is taken.
+ * A rolled key's previous hash is looked up in the table on every use and
+ * then answers through the key's current hash (see roll_key).
  *
  * This is the request path's one entry point: KEY_FOUND with info filled,
- * or what key_table_lookup_by_hash() answered for a key it did not find.
+ * or what key_table_lookup_by_hash() answered for a key it did not find
+ * (KEY_REVOKED fills key_id and workspace only, and leaves decision as it
+ * was).
  */
 KeyLookupResult
-keycache_verify(const uint8 hash[APIKEY_HASH_BYTES], bool apply_limit,
+keycache_verify(const uint8 lookup_hash[APIKEY_HASH_BYTES], bool apply_limit,
 				KeyInfo *info, LimitDecision *decision)
 {
-	KeyCachePartition *part = partition_of(hash);
+	uint8		hash[APIKEY_HASH_BYTES];
+	KeyCachePartition *part;
 	static uint32 backend_misses = 0;
+
+	memcpy(hash, lookup_hash, APIKEY_HASH_BYTES);
+	part = partition_of(hash);
 
 	for (;;)
 	{
@@ -782,13 +803,36 @@ keycache_verify(const uint8 hash[APIKEY_HASH_BYTES], bool apply_limit,
 			maybe_warn_sizing();
 
 		result = key_table_lookup_by_hash(hash, info, &workspace);
-		if (result != KEY_FOUND)
+		if (result == KEY_UNKNOWN)
 			return result;
+		if (info->via_previous)
+		{
+			/*
+			 * A rolled key's previous hash (never cached itself, so its grace
+			 * ends in every backend by the clock alone): within the grace
+			 * period it is the key, verified and limited through the current
+			 * hash's entry.
+			 */
+			if (GetCurrentTimestamp() >= info->previous_valid_until)
+				return KEY_UNKNOWN;
+			memcpy(hash, info->current_hash, APIKEY_HASH_BYTES);
+			part = partition_of(hash);
+			CHECK_FOR_INTERRUPTS();
+			continue;
+		}
 		key_remember_workspace(&info->key_id, workspace);
 		if (strlen(workspace) < APIKEY_WORKSPACE_INLINE)
 			strcpy(info->workspace, workspace);
 		else
 			info->workspace[0] = '\0';
+
+		/*
+		 * A deleted key (KEY_REVOKED: its tombstone keeps the hash) is never
+		 * cached and has no limiter state: key_id and workspace are all the
+		 * caller gets.
+		 */
+		if (result != KEY_FOUND)
+			return result;
 
 		LWLockAcquire(part->lock, LW_EXCLUSIVE);
 		if (part->generation != generation)

@@ -99,6 +99,7 @@ typedef struct KeyTableInfo
 	Oid			relid;
 	Oid			hash_index;		/* btree on (key_hash) */
 	Oid			id_index;		/* btree on (key_id) */
+	Oid			previous_hash_index;	/* btree on (previous_key_hash), if any */
 	AttrNumber	att_key_id;
 	AttrNumber	att_workspace;
 	AttrNumber	att_key_hash;
@@ -107,6 +108,8 @@ typedef struct KeyTableInfo
 	AttrNumber	att_rate_window;
 	AttrNumber	att_last_used_at;
 	AttrNumber	att_deleted_at;
+	AttrNumber	att_previous_key_hash;	/* roll_key; Invalid before 0.2.0 */
+	AttrNumber	att_previous_key_expires_at;
 } KeyTableInfo;
 
 static KeyTableInfo key_table;
@@ -116,7 +119,8 @@ static void
 key_table_invalidate(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == key_table.relid ||
-		relid == key_table.hash_index || relid == key_table.id_index)
+		relid == key_table.hash_index || relid == key_table.id_index ||
+		relid == key_table.previous_hash_index)
 		key_table.valid = false;
 }
 
@@ -207,9 +211,17 @@ key_table_load(void)
 	key_table.att_rate_window = key_table_attnum(relid, "rate_window");
 	key_table.att_last_used_at = key_table_attnum(relid, "last_used_at");
 	key_table.att_deleted_at = key_table_attnum(relid, "deleted_at");
+	/* optional: a 0.1.0 table (not yet updated) has no previous key */
+	key_table.att_previous_key_hash = get_attnum(relid, "previous_key_hash");
+	key_table.att_previous_key_expires_at = get_attnum(relid, "previous_key_expires_at");
 	rel = table_open(relid, AccessShareLock);
 	key_table.hash_index = key_table_index_on(rel, key_table.att_key_hash);
 	key_table.id_index = key_table_index_on(rel, key_table.att_key_id);
+	key_table.previous_hash_index = InvalidOid;
+	if (key_table.att_previous_key_hash != InvalidAttrNumber &&
+		key_table.att_previous_key_expires_at != InvalidAttrNumber)
+		key_table.previous_hash_index =
+			key_table_index_on(rel, key_table.att_previous_key_hash);
 	table_close(rel, AccessShareLock);
 	if (!OidIsValid(key_table.hash_index) || !OidIsValid(key_table.id_index))
 		elog(ERROR, "apikey_usage.api_keys lacks its index on key_hash or key_id");
@@ -281,7 +293,12 @@ key_table_fetch(Oid indexoid, RegProcedure eqproc, Datum value,
  * calling transaction's own uncommitted key changes take effect at its
  * commit, like everyone else's).  Fills info (and the workspace, palloc'd
  * in the caller's context, when wanted) and returns KEY_FOUND, or
- * KEY_UNKNOWN.  This is the whole cost of a cache miss: one btree probe.
+ * KEY_UNKNOWN.  This is the whole cost of a cache miss: one btree probe
+ * (two for a hash that is not a current key's).  The hash may be a rolled
+ * key's previous hash (roll_key): then info->via_previous is set, with the
+ * end of its grace period and the key's current hash.  A deleted key's
+ * tombstone keeps its hash (never its ciphertext), so it is recognised:
+ * KEY_REVOKED, with only key_id and the workspace filled.
  */
 KeyLookupResult
 key_table_lookup_by_hash(const uint8 hash[APIKEY_HASH_BYTES], KeyInfo *info,
@@ -295,16 +312,30 @@ key_table_lookup_by_hash(const uint8 hash[APIKEY_HASH_BYTES], KeyInfo *info,
 	SET_VARSIZE(hash_datum, VARHDRSZ + APIKEY_HASH_BYTES);
 	memcpy(VARDATA(hash_datum), hash, APIKEY_HASH_BYTES);
 	key_table_load();
+	info->via_previous = false;
 	if (!key_table_fetch(key_table.hash_index, F_BYTEAEQ,
 						 PointerGetDatum(hash_datum), true, &values, &nulls))
-		return KEY_UNKNOWN;
-	if (!KT_NULL(key_table.att_deleted_at))
-		return KEY_UNKNOWN;
-
+	{
+		/* a rolled key's previous key?  (see roll_key) */
+		if (!OidIsValid(key_table.previous_hash_index) ||
+			!key_table_fetch(key_table.previous_hash_index, F_BYTEAEQ,
+							 PointerGetDatum(hash_datum), true, &values, &nulls) ||
+			KT_NULL(key_table.att_previous_key_expires_at) ||
+			KT_NULL(key_table.att_key_hash))
+			return KEY_UNKNOWN;
+		info->via_previous = true;
+		info->previous_valid_until =
+			DatumGetTimestampTz(KT_VALUE(key_table.att_previous_key_expires_at));
+		memcpy(info->current_hash,
+			   VARDATA_ANY(DatumGetByteaPP(KT_VALUE(key_table.att_key_hash))),
+			   APIKEY_HASH_BYTES);
+	}
 	memcpy(&info->key_id, DatumGetUUIDP(KT_VALUE(key_table.att_key_id)),
 		   sizeof(pg_uuid_t));
 	if (workspace)
 		*workspace = TextDatumGetCString(KT_VALUE(key_table.att_workspace));
+	if (!KT_NULL(key_table.att_deleted_at))
+		return KEY_REVOKED;
 	info->expires_at = KT_NULL(key_table.att_expires_at) ? DT_NOEND :
 		DatumGetTimestampTz(KT_VALUE(key_table.att_expires_at));
 	info->rate_limit = KT_NULL(key_table.att_rate_limit) ? 0 :
@@ -366,6 +397,19 @@ key_remember_workspace(const pg_uuid_t *key_id, const char *workspace)
 	entry = hash_search(workspace_cache, key_id, HASH_ENTER, &found);
 	if (!found)
 		entry->workspace = MemoryContextStrdup(workspace_context, workspace);
+}
+
+/*
+ * Forget every remembered workspace: called when schema apikey_usage is
+ * dropped or created (writer.c), since the key ids of a dropped
+ * installation must become unknown.
+ */
+void
+key_forget_workspaces(void)
+{
+	workspace_cache = NULL;
+	if (workspace_context != NULL)
+		MemoryContextReset(workspace_context);
 }
 
 /*
@@ -524,7 +568,8 @@ return_one_row(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
 }
 
 /*
- * verify_key(api_key): valid, or why not.  Never raises an error for any
+ * verify_key(api_key): valid, or why not (malformed, unknown, expired,
+ * revoked; key_id and workspace set for the last two).  Never raises an error for any
  * text, so the key cannot reach the server log through an error report.
  */
 PG_FUNCTION_INFO_V1(apikey_usage_verify_key);
@@ -551,6 +596,7 @@ apikey_usage_verify_key(PG_FUNCTION_ARGS)
 			KeyInfo		info;
 			pg_uuid_t  *key_id;
 			const char *workspace = NULL;
+			KeyLookupResult found;
 
 			key_hash_compute(key, len, hash);
 
@@ -558,7 +604,8 @@ apikey_usage_verify_key(PG_FUNCTION_ARGS)
 			 * A cached key whose row is gone (the extension was dropped and
 			 * created again) is unknown too.
 			 */
-			if (keycache_verify(hash, false, &info, NULL) == KEY_UNKNOWN ||
+			found = keycache_verify(hash, false, &info, NULL);
+			if (found == KEY_UNKNOWN ||
 				(workspace = KEYINFO_WORKSPACE(&info)) == NULL)
 				reason = "unknown";
 			else
@@ -568,7 +615,9 @@ apikey_usage_verify_key(PG_FUNCTION_ARGS)
 				values[1] = UUIDPGetDatum(key_id);
 				values[2] = CStringGetTextDatum(workspace);
 				nulls[1] = nulls[2] = false;
-				if (info.expires_at <= GetCurrentTimestamp())
+				if (found == KEY_REVOKED)
+					reason = "revoked";
+				else if (info.expires_at <= GetCurrentTimestamp())
 					reason = "expired";
 				else
 				{

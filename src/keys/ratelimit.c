@@ -44,7 +44,9 @@ floor_div(int64 numerator, int64 divisor)
 
 /*
  * One request at now_ns against the state *tat_ns.  Updates the state
- * only when the request is allowed.
+ * only when the request is allowed.  reset_after_ns is the time until the
+ * full burst is available again (TAT - now after this step, 0 when full):
+ * the "t=" of an IETF RateLimit header.
  */
 void
 gcra_step(const GcraParams *params, int64 *tat_ns, int64 now_ns,
@@ -71,4 +73,6 @@ gcra_step(const GcraParams *params, int64 *tat_ns, int64 now_ns,
 		decision->remaining = 0;
 		decision->retry_after_ns = tat - tau - now_ns;
 	}
+	/* the bucket is full again once the state has caught up with now */
+	decision->reset_after_ns = Max(0, *tat_ns - now_ns);
 }

@@ -6,9 +6,10 @@
  *
  * One worker, connected to apikey_usage.database.  Every flush_interval
  * (or when woken: ring half full, flush(), synchronous mode) it writes the
- * committed entries of the ring in batches; each batch is one transaction
- * that inserts the rows, adds them to the rollups and records the new
- * flushed sequence number in apikey_usage.flush_state, so a batch is
+ * committed entries of the ring in batches through the one write path
+ * (writer.c); each batch is one transaction that inserts the rows, adds
+ * them to the rollups, quarantines what cannot be written and records the
+ * new flushed sequence number in apikey_usage.flush_state, so a batch is
  * written exactly once even if the worker dies between commit and
  * advancing the ring.  It idles while the server is in recovery or the
  * extension is not created, reloads its configuration on SIGHUP, drains
@@ -36,11 +37,13 @@
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "apikey_usage.h"
+#include "alerts/alerts.h"
 
 #define FLUSH_BATCH				10000
 #define LAST_USED_INTERVAL_MS	1000
@@ -64,10 +67,6 @@ flusher_register(void)
 	RegisterBackgroundWorker(&worker);
 }
 
-/* ---- writing entries (worker, synchronous fall-back) ---- */
-
-static SPIPlanPtr insert_plan = NULL;
-
 static ArrayType *
 make_array(Datum *values, bool *nulls, int n, Oid type, int typlen,
 		   bool byval, char align)
@@ -78,72 +77,10 @@ make_array(Datum *values, bool *nulls, int n, Oid type, int typlen,
 	return construct_md_array(values, nulls, 1, dims, lbs, type, typlen, byval, align);
 }
 
-/*
- * Insert entries into the raw log and the rollups, in the current
- * transaction, through apikey_usage._insert_batch.  The caller runs as
- * a role allowed to call it.
- */
-int64
-flusher_write_entries(const LogEntry *entries, int count)
-{
-	Datum	   *ids = palloc(sizeof(Datum) * count);
-	Datum	   *times = palloc(sizeof(Datum) * count);
-	Datum	   *keys = palloc(sizeof(Datum) * count);
-	Datum	   *methods = palloc(sizeof(Datum) * count);
-	Datum	   *endpoints = palloc(sizeof(Datum) * count);
-	Datum	   *codes = palloc(sizeof(Datum) * count);
-	Datum	   *resources = palloc(sizeof(Datum) * count);
-	bool	   *resource_nulls = palloc(sizeof(bool) * count);
-	Datum		args[7];
-	Oid			argtypes[7] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID, UUIDARRAYOID,
-	TEXTARRAYOID, TEXTARRAYOID, INT2ARRAYOID, TEXTARRAYOID};
-	int			i;
-	int			rc;
-
-	for (i = 0; i < count; i++)
-	{
-		const LogEntry *e = &entries[i];
-
-		ids[i] = UUIDPGetDatum(unconstify(pg_uuid_t *, &e->request_id));
-		times[i] = TimestampTzGetDatum(e->requested_at);
-		keys[i] = UUIDPGetDatum(unconstify(pg_uuid_t *, &e->key_id));
-		methods[i] = PointerGetDatum(cstring_to_text_with_len(e->method, e->method_len));
-		endpoints[i] = PointerGetDatum(cstring_to_text_with_len(e->endpoint, e->endpoint_len));
-		codes[i] = Int16GetDatum(e->response_code);
-		resource_nulls[i] = !e->has_resource;
-		resources[i] = e->has_resource ?
-			PointerGetDatum(cstring_to_text_with_len(e->resource, e->resource_len)) : (Datum) 0;
-	}
-	args[0] = PointerGetDatum(make_array(ids, NULL, count, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
-	args[1] = PointerGetDatum(make_array(times, NULL, count, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[2] = PointerGetDatum(make_array(keys, NULL, count, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
-	args[3] = PointerGetDatum(make_array(methods, NULL, count, TEXTOID, -1, false, TYPALIGN_INT));
-	args[4] = PointerGetDatum(make_array(endpoints, NULL, count, TEXTOID, -1, false, TYPALIGN_INT));
-	args[5] = PointerGetDatum(make_array(codes, NULL, count, INT2OID, 2, true, TYPALIGN_SHORT));
-	args[6] = PointerGetDatum(make_array(resources, resource_nulls, count, TEXTOID, -1, false, TYPALIGN_INT));
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (insert_plan == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare("SELECT apikey_usage._insert_batch($1, $2, $3, $4, $5, $6, $7)",
-									   7, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		insert_plan = plan;
-	}
-	rc = SPI_execute_plan(insert_plan, args, NULL, false, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "writing the request log failed: %s", SPI_result_code_string(rc));
-	SPI_finish();
-	return count;
-}
-
 /* ---- the worker ---- */
 
 static LogEntry *batch = NULL;
+static const char **batch_damage = NULL;
 static MemoryContext work_context = NULL;
 static Oid	synced_extension = InvalidOid;	/* ring checked against its table */
 static TimestampTz last_maintain = 0;
@@ -234,7 +171,8 @@ drain_ring(void)
 	{
 		uint64		from = logbuf_flushed_seq();
 		uint64		next;
-		int			n = logbuf_take_batch(from, FLUSH_BATCH, batch, &next);
+		int			n = logbuf_take_batch(from, FLUSH_BATCH, batch, batch_damage, &next);
+		WriterCounts counts;
 		Datum		args[2];
 		Oid			types[2] = {INT8OID, INT8OID};
 
@@ -243,7 +181,7 @@ drain_ring(void)
 		if (n > 0)
 		{
 			begin_tx("apikey_usage: flushing the log buffer");
-			flusher_write_entries(batch, n);
+			writer_write(batch, batch_damage, n, WRITER_RING, &counts);
 			args[0] = Int64GetDatum((int64) next);
 			args[1] = Int64GetDatum((int64) logbuf_ring_id());
 			run_sql("INSERT INTO apikey_usage.flush_state AS f (flushed_seq, ring_id) VALUES ($1, $2)"
@@ -258,7 +196,7 @@ drain_ring(void)
 			 * are no longer in the ring either.
 			 */
 			XLogFlush(XactLastCommitEnd);
-			logbuf_count_flush(n, false);
+			logbuf_count_flush(counts.written, false);
 		}
 		logbuf_set_flushed(next);
 		logbuf_broadcast_flushed();
@@ -282,6 +220,8 @@ drain_spool(void)
 	char	  **names;
 	int			n = spool_list(&names, FLUSH_BATCH);
 	LogEntry   *entries;
+	const char **damage;
+	WriterCounts counts;
 	Datum	   *name_datums;
 	int			count = 0;
 	int			i;
@@ -291,6 +231,7 @@ drain_spool(void)
 	if (n == 0)
 		return 0;
 	entries = palloc(sizeof(LogEntry) * n);
+	damage = palloc(sizeof(char *) * n);
 	name_datums = palloc(sizeof(Datum) * n);
 	begin_tx("apikey_usage: flushing spooled entries");
 	for (i = 0; i < n; i++)
@@ -305,20 +246,20 @@ drain_spool(void)
 							  1, &name_type, &name_arg, NULL, true, 1);
 		done = SPI_processed > 0;
 		SPI_finish();
-		if (done || !spool_read(names[i], &entries[count]))
+		if (done || !spool_read(names[i], &entries[count], &damage[count]))
 			continue;
 		name_datums[count++] = name_arg;
 	}
 	if (count > 0)
 	{
-		flusher_write_entries(entries, count);
+		writer_write(entries, damage, count, WRITER_SPOOL, &counts);
 		args[0] = PointerGetDatum(make_array(name_datums, NULL, count, TEXTOID, -1, false, TYPALIGN_INT));
 		run_sql("INSERT INTO apikey_usage.spool_done (name) SELECT unnest($1::text[])", 1, types, args);
 	}
 	commit_tx();
 	XLogFlush(XactLastCommitEnd);
 	if (count > 0)
-		logbuf_count_flush(count, false);
+		logbuf_count_flush(counts.written, false);
 
 	/* the files are in the tables: remove them, then forget their names */
 	for (i = 0; i < n; i++)
@@ -486,6 +427,16 @@ apikey_usage_worker_main(Datum main_arg)
 	pgstat_report_appname("apikey_usage flusher");
 
 	batch = MemoryContextAllocHuge(TopMemoryContext, sizeof(LogEntry) * FLUSH_BATCH);
+	batch_damage = MemoryContextAlloc(TopMemoryContext, sizeof(char *) * FLUSH_BATCH);
+
+	/*
+	 * Never wait long for a lock (someone holding one on the raw log): the
+	 * flush fails, is counted, and is retried; flush() callers get their
+	 * 55000 within its bound instead of waiting with the worker.
+	 */
+	SetConfigOption("lock_timeout", "2s", PGC_SUSET, PGC_S_OVERRIDE);
+	/* nothing planted in a schema on the default path can be picked up */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	work_context = AllocSetContextCreate(TopMemoryContext, "apikey_usage worker",
 										 ALLOCSET_DEFAULT_SIZES);
 	logbuf_set_worker_latch(MyLatch, MyProcPid);
@@ -501,6 +452,7 @@ apikey_usage_worker_main(Datum main_arg)
 			maintain_now = true;	/* the retention may have changed */
 		}
 		work_cycle();
+		alerts_evaluate_if_due();
 		/* let autovacuum see the worker's inserts and upserts */
 		pgstat_report_stat(false);
 		MemoryContextSwitchTo(TopMemoryContext);

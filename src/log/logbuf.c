@@ -17,8 +17,8 @@
  * - header->reserve_seq (atomic): the next sequence number to hand out.
  *	 A writer reserves seq by compare-and-swap, only while
  *	 seq - flushed_seq < nslots (the slot's previous occupant is flushed).
- * - The writer fills slot[seq % nslots], issues a write barrier, then sets
- *	 slot->state = seq + 1 ("committed").  No error can be raised and no
+ * - The writer fills slot[seq % nslots] and its CRC-32C, issues a write
+ *	 barrier, then sets slot->state = seq + 1 ("committed").  No error can be raised and no
  *	 lock is held between reservation and commit.
  * - header->flushed_seq (atomic): every seq below it is in the tables.
  *	 Only the background worker advances it, after the transaction that
@@ -33,6 +33,11 @@
  *	 pid, a condition variable for flush() waiters, and counters: all
  *	 atomics, or written only by the worker.
  * - Entries that find the ring full go to spool files (spool.c).
+ * - The worker re-checks what it reads: lengths out of range or a
+ *	 checksum mismatch make the entry go to the quarantine (writer.c),
+ *	 never into the tables.  Slots found neither committed nor dead at
+ *	 start, and rings renamed aside, are counted as discarded, with a LOG
+ *	 line.
  *
  *-------------------------------------------------------------------------
  */
@@ -46,6 +51,7 @@
 
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "port/pg_crc32c.h"
 #include "storage/condition_variable.h"
 #include "storage/latch.h"
 #include "storage/shmem.h"
@@ -55,7 +61,7 @@
 
 #define RING_FILE		"apikey_usage.ring"
 #define RING_MAGIC		UINT64CONST(0x41504b5552494e47)	/* "APKURING" */
-#define RING_VERSION	1
+#define RING_VERSION	2		/* 2: per-slot checksum, installation id */
 #define SLOT_DEAD		(UINT64CONST(1) << 63)
 
 typedef struct RingHeader
@@ -75,6 +81,7 @@ typedef struct RingHeader
 typedef struct RingSlot
 {
 	pg_atomic_uint64 state;
+	uint32		crc;			/* log_entry_crc of the entry */
 	LogEntry	entry;
 } RingSlot;
 
@@ -88,8 +95,14 @@ typedef struct LogBufShared
 	pg_atomic_uint64 errors;
 	pg_atomic_uint64 recovered;
 	pg_atomic_uint64 last_flush;
+	pg_atomic_uint64 duplicates;
+	pg_atomic_uint64 quarantined;
+	pg_atomic_uint64 discarded;
 	uint64		start_reserve;
 } LogBufShared;
+
+/* entries lost before shared memory existed (ring renamed aside) */
+static uint64 discarded_at_map = 0;
 
 static RingHeader *ring = NULL;
 static RingSlot *slots = NULL;
@@ -158,11 +171,31 @@ logbuf_map_file(void)
 		RingHeader	header;
 		bool		ok;
 
-		ok = fstat(fd, &st) == 0 && (Size) st.st_size == want &&
-			pread(fd, &header, sizeof(header), 0) == sizeof(header) &&
-			header.magic == RING_MAGIC && header.version == RING_VERSION &&
-			header.slot_size == SLOT_SIZE &&
-			header.nslots == (uint64) apikey_log_buffer_entries;
+		bool		have_header;
+		const char *why = NULL;
+		uint64		pending = 0;
+
+		have_header = fstat(fd, &st) == 0 &&
+			pread(fd, &header, sizeof(header), 0) == sizeof(header);
+		if (!have_header)
+			why = "it is shorter than a header";
+		else if (header.magic != RING_MAGIC)
+			why = "its header is not a log buffer header (damaged)";
+		else if (header.version != RING_VERSION || header.slot_size != SLOT_SIZE)
+			why = "it was written by another version of apikey_usage";
+		else if (header.nslots != (uint64) apikey_log_buffer_entries)
+			why = "apikey_usage.log_buffer_entries has changed";
+		else if ((Size) st.st_size != want)
+			why = "it is truncated or extended (damaged)";
+		ok = (why == NULL);
+		if (!ok && have_header && header.magic == RING_MAGIC)
+		{
+			uint64		r = pg_atomic_read_u64(&header.reserve_seq);
+			uint64		f = pg_atomic_read_u64(&header.flushed_seq);
+
+			if (r >= f && r - f <= header.nslots)
+				pending = r - f;
+		}
 		if (!ok)
 		{
 			char		aside[MAXPGPATH];
@@ -174,8 +207,9 @@ logbuf_map_file(void)
 						(errcode_for_file_access(),
 						 errmsg("apikey_usage: could not rename \"%s\" to \"%s\": %m", RING_FILE, aside)));
 			ereport(LOG,
-					(errmsg("apikey_usage: log buffer file \"%s\" does not match this server's build or apikey_usage.log_buffer_entries; renamed it to \"%s\"",
-							RING_FILE, aside)));
+					(errmsg("apikey_usage: log buffer file \"%s\" cannot be used because %s; renamed it to \"%s\"; " UINT64_FORMAT " unflushed log entries in it are discarded",
+							RING_FILE, why, aside, pending)));
+			discarded_at_map += pending;
 			fd = -1;
 		}
 	}
@@ -230,6 +264,7 @@ logbuf_shmem_init(void)
 		uint64		flushed = pg_atomic_read_u64(&ring->flushed_seq);
 		uint64		seq;
 		uint64		pending = 0;
+		uint64		dead = 0;
 
 		shared->worker_latch = NULL;
 		pg_atomic_init_u32(&shared->worker_pid, 0);
@@ -238,23 +273,40 @@ logbuf_shmem_init(void)
 		pg_atomic_init_u64(&shared->fallbacks, 0);
 		pg_atomic_init_u64(&shared->errors, 0);
 		pg_atomic_init_u64(&shared->last_flush, 0);
+		pg_atomic_init_u64(&shared->duplicates, 0);
+		pg_atomic_init_u64(&shared->quarantined, 0);
+		pg_atomic_init_u64(&shared->discarded, discarded_at_map);
 
 		if (reserve < flushed || reserve - flushed > ring->nslots)
 		{
+			uint64		lost = reserve >= flushed ? ring->nslots : 0;
+
 			ereport(LOG,
-					(errmsg("apikey_usage: log buffer counters are inconsistent (reserved " UINT64_FORMAT ", flushed " UINT64_FORMAT "); starting empty",
-							reserve, flushed)));
+					(errmsg("apikey_usage: log buffer counters are inconsistent (reserved " UINT64_FORMAT ", flushed " UINT64_FORMAT "); starting empty; up to " UINT64_FORMAT " unflushed entries are discarded",
+							reserve, flushed, lost)));
+			pg_atomic_fetch_add_u64(&shared->discarded, lost);
 			pg_atomic_write_u64(&ring->flushed_seq, reserve);
 			flushed = reserve;
 		}
 		for (seq = flushed; seq < reserve; seq++)
 		{
 			RingSlot   *slot = slot_for(seq);
+			uint64		state = pg_atomic_read_u64(&slot->state);
 
-			if (pg_atomic_read_u64(&slot->state) == seq + 1)
+			if (state == seq + 1)
 				pending++;
-			else
+			else if (state != ((seq + 1) | SLOT_DEAD))
+			{
 				pg_atomic_write_u64(&slot->state, (seq + 1) | SLOT_DEAD);
+				dead++;
+			}
+		}
+		if (dead > 0)
+		{
+			ereport(LOG,
+					(errmsg("apikey_usage: " UINT64_FORMAT " log buffer slots were reserved but never committed (their callers got no answer) or their state is damaged; discarded",
+							dead)));
+			pg_atomic_fetch_add_u64(&shared->discarded, dead);
 		}
 		pg_atomic_init_u64(&shared->recovered, pending);
 		shared->start_reserve = reserve;
@@ -267,15 +319,47 @@ logbuf_shmem_init(void)
 
 /* ---- writers ---- */
 
-static void
+/*
+ * Copy an entry: the fixed part, then only the used bytes of the text
+ * fields.  Lengths are clamped to the fields (a damaged slot may claim
+ * more); returns false when one had to be.
+ */
+static bool
 copy_entry(LogEntry *dst, const LogEntry *src)
 {
-	/* the fixed part, then only the used bytes of the text fields */
+	bool		ok;
+
 	memcpy(dst, src, offsetof(LogEntry, method));
-	memcpy(dst->method, src->method, src->method_len);
-	memcpy(dst->endpoint, src->endpoint, src->endpoint_len);
-	if (src->has_resource)
-		memcpy(dst->resource, src->resource, src->resource_len);
+	ok = dst->method_len <= APIKEY_METHOD_MAX &&
+		dst->endpoint_len <= APIKEY_ENDPOINT_MAX &&
+		dst->resource_len <= APIKEY_RESOURCE_MAX;
+	dst->method_len = Min(dst->method_len, APIKEY_METHOD_MAX);
+	dst->endpoint_len = Min(dst->endpoint_len, APIKEY_ENDPOINT_MAX);
+	dst->resource_len = Min(dst->resource_len, APIKEY_RESOURCE_MAX);
+	memcpy(dst->method, src->method, dst->method_len);
+	memcpy(dst->endpoint, src->endpoint, dst->endpoint_len);
+	if (dst->has_resource)
+		memcpy(dst->resource, src->resource, dst->resource_len);
+	return ok;
+}
+
+/*
+ * CRC-32C of an entry's meaningful bytes: the fixed part and the used
+ * bytes of the text fields (lengths clamped).
+ */
+uint32
+log_entry_crc(const LogEntry *entry)
+{
+	pg_crc32c	crc;
+
+	INIT_CRC32C(crc);
+	COMP_CRC32C(crc, entry, offsetof(LogEntry, method));
+	COMP_CRC32C(crc, entry->method, Min(entry->method_len, APIKEY_METHOD_MAX));
+	COMP_CRC32C(crc, entry->endpoint, Min(entry->endpoint_len, APIKEY_ENDPOINT_MAX));
+	if (entry->has_resource)
+		COMP_CRC32C(crc, entry->resource, Min(entry->resource_len, APIKEY_RESOURCE_MAX));
+	FIN_CRC32C(crc);
+	return crc;
 }
 
 /*
@@ -298,7 +382,8 @@ try_append(const LogEntry *entry, uint64 *seq_out)
 			break;
 	}
 	slot = slot_for(seq);
-	copy_entry(&slot->entry, entry);
+	(void) copy_entry(&slot->entry, entry);
+	slot->crc = log_entry_crc(entry);
 	pg_write_barrier();
 	pg_atomic_write_u64(&slot->state, seq + 1);
 
@@ -346,46 +431,37 @@ logbuf_append(const LogEntry *entry)
 }
 
 /*
- * Wait until the worker has written (and removed) the given spool files.
+ * The error of a wait that made no progress for 10 seconds: the worker is
+ * missing, blocked (a lock) or failing.  Nothing is lost: the entries stay
+ * buffered and are written once the cause is gone.
  */
-void
-logbuf_wait_spooled(char **names, int count)
+static void
+no_progress_error(void)
 {
-	int			i;
+	bool		running = pg_atomic_read_u32(&shared->worker_pid) != 0;
 
-	for (i = 0; i < count; i++)
-	{
-		while (spool_exists(names[i]))
-		{
-			logbuf_wake_worker();
-			ConditionVariableTimedSleep(&shared->flushed_cv, 20, PG_WAIT_EXTENSION);
-		}
-	}
-	ConditionVariableCancelSleep();
-}
-
-void
-logbuf_wake_worker(void)
-{
-	Latch	   *latch = shared->worker_latch;
-
-	if (latch != NULL)
-		SetLatch(latch);
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 running ?
+			 errmsg("the apikey_usage background worker has written nothing for 10 seconds") :
+			 errmsg("the apikey_usage background worker is not running"),
+			 errdetail("The logged entries stay in the buffer and are written once the cause is fixed; logging a request again with the same request_id adds nothing."),
+			 running ?
+			 errhint("See the errors of the \"apikey_usage flusher\" process in the server log, and locks held on the apikey_usage tables.") :
+			 errhint("Check the server log; the worker serves database \"%s\" (apikey_usage.database).",
+					 apikey_database)));
 }
 
 /*
  * Wait until every entry below seq is in the tables.  Gives up with an
- * error when no worker has been running for 30 seconds, or when the
- * worker's flushes fail and nothing has been written for 10 seconds (the
- * entries stay in the ring and are written once the cause is fixed).
+ * error (55000) after 10 seconds without progress, whatever the reason:
+ * no worker, a worker whose flushes fail, or one waiting for a lock.
  */
 void
 logbuf_wait_flushed(uint64 seq)
 {
-	TimestampTz no_worker_since = 0;
 	TimestampTz progress_at = GetCurrentTimestamp();
 	uint64		last_flushed = pg_atomic_read_u64(&ring->flushed_seq);
-	uint64		errors_at_start = pg_atomic_read_u64(&shared->errors);
 
 	logbuf_wake_worker();
 	ConditionVariablePrepareToSleep(&shared->flushed_cv);
@@ -399,36 +475,52 @@ logbuf_wait_flushed(uint64 seq)
 			last_flushed = flushed;
 			progress_at = now;
 		}
-		else if (pg_atomic_read_u64(&shared->errors) != errors_at_start &&
-				 TimestampDifferenceExceeds(progress_at, now, 10000))
+		else if (TimestampDifferenceExceeds(progress_at, now, 10000))
 		{
 			ConditionVariableCancelSleep();
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("the apikey_usage background worker cannot write the log"),
-					 errdetail("Its flushes have failed for 10 seconds; logged entries stay in the buffer and are written once the cause is fixed."),
-					 errhint("See the errors of the \"apikey_usage flusher\" process in the server log.")));
+			no_progress_error();
 		}
-		if (pg_atomic_read_u32(&shared->worker_pid) == 0)
-		{
-			if (no_worker_since == 0)
-				no_worker_since = now;
-			else if (TimestampDifferenceExceeds(no_worker_since, now, 30000))
-			{
-				ConditionVariableCancelSleep();
-				ereport(ERROR,
-						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						 errmsg("the apikey_usage background worker is not running"),
-						 errhint("Check the server log; the worker serves database \"%s\" (apikey_usage.database).",
-								 apikey_database)));
-			}
-		}
-		else
-			no_worker_since = 0;
 		logbuf_wake_worker();
 		ConditionVariableTimedSleep(&shared->flushed_cv, 100, PG_WAIT_EXTENSION);
 	}
 	ConditionVariableCancelSleep();
+}
+
+/*
+ * Wait until the worker has written (and removed) the given spool files,
+ * within the bound of logbuf_wait_flushed.
+ */
+void
+logbuf_wait_spooled(char **names, int count)
+{
+	int			i;
+	TimestampTz progress_at = GetCurrentTimestamp();
+
+	for (i = 0; i < count; i++)
+	{
+		while (spool_exists(names[i]))
+		{
+			CHECK_FOR_INTERRUPTS();
+			if (TimestampDifferenceExceeds(progress_at, GetCurrentTimestamp(), 10000))
+			{
+				ConditionVariableCancelSleep();
+				no_progress_error();
+			}
+			logbuf_wake_worker();
+			ConditionVariableTimedSleep(&shared->flushed_cv, 20, PG_WAIT_EXTENSION);
+		}
+		progress_at = GetCurrentTimestamp();
+	}
+	ConditionVariableCancelSleep();
+}
+
+void
+logbuf_wake_worker(void)
+{
+	Latch	   *latch = shared->worker_latch;
+
+	if (latch != NULL)
+		SetLatch(latch);
 }
 
 /* ---- the worker's side ---- */
@@ -447,7 +539,7 @@ logbuf_set_worker_latch(Latch *latch, int pid)
  */
 int
 logbuf_take_batch(uint64 from_seq, int max_entries, LogEntry *entries,
-				  uint64 *next_seq)
+				  const char **damage, uint64 *next_seq)
 {
 	uint64		reserve = pg_atomic_read_u64(&ring->reserve_seq);
 	uint64		seq;
@@ -463,7 +555,13 @@ logbuf_take_batch(uint64 from_seq, int max_entries, LogEntry *entries,
 		if (state != seq + 1)
 			break;				/* still being written */
 		pg_read_barrier();
-		copy_entry(&entries[n++], &slot->entry);
+		if (!copy_entry(&entries[n], &slot->entry))
+			damage[n] = "the log buffer slot is damaged (lengths out of range)";
+		else if (log_entry_crc(&entries[n]) != slot->crc)
+			damage[n] = "the log buffer slot is damaged (checksum mismatch)";
+		else
+			damage[n] = NULL;
+		n++;
 	}
 	*next_seq = seq;
 	return n;
@@ -493,6 +591,26 @@ void
 logbuf_count_error(void)
 {
 	pg_atomic_fetch_add_u64(&shared->errors, 1);
+}
+
+/* Count what a batch did not write (writer.c). */
+void
+logbuf_count_outcome(int64 duplicates, int64 quarantined, int64 discarded)
+{
+	if (duplicates > 0)
+		pg_atomic_fetch_add_u64(&shared->duplicates, duplicates);
+	if (quarantined > 0)
+		pg_atomic_fetch_add_u64(&shared->quarantined, quarantined);
+	if (discarded > 0)
+		pg_atomic_fetch_add_u64(&shared->discarded, discarded);
+}
+
+void
+logbuf_outcome_stats(int64 *duplicates, int64 *quarantined, int64 *discarded)
+{
+	*duplicates = (int64) pg_atomic_read_u64(&shared->duplicates);
+	*quarantined = (int64) pg_atomic_read_u64(&shared->quarantined);
+	*discarded = (int64) pg_atomic_read_u64(&shared->discarded);
 }
 
 uint64

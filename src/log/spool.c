@@ -36,7 +36,7 @@
 
 #define SPOOL_DIR		"apikey_usage_spool"
 #define SPOOL_MAGIC		((uint32) 0x41505350)	/* "APSP" */
-#define SPOOL_VERSION	1
+#define SPOOL_VERSION	2		/* 2: entry checksum, installation id */
 #define SPOOL_SUFFIX	".entry"
 
 typedef struct SpoolFileHeader
@@ -44,7 +44,7 @@ typedef struct SpoolFileHeader
 	uint32		magic;
 	uint32		version;
 	uint32		entry_size;
-	uint32		unused;
+	uint32		crc;			/* log_entry_crc of the entry */
 } SpoolFileHeader;
 
 static uint64 spool_counter = 0;
@@ -71,7 +71,7 @@ spool_write(const LogEntry *entry, char *name_out)
 {
 	char		tmp_path[MAXPGPATH];
 	char		path[MAXPGPATH];
-	SpoolFileHeader header = {SPOOL_MAGIC, SPOOL_VERSION, sizeof(LogEntry), 0};
+	SpoolFileHeader header = {SPOOL_MAGIC, SPOOL_VERSION, sizeof(LogEntry), log_entry_crc(entry)};
 	int			fd;
 
 	/* names sort by time, then process, then counter */
@@ -164,11 +164,13 @@ spool_list(char ***names_out, int max)
 }
 
 /*
- * Read a spool file; false (with a LOG message) if it is damaged, in
- * which case it is renamed aside rather than silently dropped.
+ * Read a spool file.  False (with a LOG message, counted as discarded)
+ * when it cannot be parsed at all: it is renamed aside, never silently
+ * dropped.  True otherwise; *damage is then NULL, or why the entry must
+ * go to the quarantine (lengths out of range, checksum mismatch).
  */
 bool
-spool_read(const char *name, LogEntry *entry)
+spool_read(const char *name, LogEntry *entry, const char **damage)
 {
 	char		path[MAXPGPATH];
 	SpoolFileHeader header;
@@ -184,6 +186,19 @@ spool_read(const char *name, LogEntry *entry)
 		header.entry_size == sizeof(LogEntry) &&
 		read(fd, entry, sizeof(LogEntry)) == sizeof(LogEntry);
 	CloseTransientFile(fd);
+	*damage = NULL;
+	if (ok)
+	{
+		if (entry->method_len > APIKEY_METHOD_MAX ||
+			entry->endpoint_len > APIKEY_ENDPOINT_MAX ||
+			entry->resource_len > APIKEY_RESOURCE_MAX)
+			*damage = "the spool file is damaged (lengths out of range)";
+		else if (log_entry_crc(entry) != header.crc)
+			*damage = "the spool file is damaged (checksum mismatch)";
+		entry->method_len = Min(entry->method_len, APIKEY_METHOD_MAX);
+		entry->endpoint_len = Min(entry->endpoint_len, APIKEY_ENDPOINT_MAX);
+		entry->resource_len = Min(entry->resource_len, APIKEY_RESOURCE_MAX);
+	}
 	if (!ok)
 	{
 		char		aside[MAXPGPATH];
@@ -191,7 +206,8 @@ spool_read(const char *name, LogEntry *entry)
 		snprintf(aside, sizeof(aside), "%s.damaged", path);
 		(void) rename(path, aside);
 		ereport(LOG,
-				(errmsg("apikey_usage: spool file \"%s\" is damaged; renamed it to \"%s\"", path, aside)));
+				(errmsg("apikey_usage: spool file \"%s\" cannot be read (damaged, or written by another version); renamed it to \"%s\"; its log entry is discarded", path, aside)));
+		logbuf_count_outcome(0, 0, 1);
 	}
 	return ok;
 }

@@ -547,7 +547,8 @@ SELECT throws_ok($$SELECT apikey_usage.import_requests('bad_staging')$$, '22023'
 UPDATE bad_staging SET api_key_id = (SELECT key_id FROM tk WHERE n = 3);
 UPDATE bad_staging SET requested_at = (now() - interval '200 days')::text WHERE ctid = (SELECT min(ctid) FROM bad_staging);
 SELECT throws_ok($$SELECT apikey_usage.import_requests('bad_staging')$$, '22023', NULL, 'import: a time outside the retention is 22023');
-UPDATE bad_staging SET requested_at = now()::text, endpoint = NULL WHERE ctid = (SELECT min(ctid) FROM bad_staging);
+UPDATE bad_staging SET requested_at = now()::text;
+UPDATE bad_staging SET endpoint = NULL WHERE ctid = (SELECT min(ctid) FROM bad_staging);
 SELECT throws_ok($$SELECT apikey_usage.import_requests('bad_staging')$$, '22004', NULL, 'import: a NULL endpoint is 22004');
 UPDATE bad_staging SET endpoint = '/ok', response_code = '600';
 SELECT throws_ok($$SELECT apikey_usage.import_requests('bad_staging')$$, '22023', NULL, 'import: a response code of 600 is 22023');

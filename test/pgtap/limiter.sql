@@ -11,7 +11,7 @@
 \pset tuples_only true
 \pset pager off
 
-SELECT plan(62);
+SELECT plan(63);
 
 -- ---- keys (committed) ----
 SELECT key_id AS k5_id, api_key AS k5 FROM apikey_usage.generate_key('pgtap_limiter', 'five per minute', 5) \gset
@@ -90,10 +90,11 @@ SELECT throws_ok(format('SELECT * FROM apikey_usage.check_request(%L, NULL, %L)'
 	'22004', NULL, 'NULL method: 22004');
 SELECT throws_ok(format('SELECT * FROM apikey_usage.check_request(%L, %L, NULL)', :'k5', 'GET'),
 	'22004', NULL, 'NULL endpoint: 22004');
-SELECT throws_ok($$SELECT * FROM apikey_usage.check_request(NULL, NULL, '/x')$$,
-	'22004', NULL, 'NULL method without a key: 22004');
-SELECT throws_ok($$SELECT * FROM apikey_usage.check_request('ak_bad', 'GE T', '/x')$$,
-	'22023', NULL, 'bad method with a malformed key: 22023');
+-- credentials come first: without a valid key, bad arguments are a 401
+SELECT results_eq($$SELECT allowed, response_code, reason FROM apikey_usage.check_request(NULL, NULL, '/x')$$,
+	$$VALUES (false, 401, 'malformed')$$, 'NULL method without a key: 401 malformed, no error');
+SELECT results_eq($$SELECT allowed, response_code, reason FROM apikey_usage.check_request('ak_bad', 'GE T', '/x')$$,
+	$$VALUES (false, 401, 'malformed')$$, 'bad method with a malformed key: 401 malformed, no error');
 
 -- ---- set_rate_limit takes effect on the next request ----
 -- The limiter state carries over a limit change conservatively (as over
@@ -149,7 +150,6 @@ SELECT results_eq(
 
 -- ---- unknown, malformed, missing keys: 401, nothing logged ----
 SELECT entries_logged AS logged_before FROM apikey_usage.runtime_stats \gset
-INSERT INTO r SELECT 20, * FROM apikey_usage.check_request(:'kd', 'GET', '/x');
 INSERT INTO r SELECT 21, * FROM apikey_usage.check_request('ak_abc', 'GET', '/x');
 INSERT INTO r SELECT 22, * FROM apikey_usage.check_request(
 	left(:'ku', -1) || CASE WHEN right(:'ku', 1) = 'a' THEN 'b' ELSE 'a' END, 'GET', '/x');
@@ -159,10 +159,10 @@ INSERT INTO r SELECT 25, * FROM apikey_usage.check_request(:'ku' || ' ', 'GET', 
 INSERT INTO r SELECT 26, * FROM apikey_usage.check_request(upper(:'ku'), 'GET', '/x');
 SELECT results_eq(
 	$$SELECT n, allowed, response_code, key_id, workspace, request_id, rate_limit, remaining, retry_after_ms, rate_window
-	    FROM r WHERE n BETWEEN 20 AND 26 ORDER BY n$$,
+	    FROM r WHERE n BETWEEN 21 AND 26 ORDER BY n$$,
 	$$SELECT n, false, 401, NULL::uuid, NULL::text, NULL::uuid, NULL::int, NULL::int, NULL::int, NULL::interval
-	    FROM generate_series(20, 26) n$$,
-	'deleted, malformed, wrong-checksum, NULL, empty and altered keys: 401 with everything else NULL');
+	    FROM generate_series(21, 26) n$$,
+	'malformed, wrong-checksum, NULL, empty and altered keys: 401 with everything else NULL');
 SELECT is((SELECT entries_logged FROM apikey_usage.runtime_stats), :'logged_before'::bigint,
 	'nothing was logged for them');
 SELECT results_eq(
@@ -171,11 +171,17 @@ SELECT results_eq(
 	   UNION ALL SELECT reason FROM apikey_usage.verify_key(left(%L, -1) || CASE WHEN right(%L, 1) = 'a' THEN 'b' ELSE 'a' END)
 	   UNION ALL SELECT reason FROM apikey_usage.verify_key(NULL)
 	   UNION ALL SELECT reason FROM apikey_usage.verify_key('')$$, :'kd', :'ku', :'ku'),
-	$$VALUES ('unknown'), ('malformed'), ('malformed'), ('malformed'), ('malformed')$$,
-	'verify_key: deleted key unknown; bad checksum, NULL and empty malformed');
+	$$VALUES ('revoked'), ('malformed'), ('malformed'), ('malformed'), ('malformed')$$,
+	'verify_key: deleted key revoked; bad checksum, NULL and empty malformed');
+-- a deleted key is recognised: 401 revoked, logged as failed under it
+INSERT INTO r SELECT 20, * FROM apikey_usage.check_request(:'kd', 'GET', '/x');
+SELECT results_eq('SELECT allowed, response_code, key_id, workspace, rate_limit, remaining FROM r WHERE n = 20',
+	format($$VALUES (false, 401, %L::uuid, 'pgtap_limiter', NULL::int, NULL::int)$$, :'kd_id'),
+	'deleted key: 401 with its key_id, no limit');
 SELECT apikey_usage.flush() \g /dev/null
-SELECT is((SELECT count(*) FROM apikey_usage.request_log_raw WHERE api_key_id = :'kd_id'), 0::bigint,
-	'nothing logged under the deleted key');
+SELECT results_eq(format($$SELECT status, response_code, request_id FROM apikey_usage.requests WHERE api_key_id = %L$$, :'kd_id'),
+	$$SELECT 'failed'::text, 401, request_id FROM r WHERE n = 20$$,
+	'the deleted key''s attempt is logged as failed 401 under it, with the returned request_id');
 
 -- ---- retry_after_ms: at most one emission interval, and honest ----
 SELECT key_id AS k3_id, api_key AS k3 FROM apikey_usage.generate_key('pgtap_limiter', 'three per second', 3, '1 second') \gset
@@ -240,9 +246,9 @@ BEGIN;
 SELECT apikey_usage.delete_key(:'kr_id') \g /dev/null
 SELECT is((SELECT reason FROM apikey_usage.verify_key(:'kr')), 'valid', 'deleted but not committed: still valid');
 COMMIT;
-SELECT is((SELECT reason FROM apikey_usage.verify_key(:'kr')), 'unknown', 'deleted and committed: unknown');
-SELECT results_eq(format($$SELECT allowed, response_code, key_id FROM apikey_usage.check_request(%L, 'GET', '/x')$$, :'kr'),
-	$$VALUES (false, 401, NULL::uuid)$$, 'check_request of the deleted key: 401 without key_id');
+SELECT is((SELECT reason FROM apikey_usage.verify_key(:'kr')), 'revoked', 'deleted and committed: revoked');
+SELECT results_eq(format($$SELECT allowed, response_code, key_id, reason FROM apikey_usage.check_request(%L, 'GET', '/x')$$, :'kr'),
+	format($$VALUES (false, 401, %L::uuid, 'revoked')$$, :'kr_id'), 'check_request of the deleted key: 401 revoked with its key_id');
 
 -- ---- log_request of an allowed request keeps check_request's request_id and time ----
 INSERT INTO r SELECT 50, * FROM apikey_usage.check_request(:'ku', 'get', '/v1/docs/{id}', 'doc-50');

@@ -2,7 +2,7 @@
 # The shared-memory key cache at capacity: apikey_usage.max_keys = 100 and
 # 1,000 live keys (plus 100 deleted ones) used round robin, so nearly every
 # lookup is a miss that evicts.  Every answer must still be right (valid
-# with the right key_id, deleted keys unknown), also with two backends
+# with the right key_id, deleted keys revoked with theirs), also with two backends
 # filling and evicting at once, and a key's limiter state must survive its
 # eviction (never more allowed than the limit).
 set -euo pipefail
@@ -42,7 +42,7 @@ verify_rounds() { # session rounds
 			INSERT INTO public.answers
 			SELECT $1, $r, ck.g,
 			       CASE WHEN ck.deleted
-			            THEN NOT v.valid AND v.reason = 'unknown' AND v.key_id IS NULL AND v.workspace IS NULL
+			            THEN NOT v.valid AND v.reason = 'revoked' AND v.key_id = ck.key_id AND v.workspace = 'keycap'
 			            ELSE v.valid AND v.reason = 'valid' AND v.key_id = ck.key_id AND v.workspace = 'keycap'
 			       END IS TRUE
 			  FROM public.ck, LATERAL apikey_usage.verify_key(ck.api_key) v"
@@ -73,9 +73,9 @@ done
 check "check_request: live keys answered with their own key_id" test "$(cluster_psql -c "
 	SELECT count(*) FROM public.checks c JOIN public.ck USING (g)
 	 WHERE NOT ck.deleted AND c.key_id IS DISTINCT FROM ck.key_id")" -eq 0
-check "check_request: deleted keys 401 without key_id" test "$(cluster_psql -c "
+check "check_request: deleted keys 401 revoked with their own key_id" test "$(cluster_psql -c "
 	SELECT count(*) FROM public.checks c JOIN public.ck USING (g)
-	 WHERE ck.deleted AND (c.allowed OR c.response_code <> 401 OR c.key_id IS NOT NULL)")" -eq 0
+	 WHERE ck.deleted AND (c.allowed OR c.response_code <> 401 OR c.key_id IS DISTINCT FROM ck.key_id)")" -eq 0
 check "check_request: unlimited keys always allowed" test "$(cluster_psql -c "
 	SELECT count(*) FROM public.checks c JOIN public.ck USING (g)
 	 WHERE NOT ck.deleted AND ck.g % 2 = 1 AND NOT c.allowed IS TRUE")" -eq 0

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Key lifecycle across sessions and restarts (issue 2):
-#  - a delete in one session makes verify_key 'unknown' in another session
+#  - a delete in one session makes verify_key 'revoked' in another session
 #    that verified the key just before;
 #  - copy_key survives a restart; the secret file is mode 0600; after the
 #    secret file is removed copy_key fails clearly while verify_key works;
@@ -26,8 +26,8 @@ SELECT reason FROM apikey_usage.verify_key('$KEY2');
 SELECT reason FROM apikey_usage.verify_key('$KEY2');
 SQL
 )
-[ "$out" = $'valid\nunknown' ] || fail "revocation across sessions: got '$out'"
-echo "ok: delete in one session -> 'unknown' in a session that verified just before"
+[ "$out" = $'valid\nrevoked' ] || fail "revocation across sessions: got '$out'"
+echo "ok: delete in one session -> 'revoked' in a session that verified just before"
 
 # 2. copy_key after restart; secret file mode
 perm=$(stat -c %a "$CLUSTER_DATA/apikey_usage.secret")

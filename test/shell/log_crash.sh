@@ -85,9 +85,10 @@ phase() {
 	done
 	old=$(worker_pid)
 	# a writer's session may end between the query and the kill: retry
-	for i in $(seq 1 100); do
+	# (any state: on a loaded machine a writer is often between two calls)
+	for i in $(seq 1 400); do
 		victim=$(cluster_psql -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'aku_writer'
-			AND backend_type = 'client backend' AND state = 'active' ORDER BY random() LIMIT 1")
+			AND backend_type = 'client backend' ORDER BY state = 'active' DESC, random() LIMIT 1")
 		[ -n "$victim" ] && [ "$victim" != "$old" ] && kill -KILL "$victim" 2>/dev/null && break
 		victim=""
 		sleep 0.05

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# The key cache at scale (part of `make bench`; also runs alone:
+# `bash bench/keycache.sh [quick] [OUTDIR]`).
+#
+# A population of KC_KEYS keys (1,000,000; quick: 100,000), each with a
+# rate limit (1e9 per day: the limiter step runs, nothing is refused), and
+# their naive twins (sha256 of the key, unique btree on a plain table).
+# For each apikey_usage.max_keys level (a restart each), interleaved
+# A B C D A B C D ..., pgbench -M prepared at 2 clients:
+#   floor   the key selection alone (SELECT api_key FROM bench.keys WHERE i = :i)
+#   check   the same row, then check_request(api_key, 'GET', '/bench')
+#   naive   the same row, then the naive lookup (sha256 + index probe)
+#   verify  the same row, then verify_key(api_key)
+# over two traffic shapes: 1,000 hot keys, and uniform over all keys.
+# Latency percentiles come from pgbench's per-transaction log (-l).  The
+# cache is prefilled (every key verified once, up to max_keys) before the
+# runs.  Also: 8 clients, uniform, cache 10x too small; and the worker's
+# CPU time over 10 s of no traffic with the cache full.
+# The keys start with last_used_at = now(), as in a steady state where the
+# keys in use were used within apikey_usage.last_used_resolution (10 min):
+# fresh keys would each cost one row update by the worker at first use,
+# a one-off that competes with the runs for the CPUs.
+#
+# Writes OUTDIR/keycache.csv and OUTDIR/keycache.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+MODE=${1:-full}
+OUT=${2:-$ROOT/bench/results/$(date -u +%Y-%m-%d)-keycache}
+case $MODE in
+quick) N=${KC_KEYS:-100000}; T=${KC_T:-2}; REPS=${KC_REPS:-1}
+	LEVELS=${KC_LEVELS:-"10000 200000"} ;;
+*) N=${KC_KEYS:-1000000}; T=${KC_T:-5}; REPS=${KC_REPS:-2}
+	LEVELS=${KC_LEVELS:-"10000 100000 500000 2000000"} ;;
+esac
+SMALL=$((N / 10))	# the "10x too small" cache of the 8-client run
+mkdir -p "$OUT"
+CSV=$OUT/keycache.csv
+echo "max_keys,traffic,clients,variant,repeat,tps,p50_ms,p99_ms,p999_ms,hit_ratio" >"$CSV"
+START=$(date +%s)
+log() { printf '[keycache %4ds] %s\n' $(($(date +%s) - START)) "$*"; }
+
+make -s >/dev/null && make -s install >/dev/null
+source scripts/cluster.sh
+WORK=$(mktemp -d /tmp/aku-kc.XXXXXX)
+chmod 755 "$WORK"
+trap 'cluster_stop; rm -rf "$WORK"' EXIT
+
+cluster_start kcbench "shared_buffers = 1GB" "fsync = on" "max_wal_size = 8GB" \
+	"checkpoint_timeout = 30min" "maintenance_work_mem = 256MB" \
+	"apikey_usage.max_keys = 10000"
+cluster_psql -c "CREATE EXTENSION apikey_usage"
+cluster_wait_worker
+
+log "generating $N keys and their naive twins"
+cluster_psql >/dev/null <<SQL
+CREATE SCHEMA bench;
+CREATE TABLE bench.keys (i int PRIMARY KEY, key_id uuid NOT NULL, api_key text NOT NULL);
+CREATE TABLE bench.naive_keys (key_id uuid PRIMARY KEY, workspace text NOT NULL, key_hash bytea NOT NULL UNIQUE);
+WITH m AS MATERIALIZED (
+	SELECT g.n, g.id, k.api_key, k.key_hash, k.key_ciphertext, k.display_prefix
+	  FROM (SELECT n, gen_random_uuid() AS id FROM generate_series(1, $N) AS n) AS g,
+	       apikey_usage._key_material('ak', g.id) AS k
+), ins AS (
+	INSERT INTO apikey_usage.api_keys (key_id, workspace, name, key_prefix, key_hash,
+		key_ciphertext, rate_limit, rate_window, last_used_at)
+	SELECT id, 'bench-kc', 'kc key ' || n, display_prefix, key_hash, key_ciphertext,
+	       1000000000, '1 day', now() FROM m
+)
+INSERT INTO bench.keys (i, key_id, api_key) SELECT n, id, api_key FROM m;
+INSERT INTO bench.naive_keys SELECT key_id, 'bench-kc', sha256(convert_to(api_key, 'UTF8')) FROM bench.keys;
+SQL
+for t in bench.keys bench.naive_keys apikey_usage.api_keys; do cluster_psql -c "VACUUM ANALYZE $t"; done
+
+cat >"$WORK/floor.sql" <<'SQL'
+\set i random(1, :nkeys)
+SELECT api_key FROM bench.keys WHERE i = :i;
+SQL
+cat >"$WORK/check.sql" <<'SQL'
+\set i random(1, :nkeys)
+SELECT c.allowed FROM bench.keys b CROSS JOIN LATERAL apikey_usage.check_request(b.api_key, 'GET', '/bench') c WHERE b.i = :i;
+SQL
+cat >"$WORK/naive.sql" <<'SQL'
+\set i random(1, :nkeys)
+SELECT n.key_id FROM bench.keys b JOIN bench.naive_keys n ON n.key_hash = sha256(convert_to(b.api_key, 'UTF8')) WHERE b.i = :i;
+SQL
+cat >"$WORK/verify.sql" <<'SQL'
+\set i random(1, :nkeys)
+SELECT v.valid FROM bench.keys b CROSS JOIN LATERAL apikey_usage.verify_key(b.api_key) v WHERE b.i = :i;
+SQL
+
+cache_counts() { cluster_psql -F ' ' -c "SELECT key_cache_hits, key_cache_misses FROM apikey_usage.runtime_stats"; }
+
+# run LEVEL TRAFFIC CLIENTS VARIANT REPEAT NKEYS -> a CSV line
+run() {
+	local level=$1 traffic=$2 c=$3 v=$4 rep=$5 nkeys=$6 h0 m0 h1 m1 dir tps
+	dir=$WORK/log-$level-$traffic-$c-$v-$rep
+	mkdir -p "$dir"
+	read -r h0 m0 < <(cache_counts)
+	(cd "$dir" && pgbench -n -M prepared -c "$c" -j "$((c < 2 ? c : 2))" -T "$T" -l \
+		-D nkeys="$nkeys" -f "$WORK/$v.sql" >"$dir/out.txt" 2>&1) || {
+		log "pgbench failed: $level $traffic c=$c $v"; cat "$dir/out.txt" >&2; }
+	read -r h1 m1 < <(cache_counts)
+	tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$dir/out.txt" | head -1)
+	cat "$dir"/pgbench_log.* | python3 -c '
+import sys
+lat = sorted(int(l.split()[2]) for l in sys.stdin if l.strip())
+def q(p):
+    return lat[min(len(lat) - 1, int(p * len(lat)))] / 1000.0 if lat else 0
+hits, misses = int(sys.argv[2]), int(sys.argv[3])
+ratio = "" if hits + misses == 0 else "%.3f" % (hits / (hits + misses))
+print("%s,%.0f,%.3f,%.3f,%.3f,%s" % (sys.argv[1], float(sys.argv[4] or 0), q(0.5), q(0.99), q(0.999), ratio))
+' "$level,$traffic,$c,$v,$rep" "$((h1 - h0))" "$((m1 - m0))" "${tps:-0}" >>"$CSV"
+	rm -rf "$dir"
+	tail -n 1 "$CSV"
+}
+
+worker_cpu() { # CPU seconds (user + system) of the worker over 10 s without traffic
+	local pid a b
+	pid=$(cluster_psql -c "SELECT worker_pid FROM apikey_usage.runtime_stats")
+	sleep 2
+	a=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
+	sleep 10
+	b=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
+	awk -v a="$a" -v b="$b" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", (b - a) / hz }'
+}
+
+for level in $LEVELS; do
+	cluster_psql -c "ALTER SYSTEM SET apikey_usage.max_keys = $level" >/dev/null
+	cluster_restart
+	cluster_wait_worker
+	prefill=$((level < N ? level : N))
+	t0=$(date +%s.%N)
+	cluster_psql -c "SELECT count(*) FILTER (WHERE v.valid) FROM bench.keys b
+		CROSS JOIN LATERAL apikey_usage.verify_key(b.api_key) v WHERE b.i <= $prefill" >/dev/null
+	t1=$(date +%s.%N)
+	log "max_keys $level: prefilled $prefill keys in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s (cold misses)"
+	for rep in $(seq 1 "$REPS"); do
+		for traffic in hot uniform; do
+			nkeys=$N
+			[ "$traffic" = hot ] && nkeys=1000
+			for v in floor check naive verify; do
+				run "$level" "$traffic" 2 "$v" "$rep" "$nkeys"
+			done
+		done
+		if [ "$level" = "$SMALL" ]; then
+			for v in floor check naive; do
+				run "$level" uniform 8 "$v" "$rep" "$N"
+			done
+		fi
+	done
+	echo "$level,idle,0,worker_cpu_10s,1,$(worker_cpu),,,," >>"$CSV"
+	log "max_keys $level: worker CPU over 10 s idle: $(tail -n 1 "$CSV" | cut -d, -f6) s"
+done
+
+python3 bench/keycache_report.py "$CSV" "$N" "$SMALL" "$T" "$MODE" >"$OUT/keycache.md"
+cat "$OUT/keycache.md"
