@@ -257,6 +257,88 @@ CREATE FUNCTION apikey_usage.set_rate_limit(key_id uuid, rate_limit integer,
 $$;
 COMMENT ON FUNCTION apikey_usage.set_rate_limit(uuid, integer, interval) IS 'set_rate_limit on the key''s node.';
 
+CREATE FUNCTION apikey_usage.roll_key(key_id uuid, grace interval DEFAULT '1 day') RETURNS text
+	LANGUAGE plproxy AS $$
+	CLUSTER 'apikey_usage_fleet';
+	RUN ON apikey_usage._id_node(key_id);
+$$;
+COMMENT ON FUNCTION apikey_usage.roll_key(uuid, interval) IS 'roll_key on the key''s node (the new key names the same node).';
+
+-- roles are named, not numbered, on the wire: each node resolves the name
+CREATE FUNCTION apikey_usage._grant_workspace_on(node integer, role_name text, workspace text, access text)
+	RETURNS SETOF void
+	LANGUAGE plproxy AS $$
+	CLUSTER 'apikey_usage_fleet';
+	RUN ON node;
+	SELECT apikey_usage.grant_workspace(role_name::regrole, workspace, access);
+$$;
+COMMENT ON FUNCTION apikey_usage._grant_workspace_on(integer, text, text, text) IS 'Internal.';
+CREATE FUNCTION apikey_usage._revoke_workspace_on(node integer, role_name text, workspace text)
+	RETURNS SETOF void
+	LANGUAGE plproxy AS $$
+	CLUSTER 'apikey_usage_fleet';
+	RUN ON node;
+	SELECT apikey_usage.revoke_workspace(role_name::regrole, workspace);
+$$;
+COMMENT ON FUNCTION apikey_usage._revoke_workspace_on(integer, text, text) IS 'Internal.';
+
+CREATE FUNCTION apikey_usage.grant_workspace(role regrole, workspace text, access text DEFAULT 'reader')
+	RETURNS void
+	LANGUAGE sql VOLATILE
+	SET search_path = pg_catalog, pg_temp AS $$
+	SELECT apikey_usage._grant_workspace_on(apikey_usage.workspace_node(workspace), role::text, workspace, access)
+$$;
+COMMENT ON FUNCTION apikey_usage.grant_workspace(regrole, text, text) IS
+	'grant_workspace on the workspace''s node (the role must exist there under the same name).';
+CREATE FUNCTION apikey_usage.revoke_workspace(role regrole, workspace text) RETURNS void
+	LANGUAGE sql VOLATILE
+	SET search_path = pg_catalog, pg_temp AS $$
+	SELECT apikey_usage._revoke_workspace_on(apikey_usage.workspace_node(workspace), role::text, workspace)
+$$;
+COMMENT ON FUNCTION apikey_usage.revoke_workspace(regrole, text) IS 'revoke_workspace on the workspace''s node.';
+
+CREATE FUNCTION apikey_usage._create_alert_rule_on(node integer, workspace text, metric text,
+	threshold numeric, alert_window interval, key_id uuid, min_requests bigint, baseline_factor numeric)
+	RETURNS bigint
+	LANGUAGE plproxy AS $$
+	CLUSTER 'apikey_usage_fleet';
+	RUN ON node;
+	SELECT apikey_usage.create_alert_rule(workspace, metric, threshold, alert_window, key_id,
+		min_requests, baseline_factor);
+$$;
+COMMENT ON FUNCTION apikey_usage._create_alert_rule_on(integer, text, text, numeric, interval, uuid, bigint, numeric) IS 'Internal.';
+CREATE FUNCTION apikey_usage.create_alert_rule(
+	workspace text,
+	metric text,
+	threshold numeric,
+	alert_window interval DEFAULT '5 minutes',
+	key_id uuid DEFAULT NULL,
+	min_requests bigint DEFAULT 20,
+	baseline_factor numeric DEFAULT NULL)
+	RETURNS bigint
+	LANGUAGE sql VOLATILE
+	SET search_path = pg_catalog, pg_temp AS $$
+	SELECT apikey_usage._create_alert_rule_on(apikey_usage.workspace_node(workspace), workspace,
+		metric, threshold, alert_window, key_id, min_requests, baseline_factor)
+$$;
+COMMENT ON FUNCTION apikey_usage.create_alert_rule(text, text, numeric, interval, uuid, bigint, numeric) IS
+	'create_alert_rule on the workspace''s node; the rule id is that node''s (drop it there, see drop_alert_rule).';
+
+CREATE FUNCTION apikey_usage._drop_alert_rule_on(node integer, rule_id bigint) RETURNS boolean
+	LANGUAGE plproxy AS $$
+	CLUSTER 'apikey_usage_fleet';
+	RUN ON node;
+	SELECT apikey_usage.drop_alert_rule(rule_id);
+$$;
+COMMENT ON FUNCTION apikey_usage._drop_alert_rule_on(integer, bigint) IS 'Internal.';
+CREATE FUNCTION apikey_usage.drop_alert_rule(rule_id bigint, node integer) RETURNS boolean
+	LANGUAGE sql VOLATILE
+	SET search_path = pg_catalog, pg_temp AS $$
+	SELECT apikey_usage._drop_alert_rule_on(node, rule_id)
+$$;
+COMMENT ON FUNCTION apikey_usage.drop_alert_rule(bigint, integer) IS
+	'drop_alert_rule on a node: rule ids are numbered per node, so the coordinator needs the node (the alert_rules view shows it).';
+
 ------------------------------------------------------------------------
 -- Request path: by node_of (one hop more than calling the node itself)
 ------------------------------------------------------------------------
@@ -273,7 +355,7 @@ CREATE FUNCTION apikey_usage.check_request(api_key text, method text, endpoint t
 	resource_id text DEFAULT NULL,
 	OUT allowed boolean, OUT key_id uuid, OUT workspace text, OUT response_code integer,
 	OUT rate_limit integer, OUT remaining integer, OUT retry_after_ms integer,
-	OUT request_id uuid, OUT rate_window interval)
+	OUT request_id uuid, OUT rate_window interval, OUT reason text, OUT reset_after_ms integer)
 	RETURNS record
 	LANGUAGE plproxy AS $$
 	CLUSTER 'apikey_usage_fleet';
@@ -292,6 +374,54 @@ CREATE FUNCTION apikey_usage.log_request(key_id uuid, method text, endpoint text
 $$;
 COMMENT ON FUNCTION apikey_usage.log_request(uuid, text, text, integer, text, uuid, timestamptz) IS
 	'log_request on the key''s node.';
+
+/*
+ * log_requests: PL/Proxy splits the arrays element by element on the key
+ * id's node, so each node logs its own keys' requests in one call; the
+ * optional arrays are passed as arrays of NULLs (the same meaning).
+ */
+CREATE FUNCTION apikey_usage._log_requests_split(key_ids uuid[], methods text[], endpoints text[],
+	response_codes integer[], resource_ids text[], request_ids uuid[], requested_ats timestamptz[])
+	RETURNS SETOF bigint
+	LANGUAGE plproxy AS $$
+	CLUSTER 'apikey_usage_fleet';
+	SPLIT key_ids, methods, endpoints, response_codes, resource_ids, request_ids, requested_ats;
+	RUN ON apikey_usage._id_node(key_ids);
+	SELECT apikey_usage.log_requests(key_ids, methods, endpoints, response_codes, resource_ids,
+		request_ids, requested_ats);
+$$;
+COMMENT ON FUNCTION apikey_usage._log_requests_split(uuid[], text[], text[], integer[], text[], uuid[], timestamptz[]) IS 'Internal.';
+
+CREATE FUNCTION apikey_usage.log_requests(key_ids uuid[], methods text[], endpoints text[],
+	response_codes integer[], resource_ids text[] DEFAULT NULL, request_ids uuid[] DEFAULT NULL,
+	requested_ats timestamptz[] DEFAULT NULL) RETURNS bigint
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	n	integer := COALESCE(pg_catalog.cardinality(key_ids), 0);
+BEGIN
+	IF key_ids IS NULL OR methods IS NULL OR endpoints IS NULL OR response_codes IS NULL THEN
+		RAISE EXCEPTION 'key_ids, methods, endpoints and response_codes must not be NULL'
+			USING ERRCODE = '22004';
+	END IF;
+	IF pg_catalog.cardinality(methods) <> n OR pg_catalog.cardinality(endpoints) <> n
+		OR pg_catalog.cardinality(response_codes) <> n
+		OR pg_catalog.cardinality(resource_ids) <> n OR pg_catalog.cardinality(request_ids) <> n
+		OR pg_catalog.cardinality(requested_ats) <> n THEN
+		RAISE EXCEPTION 'the arrays must have the same length' USING ERRCODE = '22023';
+	END IF;
+	IF n = 0 THEN
+		RETURN 0;
+	END IF;
+	RETURN (SELECT COALESCE(pg_catalog.sum(c), 0)::bigint
+			  FROM apikey_usage._log_requests_split(key_ids, methods, endpoints, response_codes,
+				COALESCE(resource_ids, pg_catalog.array_fill(NULL::text, ARRAY[n])),
+				COALESCE(request_ids, pg_catalog.array_fill(NULL::uuid, ARRAY[n])),
+				COALESCE(requested_ats, pg_catalog.array_fill(NULL::timestamptz, ARRAY[n]))) c);
+END
+$$;
+COMMENT ON FUNCTION apikey_usage.log_requests(uuid[], text[], text[], integer[], text[], uuid[], timestamptz[]) IS
+	'log_requests split by key id: each node logs its own keys'' requests; returns the total.';
 
 CREATE FUNCTION apikey_usage._flush_all() RETURNS SETOF bigint
 	LANGUAGE plproxy AS $$
@@ -694,23 +824,82 @@ COMMENT ON FUNCTION apikey_usage.request_log(uuid, text, timestamptz, timestampt
 ------------------------------------------------------------------------
 -- Views over every node
 ------------------------------------------------------------------------
+CREATE FUNCTION apikey_usage._unused_keys_all(idle interval)
+	RETURNS TABLE (key_id uuid, workspace text, name text, key_prefix text,
+				   created_at timestamptz, last_used_at timestamptz)
+	LANGUAGE plproxy AS $$
+	CLUSTER 'apikey_usage_fleet';
+	RUN ON ALL;
+	SELECT * FROM apikey_usage.unused_keys(idle);
+$$;
+COMMENT ON FUNCTION apikey_usage._unused_keys_all(interval) IS 'Internal.';
+CREATE FUNCTION apikey_usage.unused_keys(idle interval DEFAULT '30 days')
+	RETURNS TABLE (key_id uuid, workspace text, name text, key_prefix text,
+				   created_at timestamptz, last_used_at timestamptz)
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, pg_temp AS $$
+	SELECT * FROM apikey_usage._unused_keys_all(idle) k
+	 ORDER BY k.last_used_at NULLS FIRST, k.created_at, k.key_id
+$$;
+COMMENT ON FUNCTION apikey_usage.unused_keys(interval) IS 'unused_keys of every node, in the node''s order.';
+
+CREATE FUNCTION apikey_usage._alert_rules_all(
+	OUT node integer, OUT rule_id bigint, OUT workspace text, OUT key_id uuid, OUT metric text,
+	OUT threshold numeric, OUT alert_window interval, OUT min_requests bigint,
+	OUT baseline_factor numeric, OUT state text, OUT created_at timestamptz,
+	OUT last_evaluated_at timestamptz, OUT last_value numeric)
+	RETURNS SETOF record
+	LANGUAGE plproxy AS $$
+	CLUSTER 'apikey_usage_fleet';
+	RUN ON ALL;
+	SELECT pg_catalog.current_setting('apikey_usage.node_id')::integer AS node, r.*
+	  FROM apikey_usage.alert_rules r;
+$$;
+COMMENT ON FUNCTION apikey_usage._alert_rules_all() IS 'Internal.';
+CREATE VIEW apikey_usage.alert_rules AS
+	SELECT r.rule_id, r.workspace, r.key_id, r.metric, r.threshold, r.alert_window, r.min_requests,
+		   r.baseline_factor, r.state, r.created_at, r.last_evaluated_at, r.last_value, r.node
+	  FROM apikey_usage._alert_rules_all() r;
+COMMENT ON VIEW apikey_usage.alert_rules IS 'Alert rules of every node, with the node at the end (rule ids are per node).';
+COMMENT ON COLUMN apikey_usage.alert_rules.node IS 'The node holding the rule.';
+
+CREATE FUNCTION apikey_usage._alert_events_all(
+	OUT node integer, OUT event_id bigint, OUT rule_id bigint, OUT workspace text, OUT key_id uuid,
+	OUT metric text, OUT value numeric, OUT threshold numeric, OUT window_start timestamptz,
+	OUT window_end timestamptz, OUT state text, OUT occurred_at timestamptz)
+	RETURNS SETOF record
+	LANGUAGE plproxy AS $$
+	CLUSTER 'apikey_usage_fleet';
+	RUN ON ALL;
+	SELECT pg_catalog.current_setting('apikey_usage.node_id')::integer AS node, e.*
+	  FROM apikey_usage.alert_events e;
+$$;
+COMMENT ON FUNCTION apikey_usage._alert_events_all() IS 'Internal.';
+CREATE VIEW apikey_usage.alert_events AS
+	SELECT e.event_id, e.rule_id, e.workspace, e.key_id, e.metric, e.value, e.threshold,
+		   e.window_start, e.window_end, e.state, e.occurred_at, e.node
+	  FROM apikey_usage._alert_events_all() e;
+COMMENT ON VIEW apikey_usage.alert_events IS 'Alert transitions of every node, with the node at the end.';
+COMMENT ON COLUMN apikey_usage.alert_events.node IS 'The node holding the rule.';
+
 CREATE FUNCTION apikey_usage._keys_all(
 	OUT key_id uuid, OUT workspace text, OUT name text, OUT key_prefix text,
 	OUT created_at timestamptz, OUT last_used_at timestamptz, OUT expires_at timestamptz,
-	OUT rate_limit integer, OUT rate_window interval, OUT requests_30d bigint)
+	OUT rate_limit integer, OUT rate_window interval, OUT requests_30d bigint,
+	OUT previous_key_expires_at timestamptz)
 	RETURNS SETOF record
 	LANGUAGE plproxy AS $$
 	CLUSTER 'apikey_usage_fleet';
 	RUN ON ALL;
 	SELECT key_id, workspace, name, key_prefix, created_at, last_used_at, expires_at,
-		   rate_limit, rate_window, requests_30d
+		   rate_limit, rate_window, requests_30d, previous_key_expires_at
 	  FROM apikey_usage.keys;
 $$;
 COMMENT ON FUNCTION apikey_usage._keys_all() IS 'Internal: the keys view of every node.';
 
 CREATE VIEW apikey_usage.keys AS
 	SELECT k.key_id, k.workspace, k.name, k.key_prefix, k.created_at, k.last_used_at,
-		   k.expires_at, k.rate_limit, k.rate_window, k.requests_30d,
+		   k.expires_at, k.rate_limit, k.rate_window, k.requests_30d, k.previous_key_expires_at,
 		   apikey_usage.node_of(k.key_id) AS node
 	  FROM apikey_usage._keys_all() k;
 COMMENT ON VIEW apikey_usage.keys IS 'Live API keys of every node (each node applies the caller''s visibility), with the node at the end.';
@@ -724,6 +913,7 @@ COMMENT ON COLUMN apikey_usage.keys.expires_at IS 'When the key stops being vali
 COMMENT ON COLUMN apikey_usage.keys.rate_limit IS 'Requests allowed per rate_window; NULL = unlimited.';
 COMMENT ON COLUMN apikey_usage.keys.rate_window IS 'Window of the rate limit.';
 COMMENT ON COLUMN apikey_usage.keys.requests_30d IS 'Requests made with the key in the last 30 days.';
+COMMENT ON COLUMN apikey_usage.keys.previous_key_expires_at IS 'Until when the key''s previous secret still verifies after roll_key; NULL = not in a grace period.';
 COMMENT ON COLUMN apikey_usage.keys.node IS 'The node holding the key.';
 
 ------------------------------------------------------------------------
@@ -738,13 +928,21 @@ GRANT EXECUTE ON FUNCTION
 	apikey_usage.copy_key(uuid),
 	apikey_usage.delete_key(uuid),
 	apikey_usage.rename_key(uuid, text),
-	apikey_usage.set_rate_limit(uuid, integer, interval)
+	apikey_usage.set_rate_limit(uuid, integer, interval),
+	apikey_usage.roll_key(uuid, interval),
+	apikey_usage.grant_workspace(regrole, text, text), apikey_usage._grant_workspace_on(integer, text, text, text),
+	apikey_usage.revoke_workspace(regrole, text), apikey_usage._revoke_workspace_on(integer, text, text),
+	apikey_usage.create_alert_rule(text, text, numeric, interval, uuid, bigint, numeric),
+	apikey_usage._create_alert_rule_on(integer, text, text, numeric, interval, uuid, bigint, numeric),
+	apikey_usage.drop_alert_rule(bigint, integer), apikey_usage._drop_alert_rule_on(integer, bigint)
 	TO apikey_usage_admin;
 GRANT apikey_usage_reader TO apikey_usage_admin;
 GRANT EXECUTE ON FUNCTION
 	apikey_usage.verify_key(text),
 	apikey_usage.check_request(text, text, text, text),
 	apikey_usage.log_request(uuid, text, text, integer, text, uuid, timestamptz),
+	apikey_usage.log_requests(uuid[], text[], text[], integer[], text[], uuid[], timestamptz[]),
+	apikey_usage._log_requests_split(uuid[], text[], text[], integer[], text[], uuid[], timestamptz[]),
 	apikey_usage.flush(), apikey_usage._flush_all()
 	TO apikey_usage_app;
 GRANT EXECUTE ON FUNCTION
@@ -775,6 +973,9 @@ GRANT EXECUTE ON FUNCTION
 	apikey_usage._fleet_reraise(text, text, text, text),
 	apikey_usage._request_log_on(integer, uuid, text, timestamptz, timestamptz, text, text, text, integer, integer, timestamptz, uuid),
 	apikey_usage._request_log_all(uuid, text, timestamptz, timestamptz, text, text, text, integer, integer, timestamptz, uuid),
-	apikey_usage._keys_all()
+	apikey_usage._keys_all(),
+	apikey_usage.unused_keys(interval), apikey_usage._unused_keys_all(interval),
+	apikey_usage._alert_rules_all(), apikey_usage._alert_events_all()
 	TO apikey_usage_reader;
-GRANT SELECT ON apikey_usage.keys, apikey_usage.workspace_nodes TO apikey_usage_reader;
+GRANT SELECT ON apikey_usage.keys, apikey_usage.workspace_nodes, apikey_usage.alert_rules,
+	apikey_usage.alert_events TO apikey_usage_reader;

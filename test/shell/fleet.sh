@@ -163,10 +163,39 @@ SQL
 [ "$out" = "t|t" ] || fail "fleet-wide request_log pages: '$out'"
 echo "ok: fleet-wide request_log, newest first, walked by its keyset cursor 7 rows at a time, equals the union of the logs"
 
+# ---- 3b. the rest of the API through the coordinator ------------------------
+out=$(coord_psql <<'SQL'
+CREATE TEMP TABLE rolled AS
+SELECT k.key_id, k.placed, apikey_usage.roll_key(k.key_id, interval '1 hour') AS new_key
+  FROM (SELECT * FROM t_keys WHERE placed = 2 AND NOT limited ORDER BY key_id LIMIT 1) k;
+SELECT apikey_usage.node_of(new_key) = placed,
+	   (SELECT valid FROM apikey_usage.verify_key(new_key)),
+	   (SELECT reason FROM apikey_usage.check_request('ak_x', 'GET', '/x')) IS NOT NULL,
+	   apikey_usage.log_requests(ARRAY(SELECT key_id FROM t_keys ORDER BY key_id),
+			array_fill('PUT'::text, ARRAY[18]), array_fill('/batch'::text, ARRAY[18]),
+			array_fill(204, ARRAY[18])) = 18,
+	   (SELECT count(*) FROM apikey_usage.unused_keys(interval '1 day')) = 0,
+	   (SELECT previous_key_expires_at IS NOT NULL FROM apikey_usage.keys k WHERE k.key_id = rolled.key_id)
+  FROM rolled;
+SQL
+)
+[ "$out" = "t|t|t|t|t|t" ] || fail "roll_key / check_request reason / log_requests / unused_keys / keys through the coordinator: '$out'"
+coord_psql -c "SELECT apikey_usage.flush()" >/dev/null
+for i in 0 1 2; do
+	want=$(coord_psql -c "SELECT count(*) FROM t_keys WHERE placed = $i")
+	got=$(node_psql $i -c "SELECT count(*) FILTER (WHERE apikey_usage.node_of(api_key_id) = $i) || '|' || count(*) FROM apikey_usage.requests WHERE endpoint = '/batch'")
+	[ "$got" = "$want|$want" ] || fail "log_requests split: node $i has '$got', want $want of its own"
+done
+rule=$(coord_psql -c "SELECT apikey_usage.create_alert_rule((SELECT workspace FROM t_keys WHERE placed = 1 LIMIT 1), 'failed', 100)")
+got=$(coord_psql -c "SELECT node FROM apikey_usage.alert_rules WHERE rule_id = $rule")
+[ "$got" = "1" ] || fail "alert rule on node 1: alert_rules says '$got'"
+[ "$(coord_psql -c "SELECT apikey_usage.drop_alert_rule($rule, 1)")" = "t" ] || fail "drop_alert_rule on node 1"
+echo "ok: roll_key keeps the node; log_requests split per node; unused_keys, keys, alert rules across nodes"
+
 # ---- 4. failures ----------------------------------------------------------
 # a coordinator session kept open across the failures (one PL/Proxy backend)
 mkfifo "$WORK/in"
-psql -X -qAt -v ON_ERROR_STOP=0 -h "$COORD_DIR" -p "$COORD_PORT" -U postgres -d fleet <"$WORK/in" >"$WORK/out" 2>&1 &
+stdbuf -o0 -e0 psql -X -qAt -v ON_ERROR_STOP=0 -h "$COORD_DIR" -p "$COORD_PORT" -U postgres -d fleet <"$WORK/in" >"$WORK/out" 2>&1 &
 SESSION_PID=$!
 exec 7>"$WORK/in"
 SEQ=0
@@ -179,8 +208,9 @@ session() { # SQL -> prints what the session printed for it
 		grep -q "^@@$SEQ\$" "$WORK/out" && break
 		sleep 0.1
 	done
-	# PL/Proxy's NOTICE "dropping stale conn" is not an answer
-	tail -n +"$((start + 1))" "$WORK/out" | grep -v -e "^@@$SEQ\$" -e "^NOTICE:" || true
+	# PL/Proxy's NOTICE "dropping stale conn" and WARNING "detected unstable
+	# connection" come with an answer; they are not one
+	tail -n +"$((start + 1))" "$WORK/out" | grep -v -e "^@@$SEQ\$" -e "^NOTICE:" -e "^WARNING:" || true
 }
 read -r K0 < <(coord_psql -c "SELECT api_key FROM t_keys WHERE placed = 0 AND NOT limited LIMIT 1")
 read -r K1 < <(coord_psql -c "SELECT api_key FROM t_keys WHERE placed = 1 AND NOT limited LIMIT 1")
@@ -192,7 +222,7 @@ read -r W2 < <(coord_psql -c "SELECT workspace FROM t_keys WHERE placed = 2 LIMI
 node_pgctl 2 stop -m fast
 [ "$(coord_psql -c "SELECT allowed FROM apikey_usage.check_request('$K0', 'GET', '/x')")" = "t" ] || fail "node 0 key with node 2 down"
 [ "$(coord_psql -c "SELECT count(*) FROM apikey_usage.generate_key('$W0', 'while node 2 is down')")" = "1" ] || fail "generate_key on node 0 with node 2 down"
-got=$(session "SELECT allowed FROM apikey_usage.check_request('$K1', 'GET', '/s');"); [ "$got" = "t" ] || fail "session: node 1 key with node 2 down: $got"
+got=$(session "SELECT allowed FROM apikey_usage.check_request('$K1', 'GET', '/s');"); [ "$got" = "t" ] || { cat "$WORK/out" >&2; fail "session: node 1 key with node 2 down: $got"; }
 err=$(coord_psql -c "SELECT * FROM apikey_usage.check_request('$K2', 'GET', '/x')" 2>&1) && fail "node 2 key answered while node 2 is down"
 [[ "$err" == *"${NODE_PORT[2]}"* ]] || fail "node 2 key: error does not name node 2's address: $err"
 err=$(coord_psql -c "SELECT * FROM apikey_usage.generate_key('$W2', 'x')" 2>&1) && fail "generate_key for node 2's workspace answered"
