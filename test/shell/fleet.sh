@@ -198,9 +198,9 @@ mkfifo "$WORK/in"
 stdbuf -o0 -e0 psql -X -qAt -v ON_ERROR_STOP=0 -h "$COORD_DIR" -p "$COORD_PORT" -U postgres -d fleet <"$WORK/in" >"$WORK/out" 2>&1 &
 SESSION_PID=$!
 exec 7>"$WORK/in"
-SEQ=0
 session() { # SQL -> prints what the session printed for it
-	SEQ=$((SEQ + 1))
+	# (called in $(...): the sequence number comes from the marks so far)
+	local SEQ; SEQ=$(( $(grep -c '^@@' "$WORK/out" || true) + 1 ))
 	local start; start=$(wc -l <"$WORK/out")
 	printf '%s\n\\echo @@%s\n' "$1" "$SEQ" >&7
 	local t
