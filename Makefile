@@ -20,7 +20,8 @@ PGFILEDESC = "apikey_usage - API keys, rate limits and usage analytics"
 SRCS = $(wildcard src/*/*.c)
 OBJS = $(SRCS:.c=.o)
 SHLIB_LINK = -lsodium
-PG_CPPFLAGS = -I$(srcdir)/src -I$(srcdir)/src/keys
+# the worker writes only into tables of this version (see flusher.c)
+PG_CPPFLAGS = -I$(srcdir)/src -I$(srcdir)/src/keys -DAPIKEY_USAGE_VERSION='"$(EXTVERSION)"'
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare -Wno-cast-function-type
 
 # pg_regress and isolation start their own preloaded instance

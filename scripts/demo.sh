@@ -19,7 +19,7 @@ if [ "${KEEP:-0}" = 1 ]; then trap 'echo "demo failed; cluster left in $CLUSTER_
 else trap cluster_stop EXIT; fi
 
 echo "== starting a throwaway PostgreSQL 15 with shared_preload_libraries = 'apikey_usage'"
-cluster_start demo "fsync = off" "synchronous_commit = off"
+cluster_start demo "fsync = off" "synchronous_commit = off" "apikey_usage.alert_interval = '2s'"
 cluster_psql -c "CREATE EXTENSION apikey_usage"
 cluster_wait_worker
 
@@ -32,7 +32,12 @@ Zapier Integration|200|1 second
 PowerAutomate|60|1 second
 Make.com Scenario|NULL|1 minute
 Internal Dashboard|1000|1 minute
+Legacy Webhook|NULL|1 minute
 KEYS
+# a key made long ago and never used since (backdated for the demo), for the unused-keys list
+cluster_psql -c "UPDATE apikey_usage.api_keys SET created_at = now() - interval '45 days' WHERE name = 'Legacy Webhook'"
+# a spike alert: the worker evaluates it every 2 s during the traffic below
+cluster_psql -c "SELECT apikey_usage.create_alert_rule('acme', 'rate_limited', 50, '1 minute', min_requests => 20)" >/dev/null
 cluster_psql -c "SELECT workspace, name, key_prefix, coalesce(rate_limit::text, 'unlimited') AS rate_limit, rate_window FROM apikey_usage.keys ORDER BY created_at" -P format=aligned -P tuples_only=off -q
 
 echo

@@ -3,7 +3,8 @@
 #   1. install missing packages, build, install the extension
 #   2. unit tests + bounded libFuzzer run of the key format (pure C)
 #   3. pg_regress and isolation specs (their own --temp-instance)
-#   4. pgTAP suites (pg_prove) on a throwaway preloaded cluster
+#   4. pgTAP suites (pg_prove) on a throwaway preloaded cluster; TAP
+#      (prove, PostgreSQL::Test::Cluster) multi-server tests in test/tap/
 #   5. shell-level tests (restarts, crashes, load), each with its own cluster
 # Exits non-zero on any failure; the last line is "N passed, M failed".
 # Set TESTS="name ..." to run only some shell tests, FUZZ_SECONDS to change
@@ -45,6 +46,12 @@ record "pg_regress + isolation" $rc
 # 4. pgTAP
 if ls test/pgtap/*.sql >/dev/null 2>&1; then
 	bash test/run_pgtap.sh; record "pgTAP" $?
+fi
+
+# 4b. multi-server tests (standby, promotion, failover, dump/restore,
+# upgrade) with PostgreSQL's TAP framework
+if ls test/tap/*.pl >/dev/null 2>&1; then
+	bash test/run_tap.sh; record "TAP: multi-server" $?
 fi
 
 # 5. shell-level tests

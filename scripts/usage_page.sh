@@ -19,6 +19,15 @@ echo " API Key Usage — $NAME   (${PREFIX}…, workspace $WS)"
 echo " key_id $KID · last 30 days · times in $(psql -X -qAt -c 'SHOW TimeZone')"
 echo "════════════════════════════════════════════════════════════════════════"
 
+show "API Keys of workspace $WS (description, last used, requests in 30 days, expiry)" \
+"SELECT name AS \"Description\", key_prefix || '…' AS \"Key\", coalesce(to_char(last_used_at, 'YYYY-MM-DD HH24:MI:SS'), 'never') AS \"Last used\", requests_30d AS \"Requests (30 days)\", coalesce(to_char(expires_at, 'YYYY-MM-DD'), 'never') AS \"Expires\" FROM apikey_usage.keys WHERE workspace = '$WS' ORDER BY created_at"
+
+show "Unused keys (not used in 30 days): review and delete them" \
+"SELECT name AS \"Description\", key_prefix || '…' AS \"Key\", to_char(created_at, 'YYYY-MM-DD') AS \"Created\", coalesce(to_char(last_used_at, 'YYYY-MM-DD'), 'never') AS \"Last used\" FROM apikey_usage.unused_keys('30 days') WHERE workspace = '$WS'"
+
+show "Alerts (spikes of failed or rate-limited requests; also NOTIFY apikey_usage_alerts)" \
+"SELECT to_char(occurred_at, 'HH24:MI:SS') AS \"At\", state AS \"State\", metric AS \"Metric\", value AS \"Value\", threshold AS \"Threshold\", window_end - window_start AS \"Window\" FROM apikey_usage.alert_events WHERE workspace = '$WS' ORDER BY event_id"
+
 show "Total Requests · Completed (green) · Failed (red) · Rate Limited (orange)" \
 "SELECT total_requests AS \"Total Requests\", completed AS \"Completed\", failed AS \"Failed\", rate_limited AS \"Rate Limited\" FROM apikey_usage.usage_summary('$KID')"
 

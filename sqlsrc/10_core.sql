@@ -79,7 +79,11 @@ COMMENT ON TABLE apikey_usage.api_keys IS
 
 -- The raw request log, one row per request, partitioned by UTC day on
 -- requested_at.  Partitions are created ahead and on demand, and dropped
--- after apikey_usage.retention by the background worker.
+-- after apikey_usage.retention by the background worker.  They are not
+-- extension members, so pg_dump dumps them with their rows; their indexes
+-- belong to each partition (_index_partition), not to the parent: a
+-- partitioned index on the parent would make pg_restore's ATTACH
+-- PARTITION create the indexes that the dump then creates again.
 --
 -- Text columns use the "C" collation: byte order is what an id or a route
 -- wants, and it makes every index comparison a memcmp.  Indexes are
@@ -95,13 +99,6 @@ CREATE TABLE apikey_usage.request_log_raw (
 	response_code	smallint NOT NULL,
 	resource_id		text COLLATE "C"
 ) PARTITION BY RANGE (requested_at);
-CREATE INDEX request_log_raw_key_time_idx
-	ON apikey_usage.request_log_raw (api_key_id, requested_at, request_id);
-CREATE INDEX request_log_raw_time_idx
-	ON apikey_usage.request_log_raw (requested_at, request_id);
-CREATE INDEX request_log_raw_resource_idx
-	ON apikey_usage.request_log_raw (resource_id, requested_at, request_id)
-	WHERE resource_id IS NOT NULL;
 COMMENT ON TABLE apikey_usage.request_log_raw IS
 	'Raw request log, partitioned by UTC day; written only by the background worker (or a synchronous fall-back). Query it through the requests view or request_log().';
 
@@ -455,6 +452,29 @@ COMMENT ON FUNCTION apikey_usage.flush() IS
 -- Log maintenance (called by the background worker, as the owner)
 ------------------------------------------------------------------------
 
+-- The indexes of one day partition of the raw log (see request_log_raw).
+-- Text columns are "C"; ascending order, see there.
+CREATE FUNCTION apikey_usage._index_partition(part regclass) RETURNS void
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	name	text;
+BEGIN
+	SELECT c.relname INTO STRICT name
+	  FROM pg_catalog.pg_class c
+	  JOIN pg_catalog.pg_inherits i ON i.inhrelid = c.oid
+	 WHERE c.oid = part AND i.inhparent = 'apikey_usage.request_log_raw'::pg_catalog.regclass;
+	EXECUTE pg_catalog.format('CREATE INDEX IF NOT EXISTS %I ON apikey_usage.%I (api_key_id, requested_at, request_id)',
+							  name || '_key_time_idx', name);
+	EXECUTE pg_catalog.format('CREATE INDEX IF NOT EXISTS %I ON apikey_usage.%I (requested_at, request_id)',
+							  name || '_time_idx', name);
+	EXECUTE pg_catalog.format('CREATE INDEX IF NOT EXISTS %I ON apikey_usage.%I (resource_id, requested_at, request_id) WHERE resource_id IS NOT NULL',
+							  name || '_resource_idx', name);
+END
+$$;
+COMMENT ON FUNCTION apikey_usage._index_partition(regclass) IS
+	'Internal: create the indexes of a day partition of request_log_raw (by key and time, by time, by resource).';
+
 -- Create the day partition holding ts unless it exists.
 -- lock_timeout: creating a partition locks the parent table; a session
 -- that reads the log and then waits in flush() must not block the worker
@@ -480,6 +500,7 @@ BEGIN
 		part,
 		(day::timestamp AT TIME ZONE 'UTC'),
 		((day + 1)::timestamp AT TIME ZONE 'UTC'));
+	PERFORM apikey_usage._index_partition(('apikey_usage.' || part)::regclass);
 END
 $$;
 COMMENT ON FUNCTION apikey_usage._ensure_partition(timestamptz) IS
@@ -501,6 +522,10 @@ DECLARE
 	upper_bound	timestamptz;
 	cutoff		timestamptz := '-infinity';
 BEGIN
+	-- a database being restored from pg_dump brings its own partitions
+	IF apikey_usage._restore_pending() THEN
+		RETURN 0;
+	END IF;
 	FOR d IN 0..2 LOOP
 		PERFORM apikey_usage._ensure_partition(pg_catalog.now() + pg_catalog.make_interval(days => d));
 	END LOOP;

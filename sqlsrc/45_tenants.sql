@@ -290,3 +290,9 @@ COMMENT ON COLUMN apikey_usage.alert_events.window_start IS 'Start of the evalua
 COMMENT ON COLUMN apikey_usage.alert_events.window_end IS 'End of the evaluated window (the evaluation time).';
 COMMENT ON COLUMN apikey_usage.alert_events.state IS 'firing or resolved.';
 COMMENT ON COLUMN apikey_usage.alert_events.occurred_at IS 'When the transition was recorded.';
+
+-- The rollup views (20_analytics.sql) filter through the visibility
+-- functions; as security barriers, a caller's own predicates never see
+-- the rows filtered out (the leak test runs a leaking function on them).
+ALTER VIEW apikey_usage.hourly_usage SET (security_barrier = true);
+ALTER VIEW apikey_usage.daily_usage SET (security_barrier = true);

@@ -37,6 +37,8 @@ GRANT EXECUTE ON FUNCTION apikey_usage._cache_last_used(), apikey_usage._runtime
 GRANT EXECUTE ON FUNCTION
 	apikey_usage._visible_workspaces(),
 	apikey_usage._visible_key_ids(),
+	apikey_usage._visible_workspaces_uncached(),
+	apikey_usage._visible_key_ids_uncached(),
 	apikey_usage._visible_last_used()
 	TO apikey_usage_reader, apikey_usage_tenant;
 GRANT EXECUTE ON FUNCTION

@@ -56,6 +56,10 @@ extern int	apikey_node_id;
 extern bool apikey_preloaded;
 extern void apikey_require_preload(void);
 extern Interval *apikey_retention(void);
+extern void apikey_require_primary(const char *what);
+
+/* redact.c */
+extern void redact_install_hook(void);
 
 /* secret.c */
 extern void secret_load_or_create(void);
@@ -176,7 +180,7 @@ typedef struct LogEntry
 	pg_uuid_t	request_id;
 	TimestampTz requested_at;
 	pg_uuid_t	key_id;
-	Oid			installation;	/* oid of schema apikey_usage when logged */
+	uint32		installation;	/* log_installation_id() when logged */
 	int16		response_code;
 	bool		id_given;		/* request_id came from the caller */
 	bool		has_resource;
@@ -197,6 +201,9 @@ extern uint64 logbuf_flushed_seq(void);
 extern uint64 logbuf_capacity(void);
 extern Size logbuf_file_bytes(void);
 extern uint64 logbuf_ring_id(void);
+extern bool logbuf_check_origin(uint64 sysid, uint32 timeline,
+								int64 table_seq, uint64 *discarded);
+extern void logbuf_set_sql_version_mismatch(bool mismatch);
 extern int	logbuf_take_batch(uint64 from_seq, int max_entries,
 							  LogEntry *entries, const char **damage,
 							  uint64 *next_seq);
@@ -233,7 +240,7 @@ typedef struct WriterCounts
 	int64		discarded;		/* of a dropped installation */
 } WriterCounts;
 
-extern Oid	log_installation_id(bool missing_ok);
+extern uint32 log_installation_id(bool missing_ok);
 extern const char *log_entry_problem(const LogEntry *entry, TimestampTz now);
 extern void writer_write(LogEntry *entries, const char *const *damage,
 						 int count, WriterSource source,
@@ -250,6 +257,7 @@ extern void spool_remove(const char *name);
 /* flusher.c */
 extern void flusher_register(void);
 extern PGDLLEXPORT void apikey_usage_worker_main(Datum main_arg);
+extern char *apikey_installed_version(Oid extension);
 
 /* request.c */
 extern void uuid_v7_generate(pg_uuid_t *uuid, TimestampTz ts);

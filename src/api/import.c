@@ -78,7 +78,7 @@ apikey_usage_import_requests(PG_FUNCTION_ARGS)
 	bool		has_resource_id;
 	Portal		portal;
 	LogEntry   *entries;
-	Oid			installation;
+	uint32		installation;
 	TimestampTz tx_now = GetCurrentTransactionStartTimestamp();
 	int64		row = 0;
 	int64		written = 0;

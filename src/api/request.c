@@ -360,6 +360,7 @@ apikey_usage_check_request(PG_FUNCTION_ARGS)
 	TimestampTz now;
 
 	apikey_require_preload();
+	apikey_require_primary("check_request");
 	entry.installation = log_installation_id(false);
 
 	memset(nulls, true, sizeof(nulls));
@@ -467,13 +468,9 @@ apikey_usage_check_request(PG_FUNCTION_ARGS)
 	uuid_v7_generate(request_id, now);
 	values[CR_REQUEST_ID] = UUIDPGetDatum(request_id);
 	nulls[CR_REQUEST_ID] = false;
-	/*
-	 * requested_at is the time inside request_id (milliseconds), what
-	 * log_request derives from the id: logging the id again is a duplicate
-	 */
 	entry.request_id = *request_id;
 	entry.id_given = false;
-	(void) uuid_v7_time(request_id, &entry.requested_at);
+	entry.requested_at = now;
 	entry.key_id = info.key_id;
 	logbuf_append(&entry);
 	return return_one_row(fcinfo, values, nulls);
@@ -494,6 +491,7 @@ apikey_usage_log_request(PG_FUNCTION_ARGS)
 	TimestampTz requested_at;
 
 	apikey_require_preload();
+	apikey_require_primary("log_request");
 	entry.installation = log_installation_id(false);
 	if (PG_ARGISNULL(0))
 		raise_field_error(0, ERRCODE_NULL_VALUE_NOT_ALLOWED, "key_id must not be NULL");
@@ -555,10 +553,11 @@ apikey_usage_log_requests(PG_FUNCTION_ARGS)
 	int			a;
 	int			i;
 	LogEntry   *entries;
-	Oid			installation;
+	uint32		installation;
 	TimestampTz tx_now = GetCurrentTransactionStartTimestamp();
 
 	apikey_require_preload();
+	apikey_require_primary("log_requests");
 	request_element_word = "element";
 	installation = log_installation_id(false);
 	for (a = 0; a < 4; a++)

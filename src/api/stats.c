@@ -93,6 +93,7 @@ apikey_usage_flush(PG_FUNCTION_ARGS)
 	int			nspooled;
 
 	apikey_require_preload();
+	apikey_require_primary("flush");
 	before = logbuf_flushed_seq();
 	target = logbuf_reserved_seq();
 	nspooled = spool_list(&spooled, INT_MAX);

@@ -17,6 +17,7 @@
 
 #include <sodium.h>
 
+#include "access/xlog.h"
 #include "commands/dbcommands.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -187,6 +188,7 @@ _PG_init(void)
 	alerts_define_gucs();
 	MarkGUCPrefixReserved("apikey_usage");
 
+	redact_install_hook();
 	secret_load_or_create();
 	logbuf_map_file();
 	spool_init_dir();
@@ -234,6 +236,22 @@ apikey_require_preload(void)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("apikey_usage must be loaded via shared_preload_libraries"),
 				 errhint("Add apikey_usage to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+/*
+ * Raise SQLSTATE 25006 on a hot standby: the request path logs every
+ * request it answers, and a standby cannot write.  Nothing is buffered.
+ */
+void
+apikey_require_primary(const char *what)
+{
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errhidestmt(true),
+				 errmsg("cannot execute %s during recovery", what),
+				 errdetail("%s logs the requests it answers, and a hot standby cannot write.", what),
+				 errhint("Send check_request, log_request and flush to the primary; verify_key, the analytics and the views work on a standby.")));
 }
 
 /*

@@ -6,7 +6,9 @@
  * The secret is 32 random bytes in a file of the data directory
  * (apikey_usage.secret_file), created with mode 0600 on first start and
  * read by the postmaster into sodium_malloc memory (guarded pages, wiped
- * on free) that every backend inherits read-only.  It is never reachable
+ * on free) that every backend inherits read-only.  Like ssl_key_file, an
+ * existing file that the group or others may access, or of the wrong size,
+ * stops the start with FATAL.  It is never reachable
  * from SQL.  Keys are sealed with XChaCha20-Poly1305 with the key_id as
  * associated data, so a ciphertext cannot be moved to another key's row.
  *
@@ -33,7 +35,8 @@ static unsigned char *server_secret = NULL;
 /*
  * Read the secret file, or create it when it does not exist.  Runs in the
  * postmaster from _PG_init, with the data directory as working directory.
- * A file of the wrong size is an error to fix by hand, never overwritten.
+ * A file of the wrong size or mode is an error to fix by hand, never
+ * overwritten or used.
  */
 void
 secret_load_or_create(void)
@@ -69,12 +72,37 @@ secret_load_or_create(void)
 				 errmsg("apikey_usage: could not open server secret file \"%s\": %m", path)));
 	else
 	{
+		struct stat st;
+
+		if (fstat(fd, &st) != 0)
+			ereport(FATAL,
+					(errcode_for_file_access(),
+					 errmsg("apikey_usage: could not stat server secret file \"%s\": %m", path)));
+		if (!S_ISREG(st.st_mode))
+			ereport(FATAL,
+					(errcode(ERRCODE_CONFIG_FILE_ERROR),
+					 errmsg("apikey_usage: server secret file \"%s\" is not a regular file", path)));
+		/* the same rule PostgreSQL applies to ssl_key_file */
+		if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
+			ereport(FATAL,
+					(errcode(ERRCODE_CONFIG_FILE_ERROR),
+					 errmsg("apikey_usage: server secret file \"%s\" has group or world access", path),
+					 errdetail("The file's mode is %04o; it must not give the group or others any access.",
+							   (unsigned int) (st.st_mode & 07777)),
+					 errhint("Run: chmod 0600 \"%s\" (as the server's OS user), then start the server again.",
+							 path)));
+		if (st.st_size != SECRET_BYTES)
+			ereport(FATAL,
+					(errcode(ERRCODE_CONFIG_FILE_ERROR),
+					 errmsg("apikey_usage: server secret file \"%s\" must hold exactly %d bytes, not %lld",
+							path, (int) SECRET_BYTES, (long long) st.st_size),
+					 errhint("Restore the file from the backup taken with the data directory. Removing it makes the server create a new secret; keys generated before then verify, but copy_key cannot show them again.")));
 		got = read(fd, server_secret, SECRET_BYTES);
 		close(fd);
 		if (got != SECRET_BYTES)
 			ereport(FATAL,
-					(errmsg("apikey_usage: server secret file \"%s\" must hold exactly %d bytes",
-							path, (int) SECRET_BYTES)));
+					(errcode_for_file_access(),
+					 errmsg("apikey_usage: could not read server secret file \"%s\": %m", path)));
 	}
 	sodium_mprotect_readonly(server_secret);
 }

@@ -23,8 +23,13 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -37,8 +42,10 @@
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -120,8 +127,10 @@ commit_tx(void)
 }
 
 /*
- * Once per worker start: make the ring's flushed_seq agree with the table
- * (a crash between commit and advancing the ring), and register the ring.
+ * Once per worker start (and per installation): check that the ring
+ * belongs to this cluster, its timeline and these tables, make its
+ * flushed_seq agree with the table (logbuf_check_origin), and register
+ * the ring in flush_state.
  */
 static void
 sync_ring_with_table(void)
@@ -129,9 +138,10 @@ sync_ring_with_table(void)
 	Datum		args[2];
 	Oid			types[2] = {INT8OID, INT8OID};
 	int			rc;
+	int64		table_seq = -1;
+	uint64		discarded;
 
 	args[0] = Int64GetDatum((int64) logbuf_ring_id());
-	args[1] = Int64GetDatum((int64) logbuf_flushed_seq());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	rc = SPI_execute_with_args("SELECT flushed_seq FROM apikey_usage.flush_state WHERE ring_id = $1",
@@ -139,22 +149,18 @@ sync_ring_with_table(void)
 	if (rc == SPI_OK_SELECT && SPI_processed == 1)
 	{
 		bool		isnull;
-		int64		table_seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-															SPI_tuptable->tupdesc, 1, &isnull));
 
-		if (table_seq > (int64) logbuf_flushed_seq() &&
-			table_seq <= (int64) logbuf_reserved_seq())
-		{
-			ereport(LOG,
-					(errmsg("apikey_usage: skipping " INT64_FORMAT " log entries already written before a crash",
-							table_seq - (int64) logbuf_flushed_seq())));
-			logbuf_set_flushed((uint64) table_seq);
-		}
+		table_seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+												SPI_tuptable->tupdesc, 1, &isnull));
 	}
-	else
-		SPI_execute_with_args("INSERT INTO apikey_usage.flush_state (ring_id, flushed_seq) VALUES ($1, $2)"
-							  " ON CONFLICT (ring_id) DO NOTHING",
-							  2, types, args, NULL, false, 0);
+	(void) logbuf_check_origin(GetSystemIdentifier(),
+							   (uint32) GetWALInsertionTimeLine(),
+							   table_seq, &discarded);
+	args[0] = Int64GetDatum((int64) logbuf_ring_id());
+	args[1] = Int64GetDatum((int64) logbuf_flushed_seq());
+	SPI_execute_with_args("INSERT INTO apikey_usage.flush_state (ring_id, flushed_seq) VALUES ($1, $2)"
+						  " ON CONFLICT (ring_id) DO NOTHING",
+						  2, types, args, NULL, false, 0);
 	SPI_finish();
 }
 
@@ -343,13 +349,72 @@ store_last_used(void)
 	}
 }
 
+/*
+ * The installed version of the extension, or NULL (palloc'd).  Needs a
+ * transaction.
+ */
+char *
+apikey_installed_version(Oid extension)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	char	   *version = NULL;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(extension));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tuple, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			version = text_to_cstring(DatumGetTextPP(d));
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return version;
+}
+
+/*
+ * True when the extension exists in this database with the SQL objects of
+ * this library's version.  Between installing a new library and ALTER
+ * EXTENSION ... UPDATE the worker writes nothing (the tables and internal
+ * functions may differ): entries wait in the ring, flush() and
+ * synchronous logging fail with a hint, and a LOG line says why, once.
+ */
 static bool
 extension_ready(void)
 {
+	static bool mismatch_logged = false;
 	Oid			extension;
+	char	   *version;
 
 	begin_tx("apikey_usage: checking for the extension");
 	extension = get_extension_oid("apikey_usage", true);
+	version = OidIsValid(extension) ? apikey_installed_version(extension) : NULL;
+	if (version != NULL && strcmp(version, APIKEY_USAGE_VERSION) != 0)
+	{
+		if (!mismatch_logged)
+			ereport(LOG,
+					(errmsg("apikey_usage: database \"%s\" has the SQL objects of version %s, this library is version %s; logged requests are kept in the buffer until ALTER EXTENSION apikey_usage UPDATE",
+							apikey_database, version, APIKEY_USAGE_VERSION)));
+		mismatch_logged = true;
+		logbuf_set_sql_version_mismatch(true);
+		commit_tx();
+		return false;
+	}
+	if (mismatch_logged)
+	{
+		mismatch_logged = false;
+		logbuf_set_sql_version_mismatch(false);
+		synced_extension = InvalidOid;	/* check the ring again */
+	}
 	if (OidIsValid(extension) && extension != synced_extension)
 	{
 		/* first time, or the extension was dropped and created again */

@@ -33,6 +33,16 @@
  *	 pid, a condition variable for flush() waiters, and counters: all
  *	 atomics, or written only by the worker.
  * - Entries that find the ring full go to spool files (spool.c).
+ * - Origin: the header names the cluster (system identifier) and the
+ *	 timeline its entries were logged on.  A data directory copied by
+ *	 pg_basebackup, a standby, or a restored file carries a copy of the
+ *	 ring; before its first flush the worker (logbuf_check_origin) compares
+ *	 the stamp and the sequence the tables hold with the ring, and a ring
+ *	 that does not match has the entries it held at start discarded, with
+ *	 a LOG line counting them, and gets a new ring_id, so flush_state is
+ *	 never moved backwards and no entry is written twice.  Only entries
+ *	 below start_reserve (there before any backend could append) are
+ *	 considered; the worker alone writes the stamp and ring_id.
  * - The worker re-checks what it reads: lengths out of range or a
  *	 checksum mismatch make the entry go to the quarantine (writer.c),
  *	 never into the tables.  Slots found neither committed nor dead at
@@ -49,6 +59,7 @@
 #include <unistd.h>
 #include <sodium.h>
 
+#include "commands/extension.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "port/pg_crc32c.h"
@@ -71,7 +82,11 @@ typedef struct RingHeader
 	uint32		slot_size;
 	uint64		nslots;
 	uint64		ring_id;
-	char		pad1[PG_CACHE_LINE_SIZE - 32];
+	/* origin stamp, set by the worker (0 = not stamped yet, as in 0.1.0) */
+	uint64		system_identifier;
+	uint32		timeline;
+	uint32		origin_unused;
+	char		pad1[PG_CACHE_LINE_SIZE - 48];
 	pg_atomic_uint64 reserve_seq;
 	char		pad2[PG_CACHE_LINE_SIZE - sizeof(pg_atomic_uint64)];
 	pg_atomic_uint64 flushed_seq;
@@ -99,6 +114,7 @@ typedef struct LogBufShared
 	pg_atomic_uint64 quarantined;
 	pg_atomic_uint64 discarded;
 	uint64		start_reserve;
+	pg_atomic_uint32 sql_version_mismatch;	/* set by the worker */
 } LogBufShared;
 
 /* entries lost before shared memory existed (ring renamed aside) */
@@ -273,6 +289,7 @@ logbuf_shmem_init(void)
 		pg_atomic_init_u64(&shared->fallbacks, 0);
 		pg_atomic_init_u64(&shared->errors, 0);
 		pg_atomic_init_u64(&shared->last_flush, 0);
+		pg_atomic_init_u32(&shared->sql_version_mismatch, 0);
 		pg_atomic_init_u64(&shared->duplicates, 0);
 		pg_atomic_init_u64(&shared->quarantined, 0);
 		pg_atomic_init_u64(&shared->discarded, discarded_at_map);
@@ -431,6 +448,34 @@ logbuf_append(const LogEntry *entry)
 }
 
 /*
+ * Waiters fail, rather than wait for ever, while the worker does not
+ * write because the installed SQL objects are of another version.
+ */
+static void
+check_sql_version(void)
+{
+	if (pg_atomic_read_u32(&shared->sql_version_mismatch) != 0)
+	{
+		Oid			extension = get_extension_oid("apikey_usage", true);
+		char	   *version = OidIsValid(extension) ? apikey_installed_version(extension) : NULL;
+
+		/* updated meanwhile: the worker notices within one cycle */
+		if (version != NULL && strcmp(version, APIKEY_USAGE_VERSION) == 0)
+		{
+			logbuf_wake_worker();
+			return;
+		}
+		ConditionVariableCancelSleep();
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the apikey_usage library was updated but the extension's SQL objects were not"),
+				 errdetail("Logged entries stay in the buffer until the update; the background worker does not write them into tables of another version."),
+				 errhint("Run ALTER EXTENSION apikey_usage UPDATE in database \"%s\".",
+						 apikey_database)));
+	}
+}
+
+/*
  * The error of a wait that made no progress for 10 seconds: the worker is
  * missing, blocked (a lock) or failing.  Nothing is lost: the entries stay
  * buffered and are written once the cause is gone.
@@ -480,6 +525,7 @@ logbuf_wait_flushed(uint64 seq)
 			ConditionVariableCancelSleep();
 			no_progress_error();
 		}
+		check_sql_version();
 		logbuf_wake_worker();
 		ConditionVariableTimedSleep(&shared->flushed_cv, 100, PG_WAIT_EXTENSION);
 	}
@@ -501,6 +547,7 @@ logbuf_wait_spooled(char **names, int count)
 		while (spool_exists(names[i]))
 		{
 			CHECK_FOR_INTERRUPTS();
+			check_sql_version();
 			if (TimestampDifferenceExceeds(progress_at, GetCurrentTimestamp(), 10000))
 			{
 				ConditionVariableCancelSleep();
@@ -574,6 +621,18 @@ logbuf_set_flushed(uint64 seq)
 		pg_atomic_write_u64(&ring->flushed_seq, seq);
 }
 
+/*
+ * Worker: tell waiters whether the installed SQL objects are of another
+ * version than this library (they then fail instead of waiting).
+ */
+void
+logbuf_set_sql_version_mismatch(bool mismatch)
+{
+	pg_atomic_write_u32(&shared->sql_version_mismatch, mismatch ? 1 : 0);
+	if (mismatch)
+		ConditionVariableBroadcast(&shared->flushed_cv);
+}
+
 void
 logbuf_broadcast_flushed(void)
 {
@@ -641,6 +700,76 @@ uint64
 logbuf_ring_id(void)
 {
 	return ring->ring_id;
+}
+
+/*
+ * Worker, before its first flush of an installation: decide whether the
+ * ring belongs to this cluster and its current history.  table_seq is
+ * what apikey_usage.flush_state holds for this ring_id (-1 when it has no
+ * row).  A ring stamped by another cluster or on another timeline, or one
+ * that ends before what the tables already hold (an older copy), loses
+ * the entries it held when the server started: they are counted, logged
+ * and skipped, and the ring takes a new ring_id, so the sequence recorded
+ * in flush_state for the old id never moves backwards.  Otherwise, when
+ * the tables are ahead of the ring (a crash between commit and advancing
+ * the ring), the ring skips what is already written.  Stamps the ring
+ * with sysid and timeline.  Returns true when the ring_id changed.
+ */
+bool
+logbuf_check_origin(uint64 sysid, uint32 timeline, int64 table_seq,
+					uint64 *discarded)
+{
+	uint64		inherited_end = shared->start_reserve;
+	uint64		flushed = pg_atomic_read_u64(&ring->flushed_seq);
+	bool		renew = false;
+	char		reason[256];
+
+	*discarded = 0;
+	reason[0] = '\0';
+	if (ring->system_identifier != 0 && ring->system_identifier != sysid)
+		snprintf(reason, sizeof(reason),
+				 "it was written by another cluster (system identifier " UINT64_FORMAT ", this cluster's is " UINT64_FORMAT ")",
+				 ring->system_identifier, sysid);
+	else if (ring->timeline != 0 && ring->timeline != timeline)
+		snprintf(reason, sizeof(reason),
+				 "it was written on timeline %u and the server is on timeline %u now (a copy from a base backup, a standby or a restore)",
+				 ring->timeline, timeline);
+	else if (table_seq >= 0 && (uint64) table_seq > inherited_end)
+		snprintf(reason, sizeof(reason),
+				 "it is older than the tables (it ends at sequence " UINT64_FORMAT ", apikey_usage.flush_state holds " INT64_FORMAT ")",
+				 inherited_end, table_seq);
+
+	if (reason[0] != '\0')
+	{
+		uint64		seq;
+
+		for (seq = flushed; seq < inherited_end; seq++)
+		{
+			if (pg_atomic_read_u64(&slot_for(seq)->state) == seq + 1)
+				(*discarded)++;
+		}
+		if (inherited_end > flushed)
+			pg_atomic_write_u64(&ring->flushed_seq, inherited_end);
+		randombytes_buf(&ring->ring_id, sizeof(ring->ring_id));
+		ring->ring_id &= ~SLOT_DEAD;
+		renew = true;
+		pg_atomic_fetch_add_u64(&shared->discarded, *discarded);
+		ereport(LOG,
+				(errmsg("apikey_usage: discarded " UINT64_FORMAT " log entries found in log buffer file \"%s\": %s",
+						*discarded, RING_FILE, reason),
+				 errdetail("Entries logged before this point by this cluster are in its tables already, or were lost with the history they belonged to; writing them again would count them twice.")));
+	}
+	else if (table_seq >= 0 && (uint64) table_seq > flushed)
+	{
+		ereport(LOG,
+				(errmsg("apikey_usage: skipping " UINT64_FORMAT " log entries already written before a crash",
+						(uint64) table_seq - flushed)));
+		pg_atomic_write_u64(&ring->flushed_seq, (uint64) table_seq);
+	}
+	ring->system_identifier = sysid;
+	ring->timeline = timeline;
+	pg_write_barrier();
+	return renew;
 }
 
 void

@@ -14,9 +14,10 @@
  *	   again: log_request checked it, possibly against a key its own
  *	   transaction had just created and not committed yet; the checksum
  *	   guards it against damage, the installation id against DROP/CREATE;
- *	3. duplicates are skipped: an entry whose (requested_at, request_id)
- *	   is already in the batch or, when the caller chose the request id,
- *	   already in the raw log (probed through the day partition's
+ *	3. duplicates are skipped: an entry whose request_id is already in
+ *	   the batch or, when the caller chose the request id, already in the
+ *	   raw log, with a requested_at in the same millisecond (the grain of
+ *	   the time inside a UUIDv7; probed through the day partition's
  *	   (requested_at, request_id) index);
  *	4. the rest is written to each UTC day partition with the table access
  *	   method's multi-insert and index insertion (no SQL, no PL/pgSQL);
@@ -42,6 +43,7 @@
 
 #include "access/genam.h"
 #include "access/heapam.h"
+#include "access/htup_details.h"
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -97,11 +99,11 @@ typedef struct DedupKey
 	pg_uuid_t	request_id;
 } DedupKey;
 
-static Oid	cached_installation = InvalidOid;
+static uint32 cached_installation = 0;
 static bool callback_registered = false;
 static SPIPlanPtr rollup_plan = NULL;
 static SPIPlanPtr quarantine_plan = NULL;
-static Oid	plans_installation = InvalidOid;
+static uint32 plans_installation = 0;
 
 /*
  * Syscache callback: a schema was created, dropped or changed.  Forget
@@ -111,26 +113,42 @@ static Oid	plans_installation = InvalidOid;
 static void
 namespace_changed(Datum arg, int cacheid, uint32 hashvalue)
 {
-	cached_installation = InvalidOid;
+	cached_installation = 0;
 	key_forget_workspaces();
 }
 
 /*
- * The installation id: the oid of schema apikey_usage, which DROP and
- * CREATE EXTENSION change.  Entries carry it so that the writer discards
- * the entries of a dropped installation.  InvalidOid (missing_ok) when the
- * extension is not created.
+ * The installation id: the transaction id that created schema
+ * apikey_usage (the raw xmin of its pg_namespace row, which freezing and
+ * VACUUM FULL keep).  Every CREATE EXTENSION gets a new one, whereas the
+ * schema's oid may be handed out again after a DROP.  Entries carry it so
+ * that the writer discards the entries of a dropped installation.  0
+ * (missing_ok) when the extension is not created.
  */
-Oid
+uint32
 log_installation_id(bool missing_ok)
 {
 	if (!callback_registered)
 	{
 		CacheRegisterSyscacheCallback(NAMESPACEOID, namespace_changed, (Datum) 0);
+		CacheRegisterSyscacheCallback(NAMESPACENAME, namespace_changed, (Datum) 0);
 		callback_registered = true;
 	}
-	if (!OidIsValid(cached_installation))
-		cached_installation = get_namespace_oid("apikey_usage", missing_ok);
+	if (cached_installation == 0)
+	{
+		HeapTuple	tuple = SearchSysCache1(NAMESPACENAME, CStringGetDatum("apikey_usage"));
+
+		if (!HeapTupleIsValid(tuple))
+		{
+			if (missing_ok)
+				return 0;
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_SCHEMA),
+					 errmsg("schema \"apikey_usage\" does not exist")));
+		}
+		cached_installation = (uint32) HeapTupleHeaderGetRawXmin(tuple->t_data);
+		ReleaseSysCache(tuple);
+	}
 	return cached_installation;
 }
 
@@ -197,7 +215,7 @@ log_entry_problem(const LogEntry *entry, TimestampTz now)
 
 /* The installation changed (or first use): drop what belonged to the old. */
 static void
-reset_for_installation(Oid installation)
+reset_for_installation(uint32 installation)
 {
 	if (plans_installation != installation)
 	{
@@ -289,21 +307,35 @@ find_probe_index(ResultRelInfo *rri, const AttrNumber *attnums)
 	return NULL;
 }
 
-/* Is (requested_at, request_id) already in the partition? */
+/* The millisecond of a time (the dedup grain: a UUIDv7 carries ms). */
+static inline TimestampTz
+millisecond_of(TimestampTz ts)
+{
+	TimestampTz rem = ts % 1000;
+
+	if (rem < 0)
+		rem += 1000;
+	return ts - rem;
+}
+
+/* Is request_id already in the partition within the entry's millisecond? */
 static bool
 already_logged(Relation heap, Relation index, Snapshot snapshot,
 			   TupleTableSlot *slot, const LogEntry *entry)
 {
-	ScanKeyData keys[2];
+	ScanKeyData keys[3];
 	IndexScanDesc scan;
 	bool		found;
+	TimestampTz ms = millisecond_of(entry->requested_at);
 
-	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_TIMESTAMP_EQ,
-				TimestampTzGetDatum(entry->requested_at));
-	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_UUID_EQ,
+	ScanKeyInit(&keys[0], 1, BTGreaterEqualStrategyNumber, F_TIMESTAMP_GE,
+				TimestampTzGetDatum(ms));
+	ScanKeyInit(&keys[1], 1, BTLessStrategyNumber, F_TIMESTAMP_LT,
+				TimestampTzGetDatum(ms + 1000));
+	ScanKeyInit(&keys[2], 2, BTEqualStrategyNumber, F_UUID_EQ,
 				UUIDPGetDatum(unconstify(pg_uuid_t *, &entry->request_id)));
-	scan = index_beginscan(heap, index, snapshot, 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
+	scan = index_beginscan(heap, index, snapshot, 3, 0);
+	index_rescan(scan, keys, 3, NULL, 0);
 	found = index_getnext_slot(scan, ForwardScanDirection, slot);
 	index_endscan(scan);
 	ExecClearTuple(slot);
@@ -336,6 +368,16 @@ insert_day(Oid relid, LogEntry **rows, bool *dup, int n)
 	int			i;
 	int			a;
 
+	RangeTblEntry *rte = makeNode(RangeTblEntry);
+	bool		check_constraints = (desc->constr != NULL);
+
+	/* a range table of one entry, so constraint errors can name the row */
+	rte->rtekind = RTE_RELATION;
+	rte->relid = relid;
+	rte->relkind = rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	rte->requiredPerms = ACL_INSERT;
+	ExecInitRangeTable(estate, list_make1(rte));
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
 	ExecOpenIndices(rri, false);
 
@@ -431,6 +473,9 @@ insert_day(Oid relid, LogEntry **rows, bool *dup, int n)
 				}
 			}
 			ExecStoreVirtualTuple(slot);
+			/* NOT NULL and CHECK constraints, as COPY checks them */
+			if (check_constraints)
+				ExecConstraints(rri, slot, estate);
 		}
 		if (nslots > 0 && (nslots == INSERT_CHUNK || i == n))
 		{
@@ -757,7 +802,8 @@ void
 writer_write(LogEntry *entries, const char *const *damage, int count,
 			 WriterSource source, WriterCounts *counts)
 {
-	Oid			installation;
+	uint32		installation;
+	Oid			namespace;
 	TimestampTz now = GetCurrentTimestamp();
 	bool	   *skip = palloc0(sizeof(bool) * count);
 	const char **reasons = palloc(sizeof(char *) * count);
@@ -778,6 +824,7 @@ writer_write(LogEntry *entries, const char *const *damage, int count,
 
 	DirectFunctionCall1(pg_advisory_xact_lock_int8, Int64GetDatum(WRITER_LOCK_KEY));
 	installation = log_installation_id(false);
+	namespace = get_namespace_oid("apikey_usage", false);
 	reset_for_installation(installation);
 
 	/* 1. other installations, 2. checks */
@@ -829,7 +876,7 @@ writer_write(LogEntry *entries, const char *const *damage, int count,
 			bool		found;
 
 			memset(&key, 0, sizeof(key));
-			key.requested_at = entries[i].requested_at;
+			key.requested_at = millisecond_of(entries[i].requested_at);
 			key.request_id = entries[i].request_id;
 			hash_search(seen, &key, HASH_ENTER, &found);
 			if (found)
@@ -844,8 +891,8 @@ writer_write(LogEntry *entries, const char *const *damage, int count,
 	/* 4, 5: write; on a data error, entry by entry */
 	dup = palloc0(sizeof(bool) * Max(nrows, 1));
 	if (source == WRITER_IMPORT)
-		written = insert_rows(rows, dup, nrows, installation);
-	else if ((failure = try_insert_rows(rows, dup, nrows, installation, &written)) != NULL)
+		written = insert_rows(rows, dup, nrows, namespace);
+	else if ((failure = try_insert_rows(rows, dup, nrows, namespace, &written)) != NULL)
 	{
 		written = 0;
 		for (i = 0; i < nrows; i++)
@@ -853,7 +900,7 @@ writer_write(LogEntry *entries, const char *const *damage, int count,
 			int64		one = 0;
 
 			dup[i] = false;
-			failure = try_insert_rows(&rows[i], &dup[i], 1, installation, &one);
+			failure = try_insert_rows(&rows[i], &dup[i], 1, namespace, &one);
 			if (failure != NULL)
 			{
 				reasons[nbad] = failure;

@@ -32,3 +32,7 @@ SELECT count(apikey_usage.log_request(k.key_id, 'POST', '/v1/search',
 
 SELECT apikey_usage.flush() >= 0 AS flushed;
 SELECT apikey_usage.delete_key(key_id) FROM seed_keys WHERE n = 3;
+
+-- a key made 40 days ago and never used since (the unused-keys panel)
+SELECT count(*) FROM apikey_usage.generate_key('globex', 'Legacy Webhook');
+UPDATE apikey_usage.api_keys SET created_at = now() - interval '40 days' WHERE name = 'Legacy Webhook';

@@ -139,6 +139,16 @@ function referenceWhere(scenario, vars, { logFilters }) {
 	return `FROM apikey_usage.requests WHERE ${conds.join(' AND ')}`;
 }
 
+/* Columns (name, type) of each table panel. */
+const TABLE_COLUMNS = {
+	'Request log': [['Request ID', 'text'], ['Timestamp', 'timestamp with time zone'], ['Method', 'text'],
+		['Endpoint', 'text'], ['Status', 'text'], ['Response', 'integer']],
+	'API keys': [['Description', 'text'], ['Key', 'text'], ['Workspace', 'text'], ['Last used', 'timestamp with time zone'],
+		['Requests (30 days)', 'bigint'], ['Expires', 'timestamp with time zone']],
+	'Unused keys': [['Description', 'text'], ['Key', 'text'], ['Workspace', 'text'], ['Created', 'timestamp with time zone'],
+		['Last used', 'timestamp with time zone']],
+};
+
 /* Shape of a panel's result, as the panel type needs it. */
 function checkShape(panel, result, where) {
 	const { columns, rows } = result;
@@ -167,10 +177,12 @@ function checkShape(panel, result, where) {
 				columns.length > 1 && times.every((t, i) => i === 0 || t > times[i - 1]),
 			`${where}: a time column (ascending) and numbers`, JSON.stringify(columns));
 		}
-		case 'table':
-			return check(same(columns.map((c) => c.name), ['Request ID', 'Timestamp', 'Method', 'Endpoint', 'Status', 'Response']) &&
-				same(types, ['text', 'timestamp with time zone', 'text', 'text', 'text', 'integer']),
-			`${where}: columns Request ID, Timestamp, Method, Endpoint, Status, Response`, JSON.stringify(columns));
+		case 'table': {
+			const want = TABLE_COLUMNS[panel.title];
+			return check(want !== undefined && same(columns.map((c) => c.name), want.map((c) => c[0])) &&
+				same(types, want.map((c) => c[1])),
+			`${where}: columns ${want?.map((c) => c[0]).join(', ')}`, JSON.stringify(columns));
+		}
 		default:
 			return check(false, `${where}: unknown panel type ${panel.type}`);
 	}
@@ -267,6 +279,17 @@ function runScenario(scenario) {
 	check(same(results['Request log'], log), `${scenario.name}: request log = newest 200 matching requests (${log.length})`,
 		diff((results['Request log'] ?? []).slice(0, 3), log.slice(0, 3)));
 
+	// the key list and the unused keys of the chosen workspaces
+	const wsFilter = vars.workspace.value === ALL ? 'true' : `workspace = ANY (${arr(vars.workspace.value, 'text')})`;
+	const keyList = rowsOf(`SELECT name, key_prefix || '…', workspace, last_used_at, requests_30d, expires_at
+		FROM apikey_usage.keys WHERE ${wsFilter} ORDER BY created_at, key_id`);
+	check(same(results['API keys'], keyList), `${scenario.name}: API keys = the live keys of the chosen workspaces (${keyList.length})`,
+		diff(results['API keys'], keyList));
+	const unused = rowsOf(`SELECT name, key_prefix || '…', workspace, created_at, last_used_at
+		FROM apikey_usage.unused_keys('30 days') WHERE ${wsFilter}`);
+	check(same(results['Unused keys'], unused), `${scenario.name}: unused keys = unused_keys('30 days') of the chosen workspaces (${unused.length})`,
+		diff(results['Unused keys'], unused));
+
 	// and the analytics functions with NULL key_id, where the selection is every key
 	if (everyKey(vars)) {
 		const summary = rowsOf(`SELECT * FROM apikey_usage.usage_summary(NULL, ${range})`)[0];
@@ -301,6 +324,8 @@ const oldKey = keyOf('Old Key');
 check(all.vars.key.options.includes(oldKey) && all.vars.key.texts[all.vars.key.options.indexOf(oldKey)] === 'Old Key (deleted)',
 	'All, last 3 days: the deleted key is listed as "Old Key (deleted)"');
 check(all.total > 0 && all.results['Request log']?.length === 200, 'All, last 3 days: the seeded traffic is there (and more than one page of the log)');
+
+check(same(all.results['Unused keys']?.map((r) => r[0]), ['Legacy Webhook']), 'All, last 3 days: the key made 40 days ago and never used is unused');
 
 const acme = runScenario({ name: 'workspace acme', fromMs: now - 3 * day, toMs: now, select: { workspace: ['acme'] } });
 check(acme.vars.key.options.length === 3, 'workspace acme: two live keys and the deleted one', JSON.stringify(acme.vars.key.texts));
@@ -339,7 +364,7 @@ runScenario({
 }
 
 const empty = runScenario({ name: 'a day without traffic, 60 days ago', fromMs: now - 60 * day, toMs: now - 59 * day, select: {} });
-check(empty.total === 0 && !empty.vars.key.options.includes(oldKey) && empty.vars.key.options.length === 4,
+check(empty.total === 0 && !empty.vars.key.options.includes(oldKey) && empty.vars.key.options.length === 5,
 	'a day without traffic: zeros, live keys only');
 
 console.log(`\n${passed} passed, ${failed} failed`);

@@ -1,0 +1,151 @@
+-- ops (issue 11): backup and restore.  The same objects as in
+-- sqlsrc/10_core.sql (partition indexes, _maintain) and sqlsrc/12_ops.sql.
+
+-- The raw log's indexes move from the parent to each day partition
+-- (a partitioned index breaks pg_restore of the partitions).  Dropping the
+-- parent's indexes drops the partitions' too; they are built again below,
+-- one partition at a time.
+DROP INDEX apikey_usage.request_log_raw_key_time_idx;
+DROP INDEX apikey_usage.request_log_raw_time_idx;
+DROP INDEX apikey_usage.request_log_raw_resource_idx;
+CREATE FUNCTION apikey_usage._index_partition(part regclass) RETURNS void
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	name	text;
+BEGIN
+	SELECT c.relname INTO STRICT name
+	  FROM pg_catalog.pg_class c
+	  JOIN pg_catalog.pg_inherits i ON i.inhrelid = c.oid
+	 WHERE c.oid = part AND i.inhparent = 'apikey_usage.request_log_raw'::pg_catalog.regclass;
+	EXECUTE pg_catalog.format('CREATE INDEX IF NOT EXISTS %I ON apikey_usage.%I (api_key_id, requested_at, request_id)',
+							  name || '_key_time_idx', name);
+	EXECUTE pg_catalog.format('CREATE INDEX IF NOT EXISTS %I ON apikey_usage.%I (requested_at, request_id)',
+							  name || '_time_idx', name);
+	EXECUTE pg_catalog.format('CREATE INDEX IF NOT EXISTS %I ON apikey_usage.%I (resource_id, requested_at, request_id) WHERE resource_id IS NOT NULL',
+							  name || '_resource_idx', name);
+END
+$$;
+COMMENT ON FUNCTION apikey_usage._index_partition(regclass) IS
+	'Internal: create the indexes of a day partition of request_log_raw (by key and time, by time, by resource).';
+
+CREATE OR REPLACE FUNCTION apikey_usage._ensure_partition(ts timestamptz) RETURNS void
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
+DECLARE
+	day		date := (ts AT TIME ZONE 'UTC')::date;
+	part	text := 'request_log_raw_p' || pg_catalog.to_char(day, 'YYYYMMDD');
+BEGIN
+	IF pg_catalog.to_regclass('apikey_usage.' || part) IS NOT NULL THEN
+		RETURN;
+	END IF;
+	-- serialise creators (worker, synchronous fall-backs)
+	PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('apikey_usage._ensure_partition'));
+	IF pg_catalog.to_regclass('apikey_usage.' || part) IS NOT NULL THEN
+		RETURN;
+	END IF;
+	EXECUTE pg_catalog.format(
+		'CREATE TABLE apikey_usage.%I PARTITION OF apikey_usage.request_log_raw
+		   FOR VALUES FROM (%L) TO (%L)',
+		part,
+		(day::timestamp AT TIME ZONE 'UTC'),
+		((day + 1)::timestamp AT TIME ZONE 'UTC'));
+	PERFORM apikey_usage._index_partition(('apikey_usage.' || part)::regclass);
+END
+$$;
+
+DO $$
+DECLARE
+	part	regclass;
+BEGIN
+	FOR part IN
+		SELECT i.inhrelid::pg_catalog.regclass
+		  FROM pg_catalog.pg_inherits i
+		 WHERE i.inhparent = 'apikey_usage.request_log_raw'::pg_catalog.regclass
+	LOOP
+		PERFORM apikey_usage._index_partition(part);
+	END LOOP;
+END
+$$;
+
+
+-- pg_dump: the keys and the hourly rollups are data, not part of the
+-- extension's definition (usage_daily and usage_hourly_codes follow
+-- usage_hourly through its triggers, so restoring usage_hourly restores
+-- them).  The raw log's day partitions are ordinary tables and are dumped
+-- with their rows.  flush_state and spool_done describe this cluster's
+-- log buffer file, which a restored database does not have.
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage.api_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_hourly', '');
+
+-- How this installation was created.  pg_restore and a plain dump run
+-- CREATE EXTENSION with check_function_bodies off and then create the
+-- dumped day partitions themselves: until the dump's data arrives (keys
+-- present), the worker creates no partition ahead of time, or the
+-- restore would find its tables existing.  Writing a request still
+-- creates the partition it needs.
+CREATE TABLE apikey_usage.install_state (
+	singleton		boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+	restoring		boolean NOT NULL,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE apikey_usage.install_state IS
+	'Internal: one row; restoring is true while a pg_dump restore is creating the tables of this installation.';
+INSERT INTO apikey_usage.install_state (restoring)
+	VALUES (false);
+
+-- True while a restore is still under way (see install_state); clears the
+-- mark once the restored keys are there.
+CREATE FUNCTION apikey_usage._restore_pending() RETURNS boolean
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM apikey_usage.install_state WHERE restoring) THEN
+		RETURN false;
+	END IF;
+	IF NOT EXISTS (SELECT FROM apikey_usage.api_keys) THEN
+		RETURN true;
+	END IF;
+	UPDATE apikey_usage.install_state SET restoring = false;
+	RETURN false;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage._restore_pending() IS
+	'Internal: true while this installation is being restored from a dump and the keys have not arrived yet.';
+
+CREATE OR REPLACE FUNCTION apikey_usage._maintain(retention interval DEFAULT NULL) RETURNS integer
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
+DECLARE
+	keep_from	timestamptz := pg_catalog.now() - coalesce(retention, apikey_usage._retention());
+	part		record;
+	dropped		integer := 0;
+	upper_bound	timestamptz;
+	cutoff		timestamptz := '-infinity';
+BEGIN
+	-- a database being restored from pg_dump brings its own partitions
+	IF apikey_usage._restore_pending() THEN
+		RETURN 0;
+	END IF;
+	FOR d IN 0..2 LOOP
+		PERFORM apikey_usage._ensure_partition(pg_catalog.now() + pg_catalog.make_interval(days => d));
+	END LOOP;
+	FOR part IN
+		SELECT c.oid::regclass AS rel, pg_catalog.pg_get_expr(c.relpartbound, c.oid) AS bound
+		  FROM pg_catalog.pg_inherits i
+		  JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+		 WHERE i.inhparent = 'apikey_usage.request_log_raw'::regclass
+	LOOP
+		upper_bound := pg_catalog.substring(part.bound, 'TO \(''([^'']+)''\)')::timestamptz;
+		IF upper_bound <= keep_from THEN
+			EXECUTE pg_catalog.format('DROP TABLE %s', part.rel);
+			dropped := dropped + 1;
+			cutoff := GREATEST(cutoff, upper_bound);
+		END IF;
+	END LOOP;
+	IF dropped > 0 THEN
+		DELETE FROM apikey_usage.usage_hourly WHERE bucket_start < cutoff;
+	END IF;
+	RETURN dropped;
+END
+$$;

@@ -1,0 +1,180 @@
+/*-------------------------------------------------------------------------
+ *
+ * redact.c
+ *		Keep presented API keys out of the server log, whatever the
+ *		logging settings.
+ *
+ * A key is recognisable offline: <prefix>_<43 base62><6 base62 checksum>
+ * with a CRC-32 that must match (keyformat.c).  An emit_log_hook, set in
+ * the postmaster and inherited by every process, rewrites every message
+ * field that reaches the server log (message, detail, detail_log, hint,
+ * context, internal query) and the statement text that elog.c prints
+ * from debug_query_string (the STATEMENT line, csvlog/jsonlog "query"):
+ * each key with a valid checksum keeps its prefix and has the rest
+ * replaced by '*' of the same length, so error cursor positions stay
+ * right.  That covers log_statement, bind parameters (DETAIL: parameters:
+ * $1 = '...'), duration logging, errors, PL/pgSQL contexts and plans that
+ * auto_explain logs as messages.  Strings that only look like keys (a
+ * wrong checksum) are left alone: they are not keys.
+ *
+ * Shared state: none.  Per process: the redacted copy of the current
+ * statement text (TopMemoryContext), replaced when the statement changes.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "tcop/tcopprot.h"
+#include "utils/elog.h"
+#include "utils/memutils.h"
+
+#include "apikey_usage.h"
+#include "keyformat.h"
+
+#define KEY_TAIL_CHARS	(KEYFMT_BODY_CHARS + KEYFMT_CHECKSUM_CHARS)
+
+static emit_log_hook_type prev_emit_log_hook = NULL;
+static char *redacted_statement = NULL;
+static bool in_redact_hook = false;
+
+static inline bool
+is_base62(unsigned char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') ||
+		(c >= 'a' && c <= 'z');
+}
+
+static inline bool
+is_prefix_char(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+/*
+ * Overwrite, in place, every key with a valid checksum in buf[0..len).
+ * Returns true when something was overwritten.  Candidates are found at
+ * each '_' followed by exactly 49 base62 characters (the body and the
+ * checksum cannot contain '_', and a longer run is not a key); each
+ * possible prefix start before the '_' is tried.
+ */
+static bool
+redact_buffer(char *buf, size_t len)
+{
+	bool		changed = false;
+	size_t		pos;
+
+	for (pos = 0; pos < len; pos++)
+	{
+		size_t		run_end;
+		size_t		start;
+
+		if (buf[pos] != '_')
+			continue;
+		run_end = pos + 1;
+		while (run_end < len && is_base62((unsigned char) buf[run_end]))
+			run_end++;
+		if (pos > 0 && run_end - pos - 1 == KEY_TAIL_CHARS)
+		{
+			/* try each prefix start, longest first */
+			for (start = (pos > KEYFMT_PREFIX_MAX ? pos - KEYFMT_PREFIX_MAX : 0);
+				 start < pos; start++)
+			{
+				size_t		i;
+				bool		plausible = true;
+
+				for (i = start; i < pos; i++)
+				{
+					if (!is_prefix_char((unsigned char) buf[i]))
+					{
+						plausible = false;
+						break;
+					}
+				}
+				if (plausible && keyfmt_parse(buf + start, run_end - start, NULL))
+				{
+					memset(buf + pos + 1, '*', KEY_TAIL_CHARS);
+					changed = true;
+					break;
+				}
+			}
+		}
+		pos = run_end - 1;
+	}
+	return changed;
+}
+
+/*
+ * Redact one message field (allocated by elog.c in ErrorContext, so it
+ * may be changed in place).
+ */
+static void
+redact_field(char *field)
+{
+	if (field != NULL)
+		(void) redact_buffer(field, strlen(field));
+}
+
+/*
+ * Point debug_query_string at a redacted copy when the statement holds a
+ * key.  The copy lives until the next statement needs one; a statement
+ * that was already redacted is left as it is.
+ */
+static void
+redact_statement(void)
+{
+	size_t		len;
+	char	   *copy;
+
+	if (debug_query_string == NULL || debug_query_string == redacted_statement)
+		return;
+	len = strlen(debug_query_string);
+	if (len < 1 + KEY_TAIL_CHARS || strchr(debug_query_string, '_') == NULL)
+		return;
+	copy = MemoryContextAllocExtended(TopMemoryContext, len + 1,
+									  MCXT_ALLOC_NO_OOM);
+	if (copy == NULL)
+		return;
+	memcpy(copy, debug_query_string, len + 1);
+	if (!redact_buffer(copy, len))
+	{
+		pfree(copy);
+		return;
+	}
+	if (redacted_statement != NULL)
+		pfree(redacted_statement);
+	redacted_statement = copy;
+	debug_query_string = copy;
+}
+
+/*
+ * The emit_log_hook: runs inside error reporting, so it must not raise
+ * errors itself; it only rewrites buffers and allocates without failing.
+ */
+static void
+redact_emit_log(ErrorData *edata)
+{
+	if (!in_redact_hook)
+	{
+		in_redact_hook = true;
+		redact_field(edata->message);
+		redact_field(edata->detail);
+		redact_field(edata->detail_log);
+		redact_field(edata->hint);
+		redact_field(edata->context);
+		redact_field(edata->internalquery);
+		redact_statement();
+		in_redact_hook = false;
+	}
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
+}
+
+/*
+ * Install the hook (postmaster, _PG_init).
+ */
+void
+redact_install_hook(void)
+{
+	prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = redact_emit_log;
+}

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Issue 10, items 2 and 5:
+#  - with every logging knob on (log_statement = all, duration logging,
+#    bind parameters, errors with STATEMENT lines, PL/pgSQL contexts,
+#    auto_explain plans, stderr + csvlog + jsonlog, verbose errors), no key
+#    that was presented reaches the server log; its redacted form does;
+#  - the secret file is refused with FATAL when the group or others may
+#    read it, and when its size is wrong; fixed, the server starts again.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source scripts/cluster.sh
+trap cluster_stop EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+cluster_start redact "fsync = off" \
+	"log_statement = 'all'" "log_min_duration_statement = 0" "log_duration = on" \
+	"log_min_error_statement = debug5" "log_error_verbosity = verbose" \
+	"log_parameter_max_length = -1" "log_parameter_max_length_on_error = -1" \
+	"logging_collector = on" "log_destination = 'stderr,csvlog,jsonlog'" \
+	"log_directory = 'log'" "session_preload_libraries = 'auto_explain'" \
+	"auto_explain.log_min_duration = 0" "auto_explain.log_analyze = on" \
+	"auto_explain.log_nested_statements = on" "auto_explain.log_verbose = on"
+cluster_psql -c "CREATE EXTENSION apikey_usage"
+cluster_wait_worker
+
+KEYS=()
+for name in one two three four five six; do
+	KEYS+=("$(cluster_psql -c "SELECT api_key FROM apikey_usage.generate_key('sec', '$name', key_prefix => 'live$name')")")
+done
+K0=${KEYS[0]} K1=${KEYS[1]} K2=${KEYS[2]} K3=${KEYS[3]} K4=${KEYS[4]} K5=${KEYS[5]}
+
+# literal keys in statements, in errors, in PL/pgSQL messages and contexts
+cluster_psql -c "SELECT valid FROM apikey_usage.verify_key('$K0')" >/dev/null
+cluster_psql -c "SELECT allowed FROM apikey_usage.check_request('$K1', 'GET', '/v1/x')" >/dev/null
+psql -X -qAt -c "SELECT apikey_usage.verify_key('$K2')::text::int" >/dev/null 2>&1 || true
+psql -X -qAt -c "DO \$\$BEGIN RAISE EXCEPTION 'rejected %', '$K3' USING DETAIL = 'key $K3', HINT = '$K3'; END\$\$" >/dev/null 2>&1 || true
+psql -X -qAt -c "DO \$\$DECLARE r record; BEGIN SELECT * INTO r FROM apikey_usage.verify_key('$K3'); PERFORM 1 / 0 WHERE '$K3' <> ''; END\$\$" >/dev/null 2>&1 || true
+# bind parameters (extended protocol), in a success and in an error
+printf 'SELECT valid FROM apikey_usage.verify_key(:k);\n' >"$CLUSTER_DIR/bind.sql"
+printf 'SELECT (:k)::int;\n' >"$CLUSTER_DIR/binderr.sql"
+"$PGBIN/pgbench" -n -M extended -t 2 -D k="$K4" -f "$CLUSTER_DIR/bind.sql" >/dev/null 2>&1 ||
+	fail "pgbench with a bound key failed"
+"$PGBIN/pgbench" -n -M prepared -t 1 -D k="$K5" -f "$CLUSTER_DIR/binderr.sql" >/dev/null 2>&1 || true
+# a key glued to other text is still recognised
+cluster_psql -c "SELECT 'token=x$K0;' AS t" >/dev/null
+cluster_psql -c "SELECT pg_sleep(0.2)" >/dev/null
+
+logs=("$CLUSTER_LOG" "$CLUSTER_DATA"/log/*)
+[ "${#logs[@]}" -ge 4 ] || fail "expected stderr, csvlog and jsonlog files, got ${logs[*]}"
+for k in "${KEYS[@]}"; do
+	if grep -qF -- "$k" "${logs[@]}"; then
+		grep -F -- "$k" "${logs[@]}" | head -n 3 >&2
+		fail "a presented key is in the server log"
+	fi
+	# the tail after the prefix never appears either (not even split)
+	tail_part=${k#*_}
+	grep -qF -- "${tail_part:0:20}" "${logs[@]}" && fail "part of a key is in the server log"
+	# ...while its redacted form does: the hook really saw these lines
+	grep -qF -- "${k%%_*}_*************************************************" "${logs[@]}" ||
+		fail "redacted form of ${k%%_*}_... not found in the log"
+done
+grep -q "parameters: \$1 = 'livefive_\*\*\*\*" "${logs[@]}" || fail "bind parameter line not redacted as expected"
+grep -q "Query Text:" "${logs[@]}" || fail "auto_explain did not log (test is not testing plans)"
+echo "ok: ${#KEYS[@]} keys used with every logging knob on; none in ${#logs[@]} log files, redacted forms present"
+
+# a string shaped like a key with a wrong checksum is not a key: left alone
+bad="${K0:0:${#K0}-1}$( [ "${K0: -1}" = A ] && echo B || echo A)"
+cluster_psql -c "SELECT '$bad' AS not_a_key" >/dev/null
+cluster_psql -c "SELECT pg_sleep(0.2)" >/dev/null
+grep -qF -- "$bad" "$CLUSTER_LOG" "$CLUSTER_DATA"/log/* || fail "a non-key was redacted"
+echo "ok: a key-shaped string with a wrong checksum is not redacted"
+
+# secret file mode and size
+SECRET="$CLUSTER_DATA/apikey_usage.secret"
+start_fails() { # expected-message
+	if (cd / && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$CLUSTER_DATA" -l "$CLUSTER_LOG" -w -t 30 start >/dev/null 2>&1); then
+		fail "the server started with a bad secret file ($1)"
+	fi
+	grep -q "FATAL:.*$1" "$CLUSTER_LOG" || { tail -n 5 "$CLUSTER_LOG" >&2; fail "no FATAL '$1' in the log"; }
+}
+cluster_pgctl -m fast stop
+chmod 0640 "$SECRET"
+start_fails "has group or world access"
+chmod 0604 "$SECRET"
+start_fails "has group or world access"
+chmod 0600 "$SECRET"
+cp -p "$SECRET" "$CLUSTER_DIR/secret.good"
+printf 'x' >>"$SECRET"
+start_fails "must hold exactly 32 bytes, not 33"
+head -c 31 "$CLUSTER_DIR/secret.good" >"$SECRET"
+start_fails "must hold exactly 32 bytes, not 31"
+cp -p "$CLUSTER_DIR/secret.good" "$SECRET"
+cluster_pgctl start
+cluster_wait_worker
+got=$(cluster_psql -c "SELECT reason FROM apikey_usage.verify_key('$K0')")
+[ "$got" = valid ] || fail "after restoring the secret file: $got"
+echo "ok: secret file refused with FATAL at modes 0640 and 0604 and sizes 33 and 31; the original starts"
