@@ -219,7 +219,7 @@ memory_snapshot() {	# LABEL
 # ---------------------------------------------------------------------
 t_phase=$(now)
 flush_ >/dev/null
-psql_ -c "TRUNCATE apikey_usage.request_log_raw, apikey_usage.usage_hourly"
+psql_ -c "TRUNCATE apikey_usage.request_log_raw, apikey_usage.usage_hourly, apikey_usage.usage_daily, apikey_usage.usage_minute_codes, apikey_usage.usage_hourly_codes, apikey_usage.usage_daily_codes, apikey_usage.usage_hourly_methods, apikey_usage.usage_daily_methods, apikey_usage.usage_hourly_endpoints, apikey_usage.usage_daily_endpoints"
 read -r fb0 sf0 <<<"$(psql_ -F ' ' -c "SELECT entries_flushed, sync_fallbacks FROM apikey_usage.runtime_stats")"
 t0=$(now)
 run_pgb flusher log_1m "" 2 "$FLUSH_N" 1 -t $((FLUSH_N / 2)) -f "$B/flusher_log.sql"
@@ -310,7 +310,7 @@ metric keys phase "" "" "" "" seconds "$(elapsed "$t_phase" "$(now)")" s
 DASH="summary by_method by_status top_endpoints timeseries log_page1 log_page100"
 HEAVY=$(psql_ -c "SELECT key_id FROM bench.dataset_keys WHERE i = 1")
 flush_ >/dev/null
-psql_ -c "TRUNCATE apikey_usage.request_log_raw, apikey_usage.usage_hourly"
+psql_ -c "TRUNCATE apikey_usage.request_log_raw, apikey_usage.usage_hourly, apikey_usage.usage_daily, apikey_usage.usage_minute_codes, apikey_usage.usage_hourly_codes, apikey_usage.usage_daily_codes, apikey_usage.usage_hourly_methods, apikey_usage.usage_daily_methods, apikey_usage.usage_hourly_endpoints, apikey_usage.usage_daily_endpoints"
 loaded=0
 dash_seconds=0
 load_rate=0
