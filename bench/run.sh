@@ -25,14 +25,14 @@ START=$(date +%s)
 
 case $MODE in
 quick)
-	CLIENTS="2 8"; REPS=2; T=1
+	CLIENTS="2 8"; REPS=2; T=1; DRIVER_T=2
 	SCALE_CLIENTS="2"; SCALE_REPS=2; SCALE_T=1; KEY_LEVELS="1000 100000"
 	FLUSH_N=50000; DRAIN_REPS=2
 	DATA_LEVELS="1000000"; DASH_REPS=2; DASH_RUN="-T 1"
 	BUDGET=170 ;;
 full | "")
 	MODE=full
-	CLIENTS="1 2 8"; REPS=3; T=3
+	CLIENTS="1 2 8"; REPS=3; T=3; DRIVER_T=5
 	SCALE_CLIENTS="2"; SCALE_REPS=3; SCALE_T=3; KEY_LEVELS="1000 100000 1000000"
 	FLUSH_N=1000000; DRAIN_REPS=3
 	DATA_LEVELS="1000000 3000000 10000000"; DASH_REPS=3; DASH_RUN="-T 2"
@@ -138,7 +138,7 @@ chmod 600 "$WORK/api_keys.txt"
 DVARS=()
 while IFS='|' read -r n kid key; do
 	DVARS+=(-D "k$n=$key")
-	[ "$n" = 1 ] && DVARS+=(-D "k=$key" -D "kid=$kid")
+	[ "$n" = 1 ] && { DVARS+=(-D "k=$key" -D "kid=$kid"); HOT_KEY=$key; HOT_KID=$kid; }
 done <"$WORK/api_keys.txt"
 # 100-key scenarios: one script per key (pgbench picks one at random per
 # transaction), the key passed as a parameter like a gateway does.
@@ -189,6 +189,24 @@ for rep in $(seq 1 "$REPS"); do
 	done
 done
 metric request phase "" "" "" "" seconds "$(elapsed "$t_phase" "$(now)")" s
+
+# ---------------------------------------------------------------------
+# 1b. A served request through a real driver (node-postgres, bind
+# parameters, as examples/gateway does it): check_request + log_request
+# against two no-op statements of the same shape, and with log_requests
+# batches, interleaved (bench/driver.js).
+# ---------------------------------------------------------------------
+(cd examples/gateway && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+t_phase=$(now)
+log "driver: noop_pair / pair / batched x clients (2 8) x $REPS repeats x ${DRIVER_T}s (node-postgres)"
+while IFS=$'\t' read -r scen c rep tps us p50; do
+	metric driver "$scen" "c$c" "$c" "" "$rep" served_per_s "$tps" 1/s
+	metric driver "$scen" "c$c" "$c" "" "$rep" us_per_served "$us" us
+	metric driver "$scen" "c$c" "$c" "" "$rep" p50_us "$p50" us
+	log "  rep $rep c=$c $scen: $tps served/s, $us us per served request"
+done < <(KEY=$HOT_KEY KEY_ID=$HOT_KID DURATION=$DRIVER_T CLIENTS="2 8" REPS=$REPS node bench/driver.js)
+flush_ >/dev/null
+metric driver phase "" "" "" "" seconds "$(elapsed "$t_phase" "$(now)")" s
 
 # ---------------------------------------------------------------------
 # Memory: shared memory per key and per buffered entry, worker RSS.
