@@ -16,7 +16,9 @@
 #  - the header contract (Retry-After, RateLimit, RateLimit-Policy,
 #    WWW-Authenticate, X-Request-Id) holds on every response;
 #  - the gateway lost no log call; fail-closed answers 503 when the
-#    database is unreachable, fail-open serves.
+#    database is unreachable, fail-open serves;
+#  - control: the same driver with named prepared statements does fail
+#    through this pgbouncer (what README's pooling advice prevents).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
@@ -239,6 +241,28 @@ check "pgbouncer $(pgbouncer --version | head -n 1 | awk '{print $2}') in transa
 one_pass pgbouncer 127.0.0.1 "$BOUNCER_PORT" LOG_BATCH=25
 check "pgbouncer: the gateway's clients shared at most 3 server connections" \
 	test "$(cluster_psql -c "SELECT count(*) FROM pg_stat_activity WHERE usename = 'gateway_app'")" -le 3
+# Control: what README warns about.  The same driver with *named* prepared
+# statements (a query config with a name) through the same pgbouncer: 8
+# clients, 3 server connections that keep what was prepared on them, so at
+# least 5 of the first 8 calls prepare a name that already exists there.
+named_errors=$(PGHOST=127.0.0.1 PGPORT=$BOUNCER_PORT PGUSER=gateway_app PGDATABASE=apikey node -e "
+	const { Client } = require('$APP/node_modules/pg');
+	(async () => {
+		const clients = [];
+		for (let i = 0; i < 8; i++) { const c = new Client(); await c.connect(); clients.push(c); }
+		let errors = 0;
+		await Promise.all(clients.map(async (c) => {
+			for (let j = 0; j < 5; j++) {
+				try {
+					await c.query({ name: 'verify', text: 'SELECT reason FROM apikey_usage.verify_key(\$1)', values: ['ak_x'] });
+				} catch (err) { errors++; }
+			}
+		}));
+		for (const c of clients) await c.end();
+		console.log(errors);
+	})();")
+check "control: named prepared statements through pgbouncer 1.18 in transaction mode fail ($named_errors of 40 calls)" \
+	test "$named_errors" -ge 5
 
 # 3. the database unreachable: fail-closed answers 503, fail-open serves
 dead_port=$(free_port)
