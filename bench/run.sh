@@ -15,7 +15,9 @@
 # shorter runs, 1M dataset rows, 1k/100k keys).  Environment overrides:
 #   BENCH_T (seconds per request-path pgbench run), BENCH_REPS,
 #   BENCH_BUDGET (seconds; the 10M dataset step is skipped when the
-#   measured load rate says it would not fit), BENCH_OUT (results dir).
+#   measured load rate says it would not fit), BENCH_OUT (results dir),
+#   BENCH_KEYCACHE=0 (skip the key-cache section, bench/keycache.sh, which
+#   takes about 8 minutes in full mode and 2 in quick mode).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -409,6 +411,19 @@ trap - EXIT
 metric env total "" "" "" "" seconds $(($(date +%s) - START)) s
 
 python3 bench/report.py "$OUT"
+
+# ---------------------------------------------------------------------
+# 5. The key cache at scale: its own cluster per apikey_usage.max_keys
+# level (bench/keycache.sh), appended to the summary.
+# ---------------------------------------------------------------------
+if [ "${BENCH_KEYCACHE:-1}" = 1 ]; then
+	log "key cache at scale (bench/keycache.sh $MODE)"
+	if bash bench/keycache.sh "$MODE" "$OUT" >"$OUT/raw/keycache.log" 2>&1; then
+		{ echo; cat "$OUT/keycache.md"; } >>"$OUT/summary.md"
+	else
+		log "bench/keycache.sh failed (see raw/keycache.log)"
+	fi
+fi
 for gp in bench/plot_throughput.gp bench/plot_dashboards.gp; do
 	gnuplot -e "dir='$OUT'" "$gp" || log "gnuplot $gp failed"
 done
