@@ -682,29 +682,30 @@ COMMENT ON FUNCTION apikey_usage.top_endpoints(uuid, timestamptz, timestamptz, i
 	'top_endpoints of a key on its node, or of every key: exact over the nodes (54000 when a node''s 10000 endpoints cannot decide it).';
 
 CREATE FUNCTION apikey_usage._usage_timeseries_on(node integer, key_id uuid, since timestamptz, until timestamptz,
-	bucket interval)
+	bucket interval, time_zone text)
 	RETURNS TABLE (bucket_start timestamptz, total_requests bigint, completed bigint, failed bigint, rate_limited bigint)
 	LANGUAGE plproxy AS $$
 	CLUSTER 'apikey_usage_fleet';
 	RUN ON node;
-	SELECT * FROM apikey_usage.usage_timeseries(key_id, since, until, bucket);
+	SELECT * FROM apikey_usage.usage_timeseries(key_id, since, until, bucket, time_zone);
 $$;
-COMMENT ON FUNCTION apikey_usage._usage_timeseries_on(integer, uuid, timestamptz, timestamptz, interval) IS 'Internal.';
+COMMENT ON FUNCTION apikey_usage._usage_timeseries_on(integer, uuid, timestamptz, timestamptz, interval, text) IS 'Internal.';
 CREATE FUNCTION apikey_usage._usage_timeseries_all(key_id uuid, since timestamptz, until timestamptz,
-	bucket interval)
+	bucket interval, time_zone text)
 	RETURNS TABLE (bucket_start timestamptz, total_requests bigint, completed bigint, failed bigint, rate_limited bigint)
 	LANGUAGE plproxy AS $$
 	CLUSTER 'apikey_usage_fleet';
 	RUN ON ALL;
-	SELECT * FROM apikey_usage.usage_timeseries(key_id, since, until, bucket);
+	SELECT * FROM apikey_usage.usage_timeseries(key_id, since, until, bucket, time_zone);
 $$;
-COMMENT ON FUNCTION apikey_usage._usage_timeseries_all(uuid, timestamptz, timestamptz, interval) IS 'Internal.';
+COMMENT ON FUNCTION apikey_usage._usage_timeseries_all(uuid, timestamptz, timestamptz, interval, text) IS 'Internal.';
 
 CREATE FUNCTION apikey_usage.usage_timeseries(
 	key_id uuid,
 	since timestamptz DEFAULT pg_catalog.now() - '30 days'::interval,
 	until timestamptz DEFAULT pg_catalog.now(),
-	bucket interval DEFAULT '1 hour')
+	bucket interval DEFAULT '1 hour',
+	time_zone text DEFAULT NULL)
 	RETURNS TABLE (bucket_start timestamptz, total_requests bigint, completed bigint, failed bigint, rate_limited bigint)
 	LANGUAGE plpgsql STABLE
 	SET search_path = pg_catalog, pg_temp AS $$
@@ -716,12 +717,12 @@ DECLARE
 	err_hint	text;
 BEGIN
 	IF key_id IS NOT NULL THEN
-		RETURN QUERY SELECT * FROM apikey_usage._usage_timeseries_on(apikey_usage._id_node(key_id), key_id, since, until, bucket);
+		RETURN QUERY SELECT * FROM apikey_usage._usage_timeseries_on(apikey_usage._id_node(key_id), key_id, since, until, bucket, time_zone);
 	ELSE
 		RETURN QUERY SELECT t.bucket_start, pg_catalog.sum(t.total_requests)::bigint,
 			   pg_catalog.sum(t.completed)::bigint, pg_catalog.sum(t.failed)::bigint,
 			   pg_catalog.sum(t.rate_limited)::bigint
-		  FROM apikey_usage._usage_timeseries_all(NULL, since, until, bucket) t
+		  FROM apikey_usage._usage_timeseries_all(NULL, since, until, bucket, time_zone) t
 		 GROUP BY 1 ORDER BY 1;
 	END IF;
 EXCEPTION WHEN OTHERS THEN
@@ -730,7 +731,7 @@ EXCEPTION WHEN OTHERS THEN
 	PERFORM apikey_usage._fleet_reraise(err_state, err_message, err_detail, err_hint);
 END
 $$;
-COMMENT ON FUNCTION apikey_usage.usage_timeseries(uuid, timestamptz, timestamptz, interval) IS
+COMMENT ON FUNCTION apikey_usage.usage_timeseries(uuid, timestamptz, timestamptz, interval, text) IS
 	'usage_timeseries of a key on its node, or of every key: summed per bucket over the nodes.';
 
 CREATE FUNCTION apikey_usage._request_log_on(node integer,
@@ -820,6 +821,58 @@ CREATE FUNCTION apikey_usage.request_log(
 $$;
 COMMENT ON FUNCTION apikey_usage.request_log(uuid, text, timestamptz, timestamptz, text, text, text, integer, integer, timestamptz, uuid) IS
 	'request_log of a key on its node, or of every key: the nodes'' pages merged newest first (keyset cursor as on one node).';
+
+CREATE FUNCTION apikey_usage._request_count_on(node integer, key_id uuid, resource_id text,
+	since timestamptz, until timestamptz, status text, method text, endpoint text, response_code integer)
+	RETURNS SETOF bigint
+	LANGUAGE plproxy AS $$
+	CLUSTER 'apikey_usage_fleet';
+	RUN ON node;
+	SELECT apikey_usage.request_count(key_id, resource_id, since, until, status, method, endpoint, response_code);
+$$;
+COMMENT ON FUNCTION apikey_usage._request_count_on(integer, uuid, text, timestamptz, timestamptz, text, text, text, integer) IS 'Internal.';
+CREATE FUNCTION apikey_usage._request_count_all(key_id uuid, resource_id text,
+	since timestamptz, until timestamptz, status text, method text, endpoint text, response_code integer)
+	RETURNS SETOF bigint
+	LANGUAGE plproxy AS $$
+	CLUSTER 'apikey_usage_fleet';
+	RUN ON ALL;
+	SELECT apikey_usage.request_count(key_id, resource_id, since, until, status, method, endpoint, response_code);
+$$;
+COMMENT ON FUNCTION apikey_usage._request_count_all(uuid, text, timestamptz, timestamptz, text, text, text, integer) IS 'Internal.';
+
+CREATE FUNCTION apikey_usage.request_count(
+	key_id uuid DEFAULT NULL,
+	resource_id text DEFAULT NULL,
+	since timestamptz DEFAULT NULL,
+	until timestamptz DEFAULT NULL,
+	status text DEFAULT NULL,
+	method text DEFAULT NULL,
+	endpoint text DEFAULT NULL,
+	response_code integer DEFAULT NULL)
+	RETURNS bigint
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	err_state	text;
+	err_message	text;
+	err_detail	text;
+	err_hint	text;
+BEGIN
+	IF key_id IS NOT NULL THEN
+		RETURN (SELECT c FROM apikey_usage._request_count_on(apikey_usage._id_node(key_id), key_id,
+			resource_id, since, until, status, method, endpoint, response_code) c);
+	END IF;
+	RETURN (SELECT COALESCE(pg_catalog.sum(c), 0)::bigint FROM apikey_usage._request_count_all(NULL,
+		resource_id, since, until, status, method, endpoint, response_code) c);
+EXCEPTION WHEN OTHERS THEN
+	GET STACKED DIAGNOSTICS err_state = RETURNED_SQLSTATE, err_message = MESSAGE_TEXT,
+		err_detail = PG_EXCEPTION_DETAIL, err_hint = PG_EXCEPTION_HINT;
+	PERFORM apikey_usage._fleet_reraise(err_state, err_message, err_detail, err_hint);
+END
+$$;
+COMMENT ON FUNCTION apikey_usage.request_count(uuid, text, timestamptz, timestamptz, text, text, text, integer) IS
+	'request_count of a key on its node, or over every node: the sum.';
 
 ------------------------------------------------------------------------
 -- Views over every node
@@ -965,15 +1018,18 @@ GRANT EXECUTE ON FUNCTION
 	apikey_usage.top_endpoints(uuid, timestamptz, timestamptz, integer),
 	apikey_usage._top_endpoints_on(integer, uuid, timestamptz, timestamptz, integer),
 	apikey_usage._top_endpoints_all(uuid, timestamptz, timestamptz, integer),
-	apikey_usage.usage_timeseries(uuid, timestamptz, timestamptz, interval),
-	apikey_usage._usage_timeseries_on(integer, uuid, timestamptz, timestamptz, interval),
-	apikey_usage._usage_timeseries_all(uuid, timestamptz, timestamptz, interval),
+	apikey_usage.usage_timeseries(uuid, timestamptz, timestamptz, interval, text),
+	apikey_usage._usage_timeseries_on(integer, uuid, timestamptz, timestamptz, interval, text),
+	apikey_usage._usage_timeseries_all(uuid, timestamptz, timestamptz, interval, text),
 	apikey_usage.request_log(uuid, text, timestamptz, timestamptz, text, text, text, integer, integer, timestamptz, uuid),
 	apikey_usage._fleet_request_log(text, timestamptz, timestamptz, text, text, text, integer, integer, timestamptz, uuid),
 	apikey_usage._fleet_reraise(text, text, text, text),
 	apikey_usage._request_log_on(integer, uuid, text, timestamptz, timestamptz, text, text, text, integer, integer, timestamptz, uuid),
 	apikey_usage._request_log_all(uuid, text, timestamptz, timestamptz, text, text, text, integer, integer, timestamptz, uuid),
 	apikey_usage._keys_all(),
+	apikey_usage.request_count(uuid, text, timestamptz, timestamptz, text, text, text, integer),
+	apikey_usage._request_count_on(integer, uuid, text, timestamptz, timestamptz, text, text, text, integer),
+	apikey_usage._request_count_all(uuid, text, timestamptz, timestamptz, text, text, text, integer),
 	apikey_usage.unused_keys(interval), apikey_usage._unused_keys_all(interval),
 	apikey_usage._alert_rules_all(), apikey_usage._alert_events_all()
 	TO apikey_usage_reader;

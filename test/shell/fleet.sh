@@ -123,13 +123,16 @@ SELECT (SELECT count(*) FROM raw) = (SELECT count(*) + 1 FROM t_calls), -- + the
 	(SELECT sum(t.total_requests) FROM apikey_usage.usage_timeseries(NULL, now() - interval '2 hours', now() + interval '1 minute', '1 minute') t) =
 	(SELECT count(*) FROM raw),
 	(SELECT count(*) FROM apikey_usage.keys) = (SELECT count(*) FROM t_keys),
+	apikey_usage.request_count(status => 'failed') = (SELECT count(*) FROM raw WHERE status = 'failed')
+	AND (SELECT sum(t.total_requests) FROM apikey_usage.usage_timeseries(NULL, now() - interval '2 days', now() + interval '1 minute', '1 day', 'Europe/Paris') t)
+		= (SELECT count(*) FROM raw),
 	(SELECT row(s.*)::text FROM apikey_usage.usage_summary((SELECT key_id FROM t_keys ORDER BY key_id LIMIT 1)) s) =
 	(SELECT row(count(*), count(*) FILTER (WHERE status = 'completed'), count(*) FILTER (WHERE status = 'failed'),
 				count(*) FILTER (WHERE status = 'rate_limited'))::text FROM raw WHERE api_key_id = (SELECT key_id FROM t_keys ORDER BY key_id LIMIT 1));
 SQL
 )
-[ "$out" = "t|t|t|t|t|t|t|t" ] || fail "fleet-wide analytics vs raw counts: '$out'"
-echo "ok: fleet-wide summary, by method, by status, top endpoints, timeseries and keys equal plain counts over all nodes"
+[ "$out" = "t|t|t|t|t|t|t|t|t" ] || fail "fleet-wide analytics vs raw counts: '$out'"
+echo "ok: fleet-wide summary, by method, by status, top endpoints, timeseries (UTC and Europe/Paris days), request_count and keys equal plain counts over all nodes"
 
 out=$(coord_psql <<'SQL'
 CREATE TEMP TABLE pages (page integer, pos integer, request_id uuid);
