@@ -548,7 +548,7 @@ BEGIN
 		END IF;
 	END LOOP;
 	IF dropped > 0 THEN
-		DELETE FROM apikey_usage.usage_hourly WHERE bucket_start < cutoff;
+		PERFORM apikey_usage._rollup_forget(cutoff);
 	END IF;
 	RETURN dropped;
 END

@@ -76,21 +76,36 @@ CREATE FUNCTION apikey_usage._granted_workspaces(access text DEFAULT 'reader') R
 COMMENT ON FUNCTION apikey_usage._granted_workspaces(text) IS
 	'Internal: the workspaces granted to the caller (through any role whose privileges it has) with at least the given access.';
 
-CREATE FUNCTION apikey_usage._visible_workspaces() RETURNS text[]
+-- The uncached definitions; _visible_workspaces() / _visible_key_ids()
+-- (C, src/tenants/caller.c) cache their answer per role, transaction,
+-- command and snapshot, so that callers may use them once per row.
+CREATE FUNCTION apikey_usage._visible_workspaces_uncached() RETURNS text[]
 	LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 	RETURN CASE WHEN apikey_usage._caller_is_global() THEN NULL::text[]
 				ELSE apikey_usage._granted_workspaces() END;
-COMMENT ON FUNCTION apikey_usage._visible_workspaces() IS
-	'Internal: the workspaces the calling role may see, or NULL for all.';
+COMMENT ON FUNCTION apikey_usage._visible_workspaces_uncached() IS
+	'Internal: the workspaces the calling role may see, or NULL for all (computed; use _visible_workspaces()).';
 
-CREATE FUNCTION apikey_usage._visible_key_ids() RETURNS uuid[]
+CREATE FUNCTION apikey_usage._visible_key_ids_uncached() RETURNS uuid[]
 	LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 	RETURN CASE WHEN apikey_usage._caller_is_global() THEN NULL::uuid[]
 				ELSE ARRAY(SELECT k.key_id FROM apikey_usage.api_keys k
 							WHERE k.workspace OPERATOR(pg_catalog.=) ANY (apikey_usage._granted_workspaces())
 							ORDER BY 1) END;
+COMMENT ON FUNCTION apikey_usage._visible_key_ids_uncached() IS
+	'Internal: the key ids (live and deleted) the calling role may see, or NULL for all (computed; use _visible_key_ids()).';
+
+CREATE FUNCTION apikey_usage._visible_workspaces() RETURNS text[]
+	LANGUAGE c STABLE PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'apikey_usage_visible_workspaces';
+COMMENT ON FUNCTION apikey_usage._visible_workspaces() IS
+	'Internal: the workspaces the calling role may see, or NULL for all.';
+
+CREATE FUNCTION apikey_usage._visible_key_ids() RETURNS uuid[]
+	LANGUAGE c STABLE PARALLEL SAFE
+	AS 'MODULE_PATHNAME', 'apikey_usage_visible_key_ids';
 COMMENT ON FUNCTION apikey_usage._visible_key_ids() IS
 	'Internal: the key ids (live and deleted) the calling role may see, or NULL for all.';
 

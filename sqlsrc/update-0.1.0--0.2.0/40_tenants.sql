@@ -556,6 +556,8 @@ COMMENT ON COLUMN apikey_usage.requests.resource_id IS 'Id of the resource the r
 GRANT EXECUTE ON FUNCTION
 	apikey_usage._visible_workspaces(),
 	apikey_usage._visible_key_ids(),
+	apikey_usage._visible_workspaces_uncached(),
+	apikey_usage._visible_key_ids_uncached(),
 	apikey_usage._visible_last_used()
 	TO apikey_usage_reader, apikey_usage_tenant;
 GRANT EXECUTE ON FUNCTION
@@ -583,8 +585,9 @@ GRANT EXECUTE ON FUNCTION
 	apikey_usage.usage_by_method(uuid, timestamptz, timestamptz),
 	apikey_usage.usage_by_response_status(uuid, timestamptz, timestamptz),
 	apikey_usage.top_endpoints(uuid, timestamptz, timestamptz, integer),
-	apikey_usage.usage_timeseries(uuid, timestamptz, timestamptz, interval),
+	apikey_usage.usage_timeseries(uuid, timestamptz, timestamptz, interval, text),
 	apikey_usage.request_log(uuid, text, timestamptz, timestamptz, text, text, text, integer, integer, timestamptz, uuid),
+	apikey_usage.request_count(uuid, text, timestamptz, timestamptz, text, text, text, integer),
 	apikey_usage.unused_keys(interval)
 	TO apikey_usage_tenant;
 GRANT EXECUTE ON FUNCTION

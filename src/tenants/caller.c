@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * caller.c
- *		Who is calling: the role the visibility functions judge.
+ *		Who is calling, and what it may see: _caller() and the cached
+ *		visibility functions _visible_workspaces() / _visible_key_ids().
  *
  * Inside a SECURITY DEFINER function (every analytics function, the
  * visibility functions themselves) current_user is the owner, so SQL
@@ -10,16 +11,33 @@
  * do not change it.  It is what a tenant logged in as, or switched to
  * with SET ROLE (which needs membership).
  *
- * Shared state: none.
+ * The visibility functions are called by every view and analytics
+ * function, sometimes once per row.  Their SQL definitions
+ * (_visible_workspaces_uncached() / _visible_key_ids_uncached(), in
+ * sqlsrc/15_visibility.sql) cost a query each; here the answer is kept
+ * for as long as nothing it depends on can have changed as seen by the
+ * caller: the same role, the same transaction and command, and the same
+ * snapshot horizon (a grant or a membership committed by another session
+ * moves xmax, so the next statement recomputes it).
+ *
+ * Shared state: none.  The cache is private to the backend.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/xact.h"
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
+#include "utils/datum.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
 
 PG_FUNCTION_INFO_V1(apikey_usage_caller);
+PG_FUNCTION_INFO_V1(apikey_usage_visible_workspaces);
+PG_FUNCTION_INFO_V1(apikey_usage_visible_key_ids);
 
 /*
  * _caller(): the oid of the role the calling session acts as (SET ROLE
@@ -29,4 +47,119 @@ Datum
 apikey_usage_caller(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_OID(GetOuterUserId());
+}
+
+/* One cached answer (an array, or NULL for "everything"). */
+typedef struct VisibilityCache
+{
+	bool		valid;
+	Oid			user;
+	LocalTransactionId lxid;
+	CommandId	cid;
+	TransactionId xmin;
+	TransactionId xmax;
+	bool		isnull;
+	Datum		value;			/* in TopMemoryContext */
+} VisibilityCache;
+
+static VisibilityCache workspaces_cache;
+static VisibilityCache key_ids_cache;
+
+/*
+ * The answer of sql (one row, one array column) for the caller, from the
+ * cache when its key still matches, else computed and remembered.  The
+ * result is palloc'd in the caller's memory context.
+ */
+static Datum
+cached_visibility(VisibilityCache *cache, const char *sql, bool *isnull)
+{
+	Oid			user = GetOuterUserId();
+	LocalTransactionId lxid = MyProc->lxid;
+	CommandId	cid = GetCurrentCommandId(false);
+	Snapshot	snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : NULL;
+	MemoryContext caller_context = CurrentMemoryContext;
+	bool		null_result;
+	Datum		result;
+	int			rc;
+
+	if (cache->valid && snapshot != NULL && cache->user == user &&
+		cache->lxid == lxid && cache->cid == cid &&
+		cache->xmin == snapshot->xmin && cache->xmax == snapshot->xmax)
+	{
+		*isnull = cache->isnull;
+		return cache->isnull ? (Datum) 0 : datumCopy(cache->value, false, -1);
+	}
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rc = SPI_execute(sql, true, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "apikey_usage: \"%s\" failed: %s", sql, SPI_result_code_string(rc));
+	result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &null_result);
+
+	/* remember it (replacing the previous answer), and copy it out */
+	if (cache->valid && !cache->isnull)
+	{
+		cache->valid = false;
+		pfree(DatumGetPointer(cache->value));
+	}
+	cache->valid = false;
+	cache->isnull = null_result;
+	if (!null_result)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		cache->value = datumCopy(result, false, -1);
+		MemoryContextSwitchTo(old);
+	}
+	if (snapshot != NULL)
+	{
+		cache->user = user;
+		cache->lxid = lxid;
+		cache->cid = cid;
+		cache->xmin = snapshot->xmin;
+		cache->xmax = snapshot->xmax;
+		cache->valid = true;
+	}
+	SPI_finish();
+
+	*isnull = null_result;
+	if (null_result)
+		return (Datum) 0;
+	MemoryContextSwitchTo(caller_context);
+	return datumCopy(cache->value, false, -1);
+}
+
+/*
+ * _visible_workspaces(): the workspaces the caller may see, or NULL for
+ * all (a global role).
+ */
+Datum
+apikey_usage_visible_workspaces(PG_FUNCTION_ARGS)
+{
+	bool		isnull;
+	Datum		result = cached_visibility(&workspaces_cache,
+										   "SELECT apikey_usage._visible_workspaces_uncached()",
+										   &isnull);
+
+	if (isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(result);
+}
+
+/*
+ * _visible_key_ids(): the key ids (live and deleted) the caller may see,
+ * or NULL for all.
+ */
+Datum
+apikey_usage_visible_key_ids(PG_FUNCTION_ARGS)
+{
+	bool		isnull;
+	Datum		result = cached_visibility(&key_ids_cache,
+										   "SELECT apikey_usage._visible_key_ids_uncached()",
+										   &isnull);
+
+	if (isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(result);
 }

@@ -9,7 +9,7 @@ SELECT 'globex', g.* FROM apikey_usage.generate_key('tn-globex', 'Zapier Integra
 GRANT SELECT ON tk TO PUBLIC;
 
 BEGIN;
-SELECT plan(34);
+SELECT plan(38);
 
 CREATE ROLE tn_acme LOGIN;
 CREATE ROLE tn_acme_admin LOGIN;
@@ -72,6 +72,19 @@ SELECT is((SELECT name FROM apikey_usage.keys WHERE key_id = (SELECT key_id FROM
 -- a superuser who SET ROLEs to a tenant is that tenant
 SET ROLE tn_acme;
 SELECT is((SELECT count(*) FROM apikey_usage.keys WHERE workspace = 'tn-globex'), 0::bigint, 'SET ROLE to a tenant restricts even a superuser session');
+RESET ROLE;
+
+-- the visibility functions cache their answer per role, command and
+-- snapshot: a grant or revoke shows at the next statement
+SELECT apikey_usage.grant_workspace('tn_acme', 'tn-globex');
+SET ROLE tn_acme;
+SELECT is(apikey_usage._visible_workspaces(), ARRAY['tn-acme', 'tn-globex'], 'a new grant shows at the next statement');
+RESET ROLE;
+SELECT is(apikey_usage._visible_workspaces(), NULL, 'the superuser again sees everything');
+SELECT apikey_usage.revoke_workspace('tn_acme', 'tn-globex');
+SET ROLE tn_acme;
+SELECT is(apikey_usage._visible_workspaces(), ARRAY['tn-acme'], 'a revoke shows at the next statement');
+SELECT is((SELECT count(*) FROM apikey_usage.keys WHERE workspace = 'tn-globex'), 0::bigint, 'and the views follow');
 RESET ROLE;
 
 -- global roles behave as before; a role with no grant sees nothing
