@@ -15,7 +15,9 @@
 # shorter runs, 1M dataset rows, 1k/100k keys).  Environment overrides:
 #   BENCH_T (seconds per request-path pgbench run), BENCH_REPS,
 #   BENCH_BUDGET (seconds; the 10M dataset step is skipped when the
-#   measured load rate says it would not fit), BENCH_OUT (results dir).
+#   measured load rate says it would not fit), BENCH_OUT (results dir),
+#   BENCH_KEYCACHE=0 (skip the key-cache section, bench/keycache.sh, which
+#   takes about 8 minutes in full mode and 2 in quick mode).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -25,14 +27,14 @@ START=$(date +%s)
 
 case $MODE in
 quick)
-	CLIENTS="2 8"; REPS=2; T=1
+	CLIENTS="2 8"; REPS=2; T=1; DRIVER_T=2
 	SCALE_CLIENTS="2"; SCALE_REPS=2; SCALE_T=1; KEY_LEVELS="1000 100000"
 	FLUSH_N=50000; DRAIN_REPS=2
 	DATA_LEVELS="1000000"; DASH_REPS=2; DASH_RUN="-T 1"
 	BUDGET=170 ;;
 full | "")
 	MODE=full
-	CLIENTS="1 2 8"; REPS=3; T=3
+	CLIENTS="1 2 8"; REPS=3; T=3; DRIVER_T=5
 	SCALE_CLIENTS="2"; SCALE_REPS=3; SCALE_T=3; KEY_LEVELS="1000 100000 1000000"
 	FLUSH_N=1000000; DRAIN_REPS=3
 	DATA_LEVELS="1000000 3000000 10000000"; DASH_REPS=3; DASH_RUN="-T 2"
@@ -138,7 +140,7 @@ chmod 600 "$WORK/api_keys.txt"
 DVARS=()
 while IFS='|' read -r n kid key; do
 	DVARS+=(-D "k$n=$key")
-	[ "$n" = 1 ] && DVARS+=(-D "k=$key" -D "kid=$kid")
+	[ "$n" = 1 ] && { DVARS+=(-D "k=$key" -D "kid=$kid"); HOT_KEY=$key; HOT_KID=$kid; }
 done <"$WORK/api_keys.txt"
 # 100-key scenarios: one script per key (pgbench picks one at random per
 # transaction), the key passed as a parameter like a gateway does.
@@ -191,6 +193,24 @@ done
 metric request phase "" "" "" "" seconds "$(elapsed "$t_phase" "$(now)")" s
 
 # ---------------------------------------------------------------------
+# 1b. A served request through a real driver (node-postgres, bind
+# parameters, as examples/gateway does it): check_request + log_request
+# against two no-op statements of the same shape, and with log_requests
+# batches, interleaved (bench/driver.js).
+# ---------------------------------------------------------------------
+(cd examples/gateway && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+t_phase=$(now)
+log "driver: noop_pair / pair / batched x clients (2 8) x $REPS repeats x ${DRIVER_T}s (node-postgres)"
+while IFS=$'\t' read -r scen c rep tps us p50; do
+	metric driver "$scen" "c$c" "$c" "" "$rep" served_per_s "$tps" 1/s
+	metric driver "$scen" "c$c" "$c" "" "$rep" us_per_served "$us" us
+	metric driver "$scen" "c$c" "$c" "" "$rep" p50_us "$p50" us
+	log "  rep $rep c=$c $scen: $tps served/s, $us us per served request"
+done < <(KEY=$HOT_KEY KEY_ID=$HOT_KID DURATION=$DRIVER_T CLIENTS="2 8" REPS=$REPS node bench/driver.js)
+flush_ >/dev/null
+metric driver phase "" "" "" "" seconds "$(elapsed "$t_phase" "$(now)")" s
+
+# ---------------------------------------------------------------------
 # Memory: shared memory per key and per buffered entry, worker RSS.
 # ---------------------------------------------------------------------
 memory_snapshot() {	# LABEL
@@ -219,7 +239,7 @@ memory_snapshot() {	# LABEL
 # ---------------------------------------------------------------------
 t_phase=$(now)
 flush_ >/dev/null
-psql_ -c "TRUNCATE apikey_usage.request_log_raw, apikey_usage.usage_hourly"
+psql_ -c "TRUNCATE apikey_usage.request_log_raw, apikey_usage.usage_hourly, apikey_usage.usage_daily, apikey_usage.usage_minute_codes, apikey_usage.usage_hourly_codes, apikey_usage.usage_daily_codes, apikey_usage.usage_hourly_methods, apikey_usage.usage_daily_methods, apikey_usage.usage_hourly_endpoints, apikey_usage.usage_daily_endpoints"
 read -r fb0 sf0 <<<"$(psql_ -F ' ' -c "SELECT entries_flushed, sync_fallbacks FROM apikey_usage.runtime_stats")"
 t0=$(now)
 run_pgb flusher log_1m "" 2 "$FLUSH_N" 1 -t $((FLUSH_N / 2)) -f "$B/flusher_log.sql"
@@ -310,7 +330,7 @@ metric keys phase "" "" "" "" seconds "$(elapsed "$t_phase" "$(now)")" s
 DASH="summary by_method by_status top_endpoints timeseries log_page1 log_page100"
 HEAVY=$(psql_ -c "SELECT key_id FROM bench.dataset_keys WHERE i = 1")
 flush_ >/dev/null
-psql_ -c "TRUNCATE apikey_usage.request_log_raw, apikey_usage.usage_hourly"
+psql_ -c "TRUNCATE apikey_usage.request_log_raw, apikey_usage.usage_hourly, apikey_usage.usage_daily, apikey_usage.usage_minute_codes, apikey_usage.usage_hourly_codes, apikey_usage.usage_daily_codes, apikey_usage.usage_hourly_methods, apikey_usage.usage_daily_methods, apikey_usage.usage_hourly_endpoints, apikey_usage.usage_daily_endpoints"
 loaded=0
 dash_seconds=0
 load_rate=0
@@ -391,6 +411,19 @@ trap - EXIT
 metric env total "" "" "" "" seconds $(($(date +%s) - START)) s
 
 python3 bench/report.py "$OUT"
+
+# ---------------------------------------------------------------------
+# 5. The key cache at scale: its own cluster per apikey_usage.max_keys
+# level (bench/keycache.sh), appended to the summary.
+# ---------------------------------------------------------------------
+if [ "${BENCH_KEYCACHE:-1}" = 1 ]; then
+	log "key cache at scale (bench/keycache.sh $MODE)"
+	if bash bench/keycache.sh "$MODE" "$OUT" >"$OUT/raw/keycache.log" 2>&1; then
+		{ echo; cat "$OUT/keycache.md"; } >>"$OUT/summary.md"
+	else
+		log "bench/keycache.sh failed (see raw/keycache.log)"
+	fi
+fi
 for gp in bench/plot_throughput.gp bench/plot_dashboards.gp; do
 	gnuplot -e "dir='$OUT'" "$gp" || log "gnuplot $gp failed"
 done

@@ -2,10 +2,9 @@
 -- Backup and restore (ops)
 ------------------------------------------------------------------------
 
--- pg_dump: the keys and the hourly rollups are data, not part of the
--- extension's definition (usage_daily and usage_hourly_codes follow
--- usage_hourly through its triggers, so restoring usage_hourly restores
--- them).  The raw log's day partitions are ordinary tables and are dumped
+-- pg_dump: the keys and the rollups are data, not part of the
+-- extension's definition (usage_hourly here, every other rollup grain in
+-- the analytics part).  The raw log's day partitions are ordinary tables and are dumped
 -- with their rows.  flush_state and spool_done describe this cluster's
 -- log buffer file, which a restored database does not have.
 SELECT pg_catalog.pg_extension_config_dump('apikey_usage.api_keys', '');

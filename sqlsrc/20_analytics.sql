@@ -3,23 +3,37 @@
 -- Analytics (apikey_usage_reader)
 --
 -- Every count is exact: equal to a plain count over request_log_raw for
--- the same bounds.  Whole UTC hours (or days) inside [since, until) are
--- read from rollups: usage_hourly (written in the same transaction as the
--- raw rows it counts) and the two tables derived from it below; the
--- partial hours at the two edges from the raw log through its
--- (api_key_id, requested_at) or (requested_at) index.  A dashboard over
--- 30 days of one key thus reads a few thousand to some ten thousand
--- rollup rows plus at most two hours of raw rows, whatever the traffic.
+-- the same bounds, in the caller's snapshot.  The rollups are written in
+-- the same transaction as the raw rows they count (_rollup_apply), so a
+-- snapshot sees a batch in both or in neither.
 --
--- The queries are built as text and run with EXECUTE ... USING, so each
--- call is planned for its own arguments: a NULL key_id or bound drops its
--- condition (instead of an "x IS NULL OR" that no index serves), and the
--- day partitions of the raw log are pruned at plan time.  Only fixed SQL
--- fragments enter the text; every value is a parameter.
+-- Grains.  Each dashboard part reads a rollup that has only the
+-- dimension it shows, per UTC day and per UTC hour:
+--
+--   dimension   day                    hour                   minute
+--   code        usage_daily_codes      usage_hourly_codes     usage_minute_codes
+--   method      usage_daily_methods    usage_hourly_methods   -
+--   endpoint    usage_daily_endpoints  usage_hourly_endpoints -
+--   all four    usage_daily            usage_hourly           -    (the views)
+--
+-- A busy key has hundreds of method x endpoint x code combinations an
+-- hour; the narrow tables hold a handful (codes, methods) or tens
+-- (endpoints) of rows per key and hour.
+--
+-- Bounds.  One function, _usage_counts(), answers "the counts of this key
+-- in [since, until) at this grain (per bucket)".  It cuts the range into
+-- whole UTC days, hours and minutes (the coarsest rollup that fits) and
+-- the sub-minute (sub-hour for methods and endpoints) edges, which come
+-- from the raw log.  An edge is counted directly ([floor, bound) from the
+-- raw log) or as its whole unit minus the raw rows on the other side of
+-- the bound, whichever side holds less past time: at until = now() the
+-- other side is the future, so the live edge reads a rollup row and an
+-- index range that is empty (or holds the few future-dated rows).
 --
 -- The functions are SECURITY DEFINER (readers have no table privileges),
--- STABLE (one snapshot for rollups and raw log alike, so a concurrent
--- flush is seen entirely or not at all) and pin search_path.
+-- STABLE (one snapshot for rollups and raw log alike) and pin search_path.
+-- Every key they count passes apikey_usage._visible_key_ids(): a key id
+-- the caller may not see counts as an unknown key (zeros, no rows).
 ------------------------------------------------------------------------
 
 -- since > until is bad input (22023); NULL bounds are unbounded sides.
@@ -37,19 +51,9 @@ COMMENT ON FUNCTION apikey_usage._check_bounds(timestamptz, timestamptz) IS
 	'Internal: raise 22023 when since > until.';
 
 ------------------------------------------------------------------------
--- Derived rollups, kept equal to usage_hourly by statement triggers (in
--- the same transaction as every change of usage_hourly: the worker's
--- flushes, imports, retention):
---
---   usage_daily         usage_hourly summed per UTC day
---   usage_hourly_codes  usage_hourly summed over method and endpoint
---
--- A busy key has hundreds of (method, endpoint, response code)
--- combinations an hour, so 30 days of usage_hourly are a few hundred
--- thousand rows of that key.  usage_daily holds about 1/24 of that, for
--- by_method and top_endpoints; usage_hourly_codes a handful of rows an
--- hour, for usage_summary, usage_by_response_status and usage_timeseries,
--- which need nothing but the response code.
+-- Rollup tables.  bucket_start is the start of the UTC minute, hour or
+-- day counted.  All are written only by _rollup_apply (in the writer's
+-- transaction) and emptied only by _rollup_forget (retention).
 ------------------------------------------------------------------------
 CREATE TABLE apikey_usage.usage_daily (
 	api_key_id		uuid NOT NULL,
@@ -62,7 +66,7 @@ CREATE TABLE apikey_usage.usage_daily (
 );
 CREATE INDEX usage_daily_bucket_idx ON apikey_usage.usage_daily (bucket_start);
 COMMENT ON TABLE apikey_usage.usage_daily IS
-	'Request counts per key, UTC day, method, endpoint and response code: usage_hourly summed per day, maintained by triggers on usage_hourly.';
+	'Request counts per key, UTC day, method, endpoint and response code (the daily_usage view).';
 
 CREATE TABLE apikey_usage.usage_hourly_codes (
 	api_key_id		uuid NOT NULL,
@@ -73,351 +77,542 @@ CREATE TABLE apikey_usage.usage_hourly_codes (
 );
 CREATE INDEX usage_hourly_codes_bucket_idx ON apikey_usage.usage_hourly_codes (bucket_start);
 COMMENT ON TABLE apikey_usage.usage_hourly_codes IS
-	'Request counts per key, UTC hour and response code: usage_hourly summed over method and endpoint, maintained by triggers on usage_hourly.';
+	'Request counts per key, UTC hour and response code.';
+
+CREATE TABLE apikey_usage.usage_minute_codes (
+	api_key_id		uuid NOT NULL,
+	bucket_start	timestamptz NOT NULL,
+	response_code	smallint NOT NULL,
+	requests		bigint NOT NULL,
+	PRIMARY KEY (api_key_id, bucket_start, response_code)
+);
+CREATE INDEX usage_minute_codes_bucket_idx ON apikey_usage.usage_minute_codes (bucket_start);
+COMMENT ON TABLE apikey_usage.usage_minute_codes IS
+	'Request counts per key, UTC minute and response code (live edges, minute and local-time buckets).';
+
+CREATE TABLE apikey_usage.usage_daily_codes (
+	api_key_id		uuid NOT NULL,
+	bucket_start	timestamptz NOT NULL,
+	response_code	smallint NOT NULL,
+	requests		bigint NOT NULL,
+	PRIMARY KEY (api_key_id, bucket_start, response_code)
+);
+CREATE INDEX usage_daily_codes_bucket_idx ON apikey_usage.usage_daily_codes (bucket_start);
+COMMENT ON TABLE apikey_usage.usage_daily_codes IS
+	'Request counts per key, UTC day and response code.';
+
+CREATE TABLE apikey_usage.usage_hourly_methods (
+	api_key_id		uuid NOT NULL,
+	bucket_start	timestamptz NOT NULL,
+	method			text COLLATE "C" NOT NULL,
+	requests		bigint NOT NULL,
+	PRIMARY KEY (api_key_id, bucket_start, method)
+);
+CREATE INDEX usage_hourly_methods_bucket_idx ON apikey_usage.usage_hourly_methods (bucket_start);
+COMMENT ON TABLE apikey_usage.usage_hourly_methods IS
+	'Request counts per key, UTC hour and HTTP method.';
+
+CREATE TABLE apikey_usage.usage_daily_methods (
+	api_key_id		uuid NOT NULL,
+	bucket_start	timestamptz NOT NULL,
+	method			text COLLATE "C" NOT NULL,
+	requests		bigint NOT NULL,
+	PRIMARY KEY (api_key_id, bucket_start, method)
+);
+CREATE INDEX usage_daily_methods_bucket_idx ON apikey_usage.usage_daily_methods (bucket_start);
+COMMENT ON TABLE apikey_usage.usage_daily_methods IS
+	'Request counts per key, UTC day and HTTP method.';
+
+CREATE TABLE apikey_usage.usage_hourly_endpoints (
+	api_key_id		uuid NOT NULL,
+	bucket_start	timestamptz NOT NULL,
+	endpoint		text COLLATE "C" NOT NULL,
+	requests		bigint NOT NULL,
+	PRIMARY KEY (api_key_id, bucket_start, endpoint)
+);
+CREATE INDEX usage_hourly_endpoints_bucket_idx ON apikey_usage.usage_hourly_endpoints (bucket_start);
+COMMENT ON TABLE apikey_usage.usage_hourly_endpoints IS
+	'Request counts per key, UTC hour and endpoint.';
+
+CREATE TABLE apikey_usage.usage_daily_endpoints (
+	api_key_id		uuid NOT NULL,
+	bucket_start	timestamptz NOT NULL,
+	endpoint		text COLLATE "C" NOT NULL,
+	requests		bigint NOT NULL,
+	PRIMARY KEY (api_key_id, bucket_start, endpoint)
+);
+CREATE INDEX usage_daily_endpoints_bucket_idx ON apikey_usage.usage_daily_endpoints (bucket_start);
+COMMENT ON TABLE apikey_usage.usage_daily_endpoints IS
+	'Request counts per key, UTC day and endpoint.';
+
+-- pg_dump: the rollups are data (like usage_hourly, see the ops part),
+-- dumped and restored with the raw log they count
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_daily', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_minute_codes', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_hourly_codes', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_daily_codes', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_hourly_methods', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_daily_methods', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_hourly_endpoints', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_daily_endpoints', '');
 
 /*
  * The one entry point from the log writer into the rollups: a batch's
  * counts per (key, UTC minute, method, endpoint, response code), already
  * aggregated by the writer, added to every rollup grain in the writer's
- * transaction.  The writer knows nothing of the grains; this function
- * does.  Rows are upserted in primary-key order so concurrent writers
- * lock them in one order.
+ * transaction (one statement, one upsert per grain; no triggers).  The
+ * writer knows nothing of the grains; this function does.  Rows are
+ * upserted in primary-key order so concurrent writers lock them in one
+ * order.  Times are binned from the Unix epoch: UTC whatever TimeZone is.
  */
-CREATE FUNCTION apikey_usage._rollup_apply(
+CREATE OR REPLACE FUNCTION apikey_usage._rollup_apply(
 	key_ids uuid[], minute_starts timestamptz[], methods text[], endpoints text[],
 	response_codes smallint[], counts bigint[]) RETURNS void
 	LANGUAGE sql VOLATILE
 	SET search_path = pg_catalog, pg_temp
 	BEGIN ATOMIC
-		INSERT INTO apikey_usage.usage_hourly AS u
-			(api_key_id, bucket_start, method, endpoint, response_code, requests)
-		SELECT b.api_key_id,
-			   pg_catalog.date_trunc('hour', b.minute_start, 'UTC'),
-			   b.method, b.endpoint, b.response_code, pg_catalog.sum(b.n)::bigint
-		  FROM unnest(key_ids, minute_starts, methods, endpoints, response_codes, counts)
-			AS b(api_key_id, minute_start, method, endpoint, response_code, n)
-		 GROUP BY 1, 2, 3, 4, 5
-		 ORDER BY 1, 2, 3, 4, 5
-		ON CONFLICT (api_key_id, bucket_start, method, endpoint, response_code)
-		DO UPDATE SET requests = u.requests OPERATOR(pg_catalog.+) excluded.requests;
+		WITH b AS MATERIALIZED (
+			SELECT u.api_key_id, pg_catalog.date_bin('1 minute', u.minute_start, '1970-01-01 00:00:00+00') AS m,
+				   u.method COLLATE "C" AS method, u.endpoint COLLATE "C" AS endpoint, u.response_code, u.n
+			  FROM unnest(key_ids, minute_starts, methods, endpoints, response_codes, counts)
+				AS u(api_key_id, minute_start, method, endpoint, response_code, n)
+		), hourly AS (
+			INSERT INTO apikey_usage.usage_hourly AS t
+				(api_key_id, bucket_start, method, endpoint, response_code, requests)
+			SELECT b.api_key_id, pg_catalog.date_bin('1 hour', b.m, '1970-01-01 00:00:00+00'),
+				   b.method, b.endpoint, b.response_code, pg_catalog.sum(b.n)::bigint
+			  FROM b GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+			ON CONFLICT (api_key_id, bucket_start, method, endpoint, response_code)
+			DO UPDATE SET requests = t.requests OPERATOR(pg_catalog.+) excluded.requests
+		), daily AS (
+			INSERT INTO apikey_usage.usage_daily AS t
+				(api_key_id, bucket_start, method, endpoint, response_code, requests)
+			SELECT b.api_key_id, pg_catalog.date_bin('1 day', b.m, '1970-01-01 00:00:00+00'),
+				   b.method, b.endpoint, b.response_code, pg_catalog.sum(b.n)::bigint
+			  FROM b GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+			ON CONFLICT (api_key_id, bucket_start, method, endpoint, response_code)
+			DO UPDATE SET requests = t.requests OPERATOR(pg_catalog.+) excluded.requests
+		), minute_codes AS (
+			INSERT INTO apikey_usage.usage_minute_codes AS t (api_key_id, bucket_start, response_code, requests)
+			SELECT b.api_key_id, b.m, b.response_code, pg_catalog.sum(b.n)::bigint
+			  FROM b GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+			ON CONFLICT (api_key_id, bucket_start, response_code)
+			DO UPDATE SET requests = t.requests OPERATOR(pg_catalog.+) excluded.requests
+		), hourly_codes AS (
+			INSERT INTO apikey_usage.usage_hourly_codes AS t (api_key_id, bucket_start, response_code, requests)
+			SELECT b.api_key_id, pg_catalog.date_bin('1 hour', b.m, '1970-01-01 00:00:00+00'),
+				   b.response_code, pg_catalog.sum(b.n)::bigint
+			  FROM b GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+			ON CONFLICT (api_key_id, bucket_start, response_code)
+			DO UPDATE SET requests = t.requests OPERATOR(pg_catalog.+) excluded.requests
+		), daily_codes AS (
+			INSERT INTO apikey_usage.usage_daily_codes AS t (api_key_id, bucket_start, response_code, requests)
+			SELECT b.api_key_id, pg_catalog.date_bin('1 day', b.m, '1970-01-01 00:00:00+00'),
+				   b.response_code, pg_catalog.sum(b.n)::bigint
+			  FROM b GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+			ON CONFLICT (api_key_id, bucket_start, response_code)
+			DO UPDATE SET requests = t.requests OPERATOR(pg_catalog.+) excluded.requests
+		), hourly_methods AS (
+			INSERT INTO apikey_usage.usage_hourly_methods AS t (api_key_id, bucket_start, method, requests)
+			SELECT b.api_key_id, pg_catalog.date_bin('1 hour', b.m, '1970-01-01 00:00:00+00'),
+				   b.method, pg_catalog.sum(b.n)::bigint
+			  FROM b GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+			ON CONFLICT (api_key_id, bucket_start, method)
+			DO UPDATE SET requests = t.requests OPERATOR(pg_catalog.+) excluded.requests
+		), daily_methods AS (
+			INSERT INTO apikey_usage.usage_daily_methods AS t (api_key_id, bucket_start, method, requests)
+			SELECT b.api_key_id, pg_catalog.date_bin('1 day', b.m, '1970-01-01 00:00:00+00'),
+				   b.method, pg_catalog.sum(b.n)::bigint
+			  FROM b GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+			ON CONFLICT (api_key_id, bucket_start, method)
+			DO UPDATE SET requests = t.requests OPERATOR(pg_catalog.+) excluded.requests
+		), hourly_endpoints AS (
+			INSERT INTO apikey_usage.usage_hourly_endpoints AS t (api_key_id, bucket_start, endpoint, requests)
+			SELECT b.api_key_id, pg_catalog.date_bin('1 hour', b.m, '1970-01-01 00:00:00+00'),
+				   b.endpoint, pg_catalog.sum(b.n)::bigint
+			  FROM b GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+			ON CONFLICT (api_key_id, bucket_start, endpoint)
+			DO UPDATE SET requests = t.requests OPERATOR(pg_catalog.+) excluded.requests
+		)
+		INSERT INTO apikey_usage.usage_daily_endpoints AS t (api_key_id, bucket_start, endpoint, requests)
+		SELECT b.api_key_id, pg_catalog.date_bin('1 day', b.m, '1970-01-01 00:00:00+00'),
+			   b.endpoint, pg_catalog.sum(b.n)::bigint
+		  FROM b GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+		ON CONFLICT (api_key_id, bucket_start, endpoint)
+		DO UPDATE SET requests = t.requests OPERATOR(pg_catalog.+) excluded.requests;
 	END;
 COMMENT ON FUNCTION apikey_usage._rollup_apply(uuid[], timestamptz[], text[], text[], smallint[], bigint[]) IS
 	'Internal: add a batch''s pre-aggregated counts (per key, minute, method, endpoint, code) to every rollup grain.';
 
 /*
- * Apply a statement's change of usage_hourly to usage_daily and
- * usage_hourly_codes, from the transition tables: inserted rows add,
- * updated rows add new minus old, deleted rows subtract (and derived rows
- * that reach zero are deleted).  A flush (INSERT ... ON CONFLICT DO
- * UPDATE) fires the INSERT and the UPDATE trigger once each.  Rows are
- * upserted in primary-key order, as the flush does with usage_hourly, so
- * concurrent writers lock them in one order.
+ * Retention: delete every rollup row of the time before cutoff, which
+ * must be a UTC midnight (the end of the dropped day partitions), so no
+ * daily row is cut in two.  Called by _maintain in the transaction that
+ * drops the partitions.
  */
-CREATE FUNCTION apikey_usage._usage_rollups_sync() RETURNS trigger
-	LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	-- the statement's change as signed counts (each event sees only its
-	-- own transition tables, hence the text chosen per event)
-	added		constant text :=
-		'SELECT n.api_key_id, n.bucket_start, n.method, n.endpoint, n.response_code, n.requests FROM new_rows n';
-	removed		constant text :=
-		'SELECT o.api_key_id, o.bucket_start, o.method, o.endpoint, o.response_code, -o.requests FROM old_rows o';
-	delta		text;
+CREATE OR REPLACE FUNCTION apikey_usage._rollup_forget(cutoff timestamptz) RETURNS void
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-	IF TG_OP = 'TRUNCATE' THEN
-		TRUNCATE apikey_usage.usage_daily, apikey_usage.usage_hourly_codes;
-		RETURN NULL;
+	IF cutoff IS NULL OR (pg_catalog.isfinite(cutoff)
+		AND pg_catalog.date_bin('1 day', cutoff, '1970-01-01 00:00:00+00') OPERATOR(pg_catalog.<>) cutoff) THEN
+		RAISE EXCEPTION 'cutoff must be a UTC midnight' USING ERRCODE = '22023';
 	END IF;
-	delta := CASE TG_OP WHEN 'INSERT' THEN added
-						WHEN 'UPDATE' THEN added || ' UNION ALL ' || removed
-						ELSE removed END;
-	EXECUTE
-		'WITH delta (api_key_id, bucket_start, method, endpoint, response_code, requests)'
-		' AS MATERIALIZED (' || delta || '), daily AS ('
-		'	INSERT INTO apikey_usage.usage_daily AS d'
-		'		(api_key_id, bucket_start, method, endpoint, response_code, requests)'
-		'	SELECT c.api_key_id, pg_catalog.date_bin(''1 day'', c.bucket_start, ''1970-01-01 00:00:00+00''),'
-		'		   c.method, c.endpoint, c.response_code, pg_catalog.sum(c.requests)'
-		'	  FROM delta c'
-		'	 GROUP BY 1, 2, 3, 4, 5'
-		'	HAVING pg_catalog.sum(c.requests) <> 0'
-		'	 ORDER BY 1, 2, 3, 4, 5'
-		'	ON CONFLICT (api_key_id, bucket_start, method, endpoint, response_code)'
-		'	DO UPDATE SET requests = d.requests + excluded.requests'
-		')'
-		' INSERT INTO apikey_usage.usage_hourly_codes AS h (api_key_id, bucket_start, response_code, requests)'
-		' SELECT c.api_key_id, c.bucket_start, c.response_code, pg_catalog.sum(c.requests)'
-		'   FROM delta c'
-		'  GROUP BY 1, 2, 3'
-		' HAVING pg_catalog.sum(c.requests) <> 0'
-		'  ORDER BY 1, 2, 3'
-		' ON CONFLICT (api_key_id, bucket_start, response_code)'
-		' DO UPDATE SET requests = h.requests + excluded.requests';
-	IF TG_OP = 'DELETE' THEN
-		-- deleted hours (retention): drop the derived rows that reached
-		-- zero (a count merely lowered to 0 by an UPDATE stays, as it
-		-- does in usage_hourly)
-		DELETE FROM apikey_usage.usage_daily AS d
-		 USING (SELECT DISTINCT o.api_key_id,
-					   pg_catalog.date_bin('1 day', o.bucket_start, '1970-01-01 00:00:00+00') AS bucket_start
-				  FROM old_rows o) o
-		 WHERE d.api_key_id = o.api_key_id AND d.bucket_start = o.bucket_start AND d.requests <= 0;
-		DELETE FROM apikey_usage.usage_hourly_codes AS h
-		 USING (SELECT DISTINCT o.api_key_id, o.bucket_start FROM old_rows o) o
-		 WHERE h.api_key_id = o.api_key_id AND h.bucket_start = o.bucket_start AND h.requests <= 0;
-	END IF;
-	RETURN NULL;
+	DELETE FROM apikey_usage.usage_hourly WHERE bucket_start OPERATOR(pg_catalog.<) cutoff;
+	DELETE FROM apikey_usage.usage_daily WHERE bucket_start OPERATOR(pg_catalog.<) cutoff;
+	DELETE FROM apikey_usage.usage_minute_codes WHERE bucket_start OPERATOR(pg_catalog.<) cutoff;
+	DELETE FROM apikey_usage.usage_hourly_codes WHERE bucket_start OPERATOR(pg_catalog.<) cutoff;
+	DELETE FROM apikey_usage.usage_daily_codes WHERE bucket_start OPERATOR(pg_catalog.<) cutoff;
+	DELETE FROM apikey_usage.usage_hourly_methods WHERE bucket_start OPERATOR(pg_catalog.<) cutoff;
+	DELETE FROM apikey_usage.usage_daily_methods WHERE bucket_start OPERATOR(pg_catalog.<) cutoff;
+	DELETE FROM apikey_usage.usage_hourly_endpoints WHERE bucket_start OPERATOR(pg_catalog.<) cutoff;
+	DELETE FROM apikey_usage.usage_daily_endpoints WHERE bucket_start OPERATOR(pg_catalog.<) cutoff;
 END
 $$;
-COMMENT ON FUNCTION apikey_usage._usage_rollups_sync() IS
-	'Internal: trigger function keeping usage_daily and usage_hourly_codes equal to usage_hourly summed per UTC day and over method and endpoint.';
-
-CREATE TRIGGER usage_rollups_insert AFTER INSERT ON apikey_usage.usage_hourly
-	REFERENCING NEW TABLE AS new_rows
-	FOR EACH STATEMENT EXECUTE FUNCTION apikey_usage._usage_rollups_sync();
-CREATE TRIGGER usage_rollups_update AFTER UPDATE ON apikey_usage.usage_hourly
-	REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-	FOR EACH STATEMENT EXECUTE FUNCTION apikey_usage._usage_rollups_sync();
-CREATE TRIGGER usage_rollups_delete AFTER DELETE ON apikey_usage.usage_hourly
-	REFERENCING OLD TABLE AS old_rows
-	FOR EACH STATEMENT EXECUTE FUNCTION apikey_usage._usage_rollups_sync();
-CREATE TRIGGER usage_rollups_truncate AFTER TRUNCATE ON apikey_usage.usage_hourly
-	FOR EACH STATEMENT EXECUTE FUNCTION apikey_usage._usage_rollups_sync();
+COMMENT ON FUNCTION apikey_usage._rollup_forget(timestamptz) IS
+	'Internal: delete the rollup rows of every grain before cutoff (a UTC midnight); used by retention.';
 
 /*
- * The query that yields what was requested in [since, until), as rows
- * (ts, method, endpoint, response_code, n), from the coarsest source
- * that is exact for each part of the range:
- *
- *   raw log   [since, lo_hour)                    ts = requested_at, n = 1
- *   hourly    [lo_hour, lo_day)                   ts = the UTC hour, n = its count
- *   daily     [lo_day, hi_day)                    ts = the UTC day
- *   hourly    [hi_day, hi_hour)
- *   raw log   [hi_hour, until)
- *
- * where lo_* round since up and hi_* round until down to whole UTC hours
- * and days.  coarsest chooses the sources: 'day' (all three), 'hour' (no
- * daily rows, for time buckets a day does not fit in), 'raw' (only the raw
- * log, for buckets an hour does not fit in), or 'codes': whole hours from
- * usage_hourly_codes (method and endpoint NULL), for the callers that need
- * only the response code.  A NULL since / until (or an infinite one on its
- * own side) leaves that side unbounded.
- *
- * Parameters of the returned query: $1 key_id (referenced only when
- * by_key), $2 since, $3 until, $4 lo_hour, $5 hi_hour, $6 lo_day,
- * $7 hi_day; the caller passes the bounds returned here.  Callers number
- * their own parameters from $8.
+ * The pieces that count a union of time ranges ("segments", each with a
+ * sign) exactly from rollups of the given levels (unit lengths in
+ * seconds, coarsest first, each a multiple of the next) and the raw log:
+ * per segment, the whole units of each level inside it that no coarser
+ * level covers, and the raw rest.  Adjacent pieces of one level and sign
+ * are merged, so 720 whole hours are one range.  Level 0 is the raw log.
+ * seg_first gives, per segment, the index of the coarsest level it may
+ * use (a segment made of whole buckets must not use a unit longer than a
+ * bucket).  Units are UTC: binned from the Unix epoch.
  */
-CREATE FUNCTION apikey_usage._usage_query(
-	by_key boolean, since timestamptz, until timestamptz, coarsest text,
-	OUT lo_hour timestamptz, OUT hi_hour timestamptz,
-	OUT lo_day timestamptz, OUT hi_day timestamptz, OUT query text)
-	RETURNS record
-	LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+CREATE OR REPLACE FUNCTION apikey_usage._usage_pieces(
+	seg_lo timestamptz[], seg_hi timestamptz[], seg_sign integer[], seg_first integer[],
+	levels integer[])
+	RETURNS TABLE (level integer, lo timestamptz, hi timestamptz, sign integer)
+	LANGUAGE sql IMMUTABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	WITH seg AS (
+		SELECT s.i, s.lo, s.hi, s.sign, s.first
+		  FROM unnest(seg_lo, seg_hi, seg_sign, seg_first) WITH ORDINALITY AS s(lo, hi, sign, first, i)
+		 WHERE s.lo < s.hi
+	), lv AS (
+		SELECT l.k::integer AS k, l.secs, pg_catalog.make_interval(secs => l.secs) AS step
+		  FROM unnest(levels) WITH ORDINALITY AS l(secs, k)
+	), whole AS (
+		-- per segment and allowed level: the whole units inside it
+		SELECT seg.i, lv.k, lv.secs,
+			   CASE WHEN c.up < c.down THEN pg_catalog.tstzmultirange(pg_catalog.tstzrange(c.up, c.down))
+					ELSE '{}'::pg_catalog.tstzmultirange END AS m
+		  FROM seg JOIN lv ON lv.k >= seg.first
+		 CROSS JOIN LATERAL (
+			SELECT CASE WHEN f.lo_floor < seg.lo THEN f.lo_floor + lv.step ELSE f.lo_floor END AS up,
+				   f.hi_floor AS down
+			  FROM (SELECT pg_catalog.date_bin(lv.step, seg.lo, '1970-01-01 00:00:00+00') AS lo_floor,
+						   pg_catalog.date_bin(lv.step, seg.hi, '1970-01-01 00:00:00+00') AS hi_floor) f) c
+	), pieces AS (
+		SELECT w.secs AS level, seg.sign,
+			   w.m - COALESCE(pg_catalog.lag(w.m) OVER (PARTITION BY w.i ORDER BY w.k),
+							  '{}'::pg_catalog.tstzmultirange) AS m
+		  FROM whole w JOIN seg ON seg.i = w.i
+		UNION ALL
+		SELECT 0, seg.sign,
+			   pg_catalog.tstzmultirange(pg_catalog.tstzrange(seg.lo, seg.hi))
+			   - COALESCE((SELECT w.m FROM whole w WHERE w.i = seg.i ORDER BY w.k DESC LIMIT 1),
+						  '{}'::pg_catalog.tstzmultirange)
+		  FROM seg
+	)
+	SELECT g.level, pg_catalog.lower(r.r), pg_catalog.upper(r.r), g.sign
+	  FROM (SELECT p.level, p.sign, pg_catalog.range_agg(p.m) AS m FROM pieces p GROUP BY 1, 2) g
+	 CROSS JOIN LATERAL pg_catalog.unnest(g.m) AS r(r)
+	 ORDER BY 1 DESC, 4 DESC, 2
+$$;
+COMMENT ON FUNCTION apikey_usage._usage_pieces(timestamptz[], timestamptz[], integer[], integer[], integer[]) IS
+	'Internal: cut signed time ranges into merged ranges of whole rollup units per level and raw-log ranges (level 0).';
+
+/*
+ * THE place that counts: the requests of key_id (NULL = every visible
+ * key) in [since, until) at a grain -- 'codes' (per response code),
+ * 'method' or 'endpoint' -- summed per bucket when cuts is given (cuts:
+ * the bucket starts, ascending, cuts[1] <= since; cuts_end: the end of
+ * the last bucket; cut_level: when every bucket between the first and the
+ * last is made of whole units of that level and no coarser unit fits in
+ * one, their pieces are one range of that level).  NULL bounds are open.
+ * Rows whose count is 0 are left out.
+ *
+ * Edges.  A bound that is not on a unit of the finest level (a minute for
+ * codes, an hour for methods and endpoints) is counted either directly
+ * (raw rows between the bound and the unit edge inside the range) or by
+ * widening the range to a unit edge outside it and subtracting the raw
+ * (and finer rollup) rows between the bound and that edge: whichever side
+ * holds less past time, the future being empty but for future-dated
+ * rows.  The widening goes to the coarsest unit whose extra part lies in
+ * the future (at until = now(): the end of the current day or bucket).
+ * Both ways are exact; the choice only decides what is read.
+ *
+ * The query is built from fixed fragments and run with EXECUTE ... USING
+ * (planned for its arguments: a NULL key drops its condition, raw-log
+ * ranges prune the day partitions at plan time).  Parameters: $1 key_id,
+ * $2 the visible key ids, $3 cuts, $4-$12 lo/hi/sign arrays of the three
+ * rollup levels, $13-$15 lo/hi/sign arrays of the raw ranges, $16 the
+ * positive raw ranges as a multirange (used when there are many).
+ */
+CREATE OR REPLACE FUNCTION apikey_usage._usage_counts(
+	key_id uuid, since timestamptz, until timestamptz, grain text,
+	cuts timestamptz[] DEFAULT NULL, cuts_end timestamptz DEFAULT NULL, cut_level integer DEFAULT NULL)
+	RETURNS TABLE (b_start timestamptz, b_dim text, b_code smallint, b_requests bigint)
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	epoch		constant timestamptz := '1970-01-01 00:00:00+00';
-	raw_select	constant text :=
-		'SELECT r.requested_at AS ts, r.method, r.endpoint, r.response_code, 1::bigint AS n'
-		' FROM apikey_usage.request_log_raw r WHERE true'
-		|| CASE WHEN by_key THEN ' AND r.api_key_id OPERATOR(pg_catalog.=) $1' ELSE '' END;
-	hour_select	constant text :=
-		CASE WHEN coarsest = 'codes' THEN
-			'SELECT u.bucket_start AS ts, NULL::text COLLATE "C" AS method, NULL::text COLLATE "C" AS endpoint,'
-			' u.response_code, u.requests AS n FROM apikey_usage.usage_hourly_codes u WHERE true'
-		ELSE
-			'SELECT u.bucket_start AS ts, u.method, u.endpoint, u.response_code, u.requests AS n'
-			' FROM apikey_usage.usage_hourly u WHERE true'
-		END
-		|| CASE WHEN by_key THEN ' AND u.api_key_id OPERATOR(pg_catalog.=) $1' ELSE '' END;
-	day_select	constant text :=
-		'SELECT d.bucket_start AS ts, d.method, d.endpoint, d.response_code, d.requests AS n'
-		' FROM apikey_usage.usage_daily d WHERE true'
-		|| CASE WHEN by_key THEN ' AND d.api_key_id OPERATOR(pg_catalog.=) $1' ELSE '' END;
-	pieces		text[] := '{}';
-	piece		text;
+	-- no row is older or newer than these (log_request keeps
+	-- requested_at within the retention and one hour ahead)
+	far_past	constant timestamptz := '1000-01-01 00:00:00+00';
+	far_future	constant timestamptz := '3000-01-01 00:00:00+00';
+	t_now		constant timestamptz := pg_catalog.now();
+	levels		integer[];
+	tabs		text[];
+	roll_dim	text;
+	roll_code	text;
+	raw_dim		text;
+	raw_code	text;
+	vis			uuid[] := apikey_usage._visible_key_ids();
+	key_cond	text := '';
+	s			timestamptz;
+	e			timestamptz;
+	s2			timestamptz;
+	e2			timestamptz;
+	fin			interval;
+	step		interval;
+	fl			timestamptz;
+	cand		timestamptz;
+	lo_lim		timestamptz := COALESCE(cuts[1], '-infinity');
+	hi_lim		timestamptz := COALESCE(cuts_end, 'infinity');
+	n			integer := COALESCE(pg_catalog.cardinality(cuts), 0);
+	first_lv	integer;
+	seg_lo		timestamptz[];
+	seg_hi		timestamptz[];
+	seg_sign	integer[];
+	seg_first	integer[];
+	l1_lo timestamptz[]; l1_hi timestamptz[]; l1_sign integer[];
+	l2_lo timestamptz[]; l2_hi timestamptz[]; l2_sign integer[];
+	l3_lo timestamptz[]; l3_hi timestamptz[]; l3_sign integer[];
+	r_lo timestamptz[]; r_hi timestamptz[]; r_sign integer[];
+	r_pos		pg_catalog.tstzmultirange;
+	parts		text[] := '{}';
+	raw_select	text;
+	query		text;
 BEGIN
-	IF coarsest NOT IN ('raw', 'codes', 'hour', 'day') THEN
-		RAISE EXCEPTION 'unknown level %', coarsest USING ERRCODE = '22023';
-	END IF;
-	IF since = '-infinity' THEN
-		since := NULL;
-	END IF;
-	IF until = 'infinity' THEN
-		until := NULL;
+	PERFORM apikey_usage._check_bounds(since, until);
+	CASE grain
+		WHEN 'codes' THEN
+			levels := ARRAY[86400, 3600, 60];
+			tabs := ARRAY['usage_daily_codes', 'usage_hourly_codes', 'usage_minute_codes'];
+			roll_dim := 'NULL::text'; roll_code := 'r.response_code';
+			raw_dim := 'NULL::text'; raw_code := 'r.response_code';
+		WHEN 'method' THEN
+			levels := ARRAY[86400, 3600];
+			tabs := ARRAY['usage_daily_methods', 'usage_hourly_methods'];
+			roll_dim := 'r.method'; roll_code := 'NULL::smallint';
+			raw_dim := 'r.method'; raw_code := 'NULL::smallint';
+		WHEN 'endpoint' THEN
+			levels := ARRAY[86400, 3600];
+			tabs := ARRAY['usage_daily_endpoints', 'usage_hourly_endpoints'];
+			roll_dim := 'r.endpoint'; roll_code := 'NULL::smallint';
+			raw_dim := 'r.endpoint'; raw_code := 'NULL::smallint';
+		ELSE
+			RAISE EXCEPTION 'unknown grain %', grain USING ERRCODE = '22023';
+	END CASE;
+
+	-- visibility: a key the caller may not see is an unknown key
+	IF key_id IS NOT NULL THEN
+		IF vis IS NOT NULL AND NOT key_id = ANY (vis) THEN
+			RETURN;
+		END IF;
+		key_cond := ' AND r.api_key_id OPERATOR(pg_catalog.=) $1';
+	ELSIF vis IS NOT NULL THEN
+		key_cond := ' AND r.api_key_id OPERATOR(pg_catalog.=) ANY ($2)';
 	END IF;
 
-	IF since = 'infinity' OR until = '-infinity' OR since >= until THEN
-		query := 'SELECT NULL::timestamptz AS ts, NULL::text AS method, NULL::text AS endpoint,'
-			' NULL::smallint AS response_code, 0::bigint AS n WHERE false';
+	s := since;
+	e := until;
+	IF s IS NULL OR s < far_past THEN
+		s := far_past;
+	END IF;
+	IF e IS NULL OR e > far_future THEN
+		e := far_future;
+	END IF;
+	IF NOT s < e THEN
 		RETURN;
 	END IF;
 
-	IF coarsest <> 'raw' THEN
-		IF since IS NOT NULL THEN
-			lo_hour := pg_catalog.date_bin('1 hour', since, epoch);
-			IF lo_hour < since THEN
-				lo_hour := lo_hour + interval '1 hour';
+	-- the since edge: widen to a unit start below since when the raw rows
+	-- [unit start, since) hold less past time than [since, unit end)
+	fin := pg_catalog.make_interval(secs => levels[pg_catalog.cardinality(levels)]);
+	s2 := s;
+	fl := pg_catalog.date_bin(fin, s, epoch);
+	IF fl < s AND GREATEST(0, pg_catalog.date_part('epoch', LEAST(s, t_now) - fl))
+				  < GREATEST(0, pg_catalog.date_part('epoch', LEAST(fl + fin, e, t_now) - s)) THEN
+		FOR k IN 1 .. pg_catalog.cardinality(levels) LOOP
+			cand := pg_catalog.date_bin(pg_catalog.make_interval(secs => levels[k]), s, epoch);
+			IF cand >= lo_lim AND LEAST(s, t_now) - LEAST(cand, t_now) <= LEAST(s, t_now) - LEAST(fl, t_now) THEN
+				s2 := cand;
+				EXIT;
 			END IF;
-		END IF;
-		IF until IS NOT NULL THEN
-			hi_hour := pg_catalog.date_bin('1 hour', until, epoch);
-		END IF;
+		END LOOP;
 	END IF;
 
-	-- no whole hour inside: everything from the raw log
-	IF coarsest = 'raw' OR lo_hour >= hi_hour THEN
-		lo_hour := NULL;
-		hi_hour := NULL;
-		piece := raw_select;
-		IF since IS NOT NULL THEN
-			piece := piece || ' AND r.requested_at OPERATOR(pg_catalog.>=) $2';
-		END IF;
-		IF until IS NOT NULL THEN
-			piece := piece || ' AND r.requested_at OPERATOR(pg_catalog.<) $3';
-		END IF;
-		query := piece;
-		RETURN;
-	END IF;
-
-	IF coarsest = 'day' THEN
-		IF since IS NOT NULL THEN
-			lo_day := pg_catalog.date_bin('1 day', since, epoch);
-			IF lo_day < since THEN
-				lo_day := lo_day + interval '24 hours';
+	-- the until edge, likewise: at until = now() the widening lies in the
+	-- future and its raw rows are none
+	e2 := e;
+	fl := pg_catalog.date_bin(fin, e, epoch);
+	IF fl < e AND GREATEST(0, pg_catalog.date_part('epoch', LEAST(fl + fin, t_now) - e))
+				  < GREATEST(0, pg_catalog.date_part('epoch', LEAST(e, t_now) - GREATEST(fl, s))) THEN
+		FOR k IN 1 .. pg_catalog.cardinality(levels) LOOP
+			step := pg_catalog.make_interval(secs => levels[k]);
+			cand := pg_catalog.date_bin(step, e, epoch) + step;
+			IF cand <= hi_lim AND GREATEST(e, LEAST(cand, t_now)) <= GREATEST(e, LEAST(fl + fin, t_now)) THEN
+				e2 := cand;
+				EXIT;
 			END IF;
-		END IF;
-		IF until IS NOT NULL THEN
-			hi_day := pg_catalog.date_bin('1 day', until, epoch);
-		END IF;
-		IF lo_day >= hi_day THEN
-			lo_day := NULL;		-- no whole day inside
-			hi_day := NULL;
-			coarsest := 'hour';
-		END IF;
+		END LOOP;
 	END IF;
 
-	IF coarsest = 'day' THEN
-		piece := day_select;
-		IF lo_day IS NOT NULL THEN
-			piece := piece || ' AND d.bucket_start OPERATOR(pg_catalog.>=) $6';
-		END IF;
-		IF hi_day IS NOT NULL THEN
-			piece := piece || ' AND d.bucket_start OPERATOR(pg_catalog.<) $7';
-		END IF;
-		pieces := pieces || piece;
-		IF lo_hour < lo_day THEN
-			pieces := pieces || (hour_select
-				|| ' AND u.bucket_start OPERATOR(pg_catalog.>=) $4'
-				|| ' AND u.bucket_start OPERATOR(pg_catalog.<) $6');
-		END IF;
-		IF hi_day < hi_hour THEN
-			pieces := pieces || (hour_select
-				|| ' AND u.bucket_start OPERATOR(pg_catalog.>=) $7'
-				|| ' AND u.bucket_start OPERATOR(pg_catalog.<) $5');
-		END IF;
+	-- segments: the (widened) range cut at the bucket starts, and the
+	-- widenings with sign -1
+	first_lv := pg_catalog.array_position(levels, cut_level);
+	IF n <= 1 THEN
+		seg_lo := ARRAY[s2]; seg_hi := ARRAY[e2]; seg_sign := ARRAY[1]; seg_first := ARRAY[1];
+	ELSIF first_lv IS NOT NULL AND n >= 3 THEN
+		seg_lo := ARRAY[s2, cuts[2], cuts[n]];
+		seg_hi := ARRAY[cuts[2], cuts[n], e2];
+		seg_sign := ARRAY[1, 1, 1];
+		seg_first := ARRAY[1, first_lv, 1];
 	ELSE
-		piece := hour_select;
-		IF lo_hour IS NOT NULL THEN
-			piece := piece || ' AND u.bucket_start OPERATOR(pg_catalog.>=) $4';
-		END IF;
-		IF hi_hour IS NOT NULL THEN
-			piece := piece || ' AND u.bucket_start OPERATOR(pg_catalog.<) $5';
-		END IF;
-		pieces := pieces || piece;
+		seg_lo := s2 || cuts[2:n];
+		seg_hi := cuts[2:n] || e2;
+		seg_sign := pg_catalog.array_fill(1, ARRAY[n]);
+		seg_first := pg_catalog.array_fill(1, ARRAY[n]);
+	END IF;
+	IF s2 < s THEN
+		seg_lo := seg_lo || s2; seg_hi := seg_hi || s; seg_sign := seg_sign || -1; seg_first := seg_first || 1;
+	END IF;
+	IF e < e2 THEN
+		seg_lo := seg_lo || e; seg_hi := seg_hi || e2; seg_sign := seg_sign || -1; seg_first := seg_first || 1;
 	END IF;
 
-	IF since < lo_hour THEN
-		pieces := pieces || (raw_select
-			|| ' AND r.requested_at OPERATOR(pg_catalog.>=) $2'
-			|| ' AND r.requested_at OPERATOR(pg_catalog.<) $4');
+	SELECT pg_catalog.array_agg(p.lo) FILTER (WHERE p.level = levels[1]),
+		   pg_catalog.array_agg(p.hi) FILTER (WHERE p.level = levels[1]),
+		   pg_catalog.array_agg(p.sign) FILTER (WHERE p.level = levels[1]),
+		   pg_catalog.array_agg(p.lo) FILTER (WHERE p.level = levels[2]),
+		   pg_catalog.array_agg(p.hi) FILTER (WHERE p.level = levels[2]),
+		   pg_catalog.array_agg(p.sign) FILTER (WHERE p.level = levels[2]),
+		   pg_catalog.array_agg(p.lo) FILTER (WHERE p.level = levels[3]),
+		   pg_catalog.array_agg(p.hi) FILTER (WHERE p.level = levels[3]),
+		   pg_catalog.array_agg(p.sign) FILTER (WHERE p.level = levels[3]),
+		   pg_catalog.array_agg(p.lo) FILTER (WHERE p.level = 0),
+		   pg_catalog.array_agg(p.hi) FILTER (WHERE p.level = 0),
+		   pg_catalog.array_agg(p.sign) FILTER (WHERE p.level = 0),
+		   pg_catalog.range_agg(pg_catalog.tstzrange(p.lo, p.hi)) FILTER (WHERE p.level = 0 AND p.sign = 1)
+	  INTO l1_lo, l1_hi, l1_sign, l2_lo, l2_hi, l2_sign, l3_lo, l3_hi, l3_sign, r_lo, r_hi, r_sign, r_pos
+	  FROM apikey_usage._usage_pieces(seg_lo, seg_hi, seg_sign, seg_first, levels) p;
+
+	-- one branch per rollup level, joined to its ranges
+	FOR k IN 1 .. pg_catalog.cardinality(levels) LOOP
+		IF (k = 1 AND l1_lo IS NOT NULL) OR (k = 2 AND l2_lo IS NOT NULL) OR (k = 3 AND l3_lo IS NOT NULL) THEN
+			parts := parts || pg_catalog.format(
+				'SELECT r.bucket_start AS ts, %s AS dim, %s AS code, r.requests * p.sign AS n'
+				' FROM unnest($%s, $%s, $%s) AS p(lo, hi, sign)'
+				' JOIN apikey_usage.%I r ON r.bucket_start OPERATOR(pg_catalog.>=) p.lo'
+				' AND r.bucket_start OPERATOR(pg_catalog.<) p.hi%s',
+				roll_dim, roll_code, 3 * k + 1, 3 * k + 2, 3 * k + 3, tabs[k], key_cond);
+		END IF;
+	END LOOP;
+
+	-- the raw ranges: one branch each (their bounds prune the day
+	-- partitions at plan time), or, when there are many (buckets that are
+	-- not whole minutes), the positive ones in one branch
+	raw_select := 'SELECT r.requested_at AS ts, ' || raw_dim || ' AS dim, ' || raw_code || ' AS code, %s::bigint AS n'
+		' FROM apikey_usage.request_log_raw r WHERE true' || key_cond;
+	FOR i IN 1 .. COALESCE(pg_catalog.cardinality(r_lo), 0) LOOP
+		IF r_sign[i] = -1 OR pg_catalog.cardinality(r_lo) <= 8 THEN
+			parts := parts || (pg_catalog.format(raw_select, r_sign[i])
+				|| pg_catalog.format(' AND r.requested_at OPERATOR(pg_catalog.>=) $13[%s]'
+									 ' AND r.requested_at OPERATOR(pg_catalog.<) $14[%s]', i, i));
+		END IF;
+	END LOOP;
+	IF pg_catalog.cardinality(r_lo) > 8 AND NOT pg_catalog.isempty(r_pos) THEN
+		parts := parts || (pg_catalog.format(raw_select, 1)
+			|| ' AND r.requested_at OPERATOR(pg_catalog.>=) pg_catalog.lower($16)'
+			   ' AND r.requested_at OPERATOR(pg_catalog.<) pg_catalog.upper($16)'
+			   ' AND r.requested_at OPERATOR(pg_catalog.<@) $16');
 	END IF;
-	IF hi_hour < until THEN
-		pieces := pieces || (raw_select
-			|| ' AND r.requested_at OPERATOR(pg_catalog.>=) $5'
-			|| ' AND r.requested_at OPERATOR(pg_catalog.<) $3');
+	IF pg_catalog.cardinality(parts) = 0 THEN
+		RETURN;
 	END IF;
-	query := pg_catalog.array_to_string(pieces, ' UNION ALL ');
+
+	query := 'SELECT '
+		|| CASE WHEN cuts IS NULL THEN 'NULL::timestamptz'
+				ELSE '$3[pg_catalog.width_bucket(s.ts, $3)]' END
+		|| ', s.dim, s.code, pg_catalog.sum(s.n)::bigint FROM ('
+		|| pg_catalog.array_to_string(parts, ' UNION ALL ')
+		|| ') s GROUP BY 1, 2, 3 HAVING pg_catalog.sum(s.n) OPERATOR(pg_catalog.<>) 0';
+	RETURN QUERY EXECUTE query
+		USING key_id, vis, cuts, l1_lo, l1_hi, l1_sign, l2_lo, l2_hi, l2_sign, l3_lo, l3_hi, l3_sign,
+			  r_lo, r_hi, r_sign, r_pos;
 END
 $$;
-COMMENT ON FUNCTION apikey_usage._usage_query(boolean, timestamptz, timestamptz, text) IS
-	'Internal: the daily + hourly rollups + raw-edge query behind the analytics functions, with the whole-day and whole-hour ranges it uses.';
+COMMENT ON FUNCTION apikey_usage._usage_counts(uuid, timestamptz, timestamptz, text, timestamptz[], timestamptz, integer) IS
+	'Internal: the exact requests of a key (NULL = every visible key) in [since, until) per bucket and per response code, method or endpoint, from the rollups and the raw edges.';
 
--- The per-status sums over the rows of _usage_query, as SQL text.
-CREATE FUNCTION apikey_usage._status_sums_sql() RETURNS text
-	LANGUAGE sql IMMUTABLE
-	RETURN 'COALESCE(pg_catalog.sum(s.n), 0)::bigint,'
-		' COALESCE(pg_catalog.sum(s.n) FILTER (WHERE s.response_code BETWEEN 100 AND 399), 0)::bigint,'
-		' COALESCE(pg_catalog.sum(s.n) FILTER (WHERE s.response_code NOT BETWEEN 100 AND 399'
-		' AND s.response_code OPERATOR(pg_catalog.<>) 429), 0)::bigint,'
-		' COALESCE(pg_catalog.sum(s.n) FILTER (WHERE s.response_code OPERATOR(pg_catalog.=) 429), 0)::bigint';
-COMMENT ON FUNCTION apikey_usage._status_sums_sql() IS
-	'Internal: SQL text of the total / completed / failed / rate_limited sums used by the analytics functions.';
-
-CREATE FUNCTION apikey_usage.usage_summary(
+CREATE OR REPLACE FUNCTION apikey_usage.usage_summary(
 	key_id uuid,
 	since timestamptz DEFAULT pg_catalog.now() - '30 days'::interval,
 	until timestamptz DEFAULT pg_catalog.now(),
 	OUT total_requests bigint, OUT completed bigint, OUT failed bigint, OUT rate_limited bigint)
 	RETURNS record
-	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	q	record;
-BEGIN
-	PERFORM apikey_usage._check_bounds(since, until);
-	q := apikey_usage._usage_query(key_id IS NOT NULL, since, until, 'codes');
-	EXECUTE 'SELECT ' || apikey_usage._status_sums_sql() || ' FROM (' || q.query || ') s'
-	   INTO total_requests, completed, failed, rate_limited
-	  USING key_id, since, until, q.lo_hour, q.hi_hour, q.lo_day, q.hi_day;
-END
+	LANGUAGE sql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT COALESCE(pg_catalog.sum(c.b_requests), 0)::bigint,
+		   COALESCE(pg_catalog.sum(c.b_requests) FILTER (WHERE c.b_code BETWEEN 100 AND 399), 0)::bigint,
+		   COALESCE(pg_catalog.sum(c.b_requests) FILTER (WHERE c.b_code NOT BETWEEN 100 AND 399
+						AND c.b_code OPERATOR(pg_catalog.<>) 429), 0)::bigint,
+		   COALESCE(pg_catalog.sum(c.b_requests) FILTER (WHERE c.b_code OPERATOR(pg_catalog.=) 429), 0)::bigint
+	  FROM apikey_usage._usage_counts($1, $2, $3, 'codes') c
 $$;
 COMMENT ON FUNCTION apikey_usage.usage_summary(uuid, timestamptz, timestamptz) IS
 	'Requests of a key (NULL = every key) in [since, until) (default: the last 30 days; NULL = unbounded), by status; always one row.';
 
-CREATE FUNCTION apikey_usage.usage_by_method(
+CREATE OR REPLACE FUNCTION apikey_usage.usage_by_method(
 	key_id uuid,
 	since timestamptz DEFAULT pg_catalog.now() - '30 days'::interval,
 	until timestamptz DEFAULT pg_catalog.now())
 	RETURNS TABLE (method text, requests bigint)
-	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	q	record;
-BEGIN
-	PERFORM apikey_usage._check_bounds(since, until);
-	q := apikey_usage._usage_query(key_id IS NOT NULL, since, until, 'day');
-	RETURN QUERY EXECUTE
-		'SELECT s.method, pg_catalog.sum(s.n)::bigint AS requests FROM (' || q.query || ') s'
-		' GROUP BY s.method ORDER BY requests DESC, s.method'
-		USING key_id, since, until, q.lo_hour, q.hi_hour, q.lo_day, q.hi_day;
-END
+	LANGUAGE sql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT c.b_dim, c.b_requests
+	  FROM apikey_usage._usage_counts($1, $2, $3, 'method') c
+	 ORDER BY c.b_requests DESC, c.b_dim COLLATE "C"
 $$;
 COMMENT ON FUNCTION apikey_usage.usage_by_method(uuid, timestamptz, timestamptz) IS
 	'Requests of a key (NULL = every key) in [since, until) per HTTP method, most requested first.';
 
-CREATE FUNCTION apikey_usage.usage_by_response_status(
+CREATE OR REPLACE FUNCTION apikey_usage.usage_by_response_status(
 	key_id uuid,
 	since timestamptz DEFAULT pg_catalog.now() - '30 days'::interval,
 	until timestamptz DEFAULT pg_catalog.now())
 	RETURNS TABLE (response_code integer, requests bigint)
-	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	q	record;
-BEGIN
-	PERFORM apikey_usage._check_bounds(since, until);
-	q := apikey_usage._usage_query(key_id IS NOT NULL, since, until, 'codes');
-	RETURN QUERY EXECUTE
-		'SELECT s.response_code::integer AS response_code, pg_catalog.sum(s.n)::bigint AS requests'
-		' FROM (' || q.query || ') s'
-		' GROUP BY s.response_code ORDER BY requests DESC, response_code'
-		USING key_id, since, until, q.lo_hour, q.hi_hour, q.lo_day, q.hi_day;
-END
+	LANGUAGE sql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT c.b_code::integer, c.b_requests
+	  FROM apikey_usage._usage_counts($1, $2, $3, 'codes') c
+	 ORDER BY c.b_requests DESC, c.b_code
 $$;
 COMMENT ON FUNCTION apikey_usage.usage_by_response_status(uuid, timestamptz, timestamptz) IS
 	'Requests of a key (NULL = every key) in [since, until) per HTTP response code, most frequent first.';
 
-CREATE FUNCTION apikey_usage.top_endpoints(
+CREATE OR REPLACE FUNCTION apikey_usage.top_endpoints(
 	key_id uuid,
 	since timestamptz DEFAULT pg_catalog.now() - '30 days'::interval,
 	until timestamptz DEFAULT pg_catalog.now(),
@@ -425,8 +620,6 @@ CREATE FUNCTION apikey_usage.top_endpoints(
 	RETURNS TABLE (endpoint text, requests bigint)
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	q	record;
 BEGIN
 	IF max_rows IS NULL THEN
 		RAISE EXCEPTION 'max_rows must not be NULL' USING ERRCODE = '22004';
@@ -434,29 +627,106 @@ BEGIN
 	IF max_rows NOT BETWEEN 1 AND 10000 THEN
 		RAISE EXCEPTION 'max_rows must be between 1 and 10000' USING ERRCODE = '22023';
 	END IF;
-	PERFORM apikey_usage._check_bounds(since, until);
-	q := apikey_usage._usage_query(key_id IS NOT NULL, since, until, 'day');
-	RETURN QUERY EXECUTE
-		'SELECT s.endpoint, pg_catalog.sum(s.n)::bigint AS requests FROM (' || q.query || ') s'
-		' GROUP BY s.endpoint ORDER BY requests DESC, s.endpoint LIMIT $8'
-		USING key_id, since, until, q.lo_hour, q.hi_hour, q.lo_day, q.hi_day, max_rows;
+	RETURN QUERY
+		SELECT c.b_dim, c.b_requests
+		  FROM apikey_usage._usage_counts(top_endpoints.key_id, top_endpoints.since,
+										  top_endpoints.until, 'endpoint') c
+		 ORDER BY c.b_requests DESC, c.b_dim COLLATE "C"
+		 LIMIT top_endpoints.max_rows;
 END
 $$;
 COMMENT ON FUNCTION apikey_usage.top_endpoints(uuid, timestamptz, timestamptz, integer) IS
 	'The max_rows (1-10000) most requested endpoints of a key (NULL = every key) in [since, until).';
 
 /*
- * Buckets are aligned to multiples of the bucket from the Unix epoch
- * (date_bin), measured in absolute time: a bucket of '1 day' is 86400
- * seconds in every time zone, so the buckets do not move with TimeZone or
- * DST.  A bucket that is a whole number of hours contains whole UTC
- * hours, so usage_hourly_codes serves it; other buckets count raw rows.
+ * The buckets of usage_timeseries over [since, until) (checked by the
+ * caller): cuts = the bucket starts (the first at or before since),
+ * cuts_end = the end of the last bucket, cut_level = the rollup unit (in
+ * seconds) every inner bucket is made of, when no coarser unit fits in a
+ * bucket (else NULL).
+ *
+ * Without a time zone, buckets are multiples of bucket from the Unix
+ * epoch in absolute time (a '1 day' bucket is 86400 s, a UTC day).  With
+ * one, they follow that zone's wall clock: a bucket of N days starts at a
+ * local midnight (every N days from 1970-01-01), a bucket that divides a
+ * day starts at every local time of day that is a multiple of it; across
+ * a daylight-saving change a local day is 23 or 25 hours long, the
+ * skipped local hour has no bucket and the repeated one has two.
  */
-CREATE FUNCTION apikey_usage.usage_timeseries(
+CREATE OR REPLACE FUNCTION apikey_usage._buckets(
+	since timestamptz, until timestamptz, bucket interval, time_zone text,
+	OUT cuts timestamptz[], OUT cuts_end timestamptz, OUT cut_level integer)
+	RETURNS record
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	epoch		constant timestamptz := '1970-01-01 00:00:00+00';
+	secs		numeric := pg_catalog.date_part('epoch', bucket)::numeric;
+	step		interval := pg_catalog.make_interval(secs => pg_catalog.date_part('epoch', bucket));
+	first_start	timestamptz;
+	grid		interval;
+	days		integer;
+	allb		timestamptz[];
+BEGIN
+	IF time_zone IS NULL THEN
+		first_start := pg_catalog.date_bin(step, since, epoch);
+		cuts := ARRAY(SELECT pg_catalog.generate_series(first_start, until - interval '1 microsecond', step));
+		cuts_end := cuts[pg_catalog.cardinality(cuts)] + step;
+		cut_level := CASE WHEN secs % 86400 = 0 THEN 86400
+						  WHEN secs % 3600 = 0 AND secs < 86400 THEN 3600
+						  WHEN secs % 60 = 0 AND secs < 3600 THEN 60 END;
+		RETURN;
+	END IF;
+
+	IF secs % 86400 = 0 THEN
+		days := (secs / 86400)::integer;
+		allb := ARRAY(
+			SELECT DISTINCT ((d.d)::timestamp AT TIME ZONE time_zone)
+			  FROM (SELECT (since AT TIME ZONE time_zone)::date - days - 1 + i AS d
+					  FROM pg_catalog.generate_series(0, (until AT TIME ZONE time_zone)::date
+														 - (since AT TIME ZONE time_zone)::date + 2 * days + 2) AS i) d
+			 WHERE ((d.d - '1970-01-01'::date) % days + days) % days = 0
+			 ORDER BY 1);
+	ELSE
+		-- every UTC offset in use is a multiple of 15 minutes: the local
+		-- multiples of the bucket are among the UTC multiples of the grid
+		grid := pg_catalog.make_interval(secs => pg_catalog.gcd(secs::bigint, 900));
+		allb := ARRAY(
+			SELECT t
+			  FROM pg_catalog.generate_series(pg_catalog.date_bin(grid, since - step - interval '3 hours', epoch),
+											  until + step + interval '3 hours', grid) AS t
+			 WHERE pg_catalog.date_part('epoch', (t AT TIME ZONE time_zone)
+						- pg_catalog.date_trunc('day', t AT TIME ZONE time_zone))::numeric % secs = 0
+			 ORDER BY 1);
+	END IF;
+	cuts := ARRAY(SELECT b FROM unnest(allb) AS b WHERE b <= since ORDER BY b DESC LIMIT 1)
+		 || ARRAY(SELECT b FROM unnest(allb) AS b WHERE b > since AND b < until ORDER BY b);
+	cuts_end := (SELECT min(b) FROM unnest(allb) AS b WHERE b >= until);
+
+	-- the coarsest unit every inner bucket is made of, if no coarser one
+	-- fits in any of them
+	SELECT l.secs INTO cut_level
+	  FROM unnest(ARRAY[86400, 3600, 60]) WITH ORDINALITY AS l(secs, k)
+	 WHERE NOT EXISTS (SELECT FROM unnest(cuts[2:]) AS c
+						WHERE pg_catalog.date_bin(pg_catalog.make_interval(secs => l.secs), c, epoch) <> c)
+	   AND (l.k = 1 OR NOT EXISTS (
+			SELECT FROM (SELECT c, pg_catalog.lead(c) OVER (ORDER BY c) AS nxt FROM unnest(cuts[2:]) AS c) b,
+				 LATERAL (SELECT pg_catalog.make_interval(secs => (ARRAY[86400, 3600, 60])[l.k - 1]) AS big) u
+			 WHERE b.nxt IS NOT NULL
+			   AND pg_catalog.date_bin(u.big, b.c - interval '1 microsecond', epoch) + 2 * u.big <= b.nxt))
+	 ORDER BY l.k
+	 LIMIT 1;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage._buckets(timestamptz, timestamptz, interval, text) IS
+	'Internal: the bucket starts of usage_timeseries (UTC multiples from the epoch, or local wall-clock multiples in a time zone).';
+
+CREATE OR REPLACE FUNCTION apikey_usage.usage_timeseries(
 	key_id uuid,
 	since timestamptz DEFAULT pg_catalog.now() - '30 days'::interval,
 	until timestamptz DEFAULT pg_catalog.now(),
-	bucket interval DEFAULT '1 hour')
+	bucket interval DEFAULT '1 hour',
+	time_zone text DEFAULT NULL)
 	RETURNS TABLE (bucket_start timestamptz, total_requests bigint, completed bigint,
 				   failed bigint, rate_limited bigint)
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -464,10 +734,8 @@ CREATE FUNCTION apikey_usage.usage_timeseries(
 DECLARE
 	epoch		constant timestamptz := '1970-01-01 00:00:00+00';
 	bucket_secs	numeric;
-	step		interval;
-	first_start	timestamptz;
 	buckets		numeric;
-	q			record;
+	b			record;
 BEGIN
 	IF since IS NULL OR until IS NULL THEN
 		RAISE EXCEPTION 'usage_timeseries needs both since and until'
@@ -489,11 +757,27 @@ BEGIN
 	IF bucket_secs < 60 THEN
 		RAISE EXCEPTION 'bucket must be at least 1 minute' USING ERRCODE = '22023';
 	END IF;
-	-- days counted as 86400 seconds, as date_bin does
-	step := pg_catalog.make_interval(secs => bucket_secs::double precision);
-	first_start := pg_catalog.date_bin(step, since, epoch);
+	IF time_zone IS NOT NULL THEN
+		IF bucket_secs % 60 <> 0 OR (86400 % bucket_secs <> 0 AND bucket_secs % 86400 <> 0) THEN
+			RAISE EXCEPTION 'with a time zone, bucket must divide a day or be a whole number of days'
+				USING ERRCODE = '22023', DETAIL = pg_catalog.format('bucket = %s', bucket);
+		END IF;
+		IF NOT EXISTS (SELECT FROM pg_catalog.pg_timezone_names z WHERE z.name = time_zone)
+		   AND NOT EXISTS (SELECT FROM pg_catalog.pg_timezone_abbrevs z WHERE z.abbrev = time_zone) THEN
+			BEGIN
+				PERFORM pg_catalog.now() AT TIME ZONE time_zone;
+			EXCEPTION WHEN OTHERS THEN
+				RAISE EXCEPTION 'time zone "%" is not recognized', time_zone
+					USING ERRCODE = '22023', HINT = 'Use a name from pg_timezone_names, e.g. Europe/Berlin.';
+			END;
+		END IF;
+	END IF;
+	-- whole multiples of the bucket from the epoch (in a time zone the
+	-- count differs by at most the daylight-saving shifts)
 	buckets := pg_catalog.ceil((pg_catalog.date_part('epoch', until)::numeric
-								- pg_catalog.date_part('epoch', first_start)::numeric) / bucket_secs);
+								- pg_catalog.date_part('epoch', pg_catalog.date_bin(
+									pg_catalog.make_interval(secs => bucket_secs::double precision), since, epoch))::numeric)
+							   / bucket_secs);
 	IF buckets > 10000 THEN
 		RAISE EXCEPTION 'bucket % gives % buckets between since and until; at most 10000 are allowed',
 			bucket, buckets USING ERRCODE = '22023';
@@ -502,35 +786,100 @@ BEGIN
 		RETURN;		-- an empty range overlaps no bucket
 	END IF;
 
-	q := apikey_usage._usage_query(key_id IS NOT NULL, since, until,
-								   CASE WHEN bucket_secs % 3600 = 0 THEN 'codes' ELSE 'raw' END);
-	RETURN QUERY EXECUTE
-		'WITH counts AS ('
-		' SELECT pg_catalog.date_bin($8, s.ts, ''1970-01-01 00:00:00+00''::timestamptz) AS bucket_start, '
-		|| apikey_usage._status_sums_sql()
-		|| ' FROM (' || q.query || ') s GROUP BY 1)'
-		' SELECT g.b, COALESCE(c.sum, 0), COALESCE(c.sum_1, 0), COALESCE(c.sum_2, 0), COALESCE(c.sum_3, 0)'
-		' FROM pg_catalog.generate_series($9, $3 OPERATOR(pg_catalog.-) ''1 microsecond''::interval, $8) AS g(b)'
-		' LEFT JOIN counts AS c(bucket_start, sum, sum_1, sum_2, sum_3) ON c.bucket_start OPERATOR(pg_catalog.=) g.b'
-		' ORDER BY g.b'
-		USING key_id, since, until, q.lo_hour, q.hi_hour, q.lo_day, q.hi_day, step, first_start;
+	b := apikey_usage._buckets(since, until, bucket, time_zone);
+	IF pg_catalog.cardinality(b.cuts) > 10000 THEN
+		RAISE EXCEPTION 'bucket % gives % buckets between since and until; at most 10000 are allowed',
+			bucket, pg_catalog.cardinality(b.cuts) USING ERRCODE = '22023';
+	END IF;
+	RETURN QUERY
+		SELECT g.g,
+			   COALESCE(pg_catalog.sum(c.b_requests), 0)::bigint,
+			   COALESCE(pg_catalog.sum(c.b_requests) FILTER (WHERE c.b_code BETWEEN 100 AND 399), 0)::bigint,
+			   COALESCE(pg_catalog.sum(c.b_requests) FILTER (WHERE c.b_code NOT BETWEEN 100 AND 399
+							AND c.b_code OPERATOR(pg_catalog.<>) 429), 0)::bigint,
+			   COALESCE(pg_catalog.sum(c.b_requests) FILTER (WHERE c.b_code OPERATOR(pg_catalog.=) 429), 0)::bigint
+		  FROM unnest(b.cuts) AS g(g)
+		  LEFT JOIN apikey_usage._usage_counts(usage_timeseries.key_id, usage_timeseries.since,
+											   usage_timeseries.until, 'codes', b.cuts, b.cuts_end, b.cut_level) c
+			ON c.b_start OPERATOR(pg_catalog.=) g.g
+		 GROUP BY g.g
+		 ORDER BY g.g;
 END
 $$;
-COMMENT ON FUNCTION apikey_usage.usage_timeseries(uuid, timestamptz, timestamptz, interval) IS
-	'Requests of a key (NULL = every key) per time bucket (aligned to multiples of bucket from the Unix epoch), by status; every bucket overlapping [since, until) is present, counting only requests inside [since, until).';
+COMMENT ON FUNCTION apikey_usage.usage_timeseries(uuid, timestamptz, timestamptz, interval, text) IS
+	'Requests of a key (NULL = every key) per time bucket, by status; every bucket overlapping [since, until) is present, counting only requests inside [since, until). Without time_zone buckets are multiples of bucket from the Unix epoch; with one they start at local midnights (whole days) or local multiples of bucket (buckets that divide a day), daylight-saving changes included.';
+
+/*
+ * The WHERE conditions of request_log and request_count over the raw log
+ * (alias r), from fixed fragments; bad filters raise 22023.  Parameters
+ * of the returned text: $1 key_id, $2 resource_id, $3 method, $4
+ * endpoint, $5 response_code, $6 the visible key ids.  A key id the
+ * caller may not see selects nothing (returns NULL).
+ */
+CREATE OR REPLACE FUNCTION apikey_usage._request_filter(
+	key_id uuid, resource_id text, status text, method text, endpoint text,
+	response_code integer, visible uuid[])
+	RETURNS text
+	LANGUAGE plpgsql IMMUTABLE
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	cond	text := '';
+BEGIN
+	IF status NOT IN ('completed', 'rate_limited', 'failed') THEN
+		RAISE EXCEPTION 'unknown status "%"', status
+			USING ERRCODE = '22023',
+				  HINT = 'status is one of completed, failed, rate_limited.';
+	END IF;
+	IF key_id IS NOT NULL THEN
+		IF visible IS NOT NULL AND NOT key_id = ANY (visible) THEN
+			RETURN NULL;
+		END IF;
+		cond := cond || ' AND r.api_key_id OPERATOR(pg_catalog.=) $1';
+	ELSIF visible IS NOT NULL THEN
+		cond := cond || ' AND r.api_key_id OPERATOR(pg_catalog.=) ANY ($6)';
+	END IF;
+	IF resource_id IS NOT NULL THEN
+		cond := cond || ' AND r.resource_id OPERATOR(pg_catalog.=) $2';
+	END IF;
+	-- the same classes as status_of(), as ranges of the column
+	cond := cond || CASE status
+		WHEN 'completed' THEN ' AND r.response_code BETWEEN 100 AND 399'
+		WHEN 'rate_limited' THEN ' AND r.response_code OPERATOR(pg_catalog.=) 429'
+		WHEN 'failed' THEN ' AND r.response_code NOT BETWEEN 100 AND 399'
+						   ' AND r.response_code OPERATOR(pg_catalog.<>) 429'
+		ELSE '' END;
+	IF method IS NOT NULL THEN
+		cond := cond || ' AND r.method OPERATOR(pg_catalog.=) pg_catalog.upper($3)';
+	END IF;
+	IF endpoint IS NOT NULL THEN
+		cond := cond || ' AND r.endpoint OPERATOR(pg_catalog.=) $4';
+	END IF;
+	IF response_code IS NOT NULL THEN
+		cond := cond || ' AND r.response_code OPERATOR(pg_catalog.=) $5';
+	END IF;
+	RETURN cond;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage._request_filter(uuid, text, text, text, text, integer, uuid[]) IS
+	'Internal: the WHERE conditions shared by request_log() and request_count().';
 
 /*
  * One page of the request log, newest first.  Keyset pagination: the
  * next page starts strictly before the (requested_at, request_id) of the
  * last row of this one, which a backward scan of the indexes on
  * (..., requested_at, request_id) reaches directly, so a late page costs
- * what the first does.  The extra "requested_at <= before_requested_at"
- * lets the planner prune the newer day partitions.
+ * what the first does.
+ *
+ * The page is read in time windows, newest first: the last day below the
+ * upper bound (until, before_requested_at, or open above now()), then 2,
+ * 4 and 8 days before it, then the rest; each window's query is planned
+ * with its bounds, so it touches one to a few day partitions instead of
+ * all of them, and the walk stops once the page is full.
  *
  * The work is done here; request_log() below only gives it the names of
  * API.md (PL/pgSQL refuses result columns named like its arguments).
  */
-CREATE FUNCTION apikey_usage._request_log(
+CREATE OR REPLACE FUNCTION apikey_usage._request_log(
 	key_id uuid, resource_id text, since timestamptz, until timestamptz, status text,
 	method text, endpoint text, response_code integer, max_rows integer,
 	before_requested_at timestamptz, before_request_id uuid)
@@ -540,7 +889,15 @@ CREATE FUNCTION apikey_usage._request_log(
 	LANGUAGE plpgsql STABLE
 	SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-	query	text;
+	vis			uuid[] := apikey_usage._visible_key_ids();
+	cond		text;
+	query		text;
+	w_lo		timestamptz;
+	w_hi		timestamptz;
+	width		interval := '1 day';
+	last		boolean := false;
+	remaining	integer;
+	got			integer;
 BEGIN
 	IF max_rows IS NULL THEN
 		RAISE EXCEPTION 'max_rows must not be NULL' USING ERRCODE = '22004';
@@ -554,58 +911,47 @@ BEGIN
 			USING ERRCODE = '22023',
 				  HINT = 'Pass the requested_at and request_id of the last row of the previous page.';
 	END IF;
-
-	query := 'SELECT r.request_id, r.requested_at, r.api_key_id, r.method, r.endpoint,'
-		' apikey_usage.status_of(r.response_code), r.response_code::integer, r.resource_id'
-		' FROM apikey_usage.request_log_raw r WHERE true';
-	IF key_id IS NOT NULL THEN
-		query := query || ' AND r.api_key_id OPERATOR(pg_catalog.=) $1';
-	END IF;
-	IF resource_id IS NOT NULL THEN
-		query := query || ' AND r.resource_id OPERATOR(pg_catalog.=) $2';
-	END IF;
-	IF since IS NOT NULL THEN
-		query := query || ' AND r.requested_at OPERATOR(pg_catalog.>=) $3';
-	END IF;
-	IF until IS NOT NULL THEN
-		query := query || ' AND r.requested_at OPERATOR(pg_catalog.<) $4';
-	END IF;
-	IF status NOT IN ('completed', 'rate_limited', 'failed') THEN
-		RAISE EXCEPTION 'unknown status "%"', status
-			USING ERRCODE = '22023',
-				  HINT = 'status is one of completed, failed, rate_limited.';
-	END IF;
-	-- the same classes as status_of(), as ranges of the column
-	query := query || CASE status
-		WHEN 'completed' THEN ' AND r.response_code BETWEEN 100 AND 399'
-		WHEN 'rate_limited' THEN ' AND r.response_code OPERATOR(pg_catalog.=) 429'
-		WHEN 'failed' THEN ' AND r.response_code NOT BETWEEN 100 AND 399'
-						   ' AND r.response_code OPERATOR(pg_catalog.<>) 429'
-		ELSE '' END;
-	IF method IS NOT NULL THEN
-		query := query || ' AND r.method OPERATOR(pg_catalog.=) pg_catalog.upper($5)';
-	END IF;
-	IF endpoint IS NOT NULL THEN
-		query := query || ' AND r.endpoint OPERATOR(pg_catalog.=) $6';
-	END IF;
-	IF response_code IS NOT NULL THEN
-		query := query || ' AND r.response_code OPERATOR(pg_catalog.=) $7';
+	cond := apikey_usage._request_filter(key_id, resource_id, status, method, endpoint, response_code, vis);
+	IF cond IS NULL THEN
+		RETURN;
 	END IF;
 	IF before_requested_at IS NOT NULL THEN
-		query := query || ' AND r.requested_at OPERATOR(pg_catalog.<=) $9'
-			' AND (r.requested_at, r.request_id) < ($9, $10)';
+		cond := cond || ' AND (r.requested_at, r.request_id) < ($9, $10)';
 	END IF;
-	query := query || ' ORDER BY r.requested_at DESC, r.request_id DESC LIMIT $8';
+	query := 'SELECT r.request_id, r.requested_at, r.api_key_id, r.method, r.endpoint,'
+		' apikey_usage.status_of(r.response_code), r.response_code::integer, r.resource_id'
+		' FROM apikey_usage.request_log_raw r WHERE true' || cond;
 
-	RETURN QUERY EXECUTE query
-		USING key_id, resource_id, since, until, method, endpoint, response_code,
-			  max_rows, before_requested_at, before_request_id;
+	-- the upper bound of the first window (NULL: open)
+	w_hi := LEAST(until, before_requested_at + interval '1 microsecond');
+	remaining := max_rows;
+	FOR i IN 1 .. 5 LOOP
+		w_lo := COALESCE(w_hi, pg_catalog.now()) - width;
+		IF i = 5 THEN
+			w_lo := NULL;
+		END IF;
+		IF since IS NOT NULL AND (w_lo IS NULL OR w_lo <= since) THEN
+			w_lo := since;
+			last := true;
+		END IF;
+		RETURN QUERY EXECUTE query
+			|| CASE WHEN w_lo IS NOT NULL THEN ' AND r.requested_at OPERATOR(pg_catalog.>=) $7' ELSE '' END
+			|| CASE WHEN w_hi IS NOT NULL THEN ' AND r.requested_at OPERATOR(pg_catalog.<) $8' ELSE '' END
+			|| ' ORDER BY r.requested_at DESC, r.request_id DESC LIMIT $11'
+			USING key_id, resource_id, method, endpoint, response_code, vis, w_lo, w_hi,
+				  before_requested_at, before_request_id, remaining;
+		GET DIAGNOSTICS got = ROW_COUNT;
+		remaining := remaining - got;
+		EXIT WHEN remaining <= 0 OR last OR w_lo IS NULL;
+		w_hi := w_lo;
+		width := width * 2;
+	END LOOP;
 END
 $$;
 COMMENT ON FUNCTION apikey_usage._request_log(uuid, text, timestamptz, timestamptz, text, text, text, integer, integer, timestamptz, uuid) IS
 	'Internal: the query behind request_log().';
 
-CREATE FUNCTION apikey_usage.request_log(
+CREATE OR REPLACE FUNCTION apikey_usage.request_log(
 	key_id uuid DEFAULT NULL,
 	resource_id text DEFAULT NULL,
 	since timestamptz DEFAULT NULL,
@@ -626,6 +972,57 @@ CREATE FUNCTION apikey_usage.request_log(
 $$;
 COMMENT ON FUNCTION apikey_usage.request_log(uuid, text, timestamptz, timestamptz, text, text, text, integer, integer, timestamptz, uuid) IS
 	'One page of the request log, newest first; NULL filters are off. Pass the last row''s requested_at and request_id as before_* for the next page.';
+
+/*
+ * The number of rows request_log() pages through with the same filters
+ * (the total shown next to a page).  Exact.  Filters on key, bounds,
+ * status and response code only are counted like usage_summary (rollups
+ * and raw edges); a method, endpoint or resource_id filter counts the
+ * raw log through its indexes.
+ */
+CREATE OR REPLACE FUNCTION apikey_usage.request_count(
+	key_id uuid DEFAULT NULL,
+	resource_id text DEFAULT NULL,
+	since timestamptz DEFAULT NULL,
+	until timestamptz DEFAULT NULL,
+	status text DEFAULT NULL,
+	method text DEFAULT NULL,
+	endpoint text DEFAULT NULL,
+	response_code integer DEFAULT NULL)
+	RETURNS bigint
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	vis		uuid[] := apikey_usage._visible_key_ids();
+	cond	text;
+	n		bigint;
+BEGIN
+	PERFORM apikey_usage._check_bounds(since, until);
+	cond := apikey_usage._request_filter(key_id, resource_id, status, method, endpoint, response_code, vis);
+	IF cond IS NULL THEN
+		RETURN 0;
+	END IF;
+	IF resource_id IS NULL AND method IS NULL AND endpoint IS NULL THEN
+		SELECT COALESCE(pg_catalog.sum(c.b_requests), 0)::bigint INTO n
+		  FROM apikey_usage._usage_counts(request_count.key_id, request_count.since, request_count.until, 'codes') c
+		 WHERE (request_count.response_code IS NULL OR c.b_code OPERATOR(pg_catalog.=) request_count.response_code)
+		   AND CASE request_count.status
+				WHEN 'completed' THEN c.b_code BETWEEN 100 AND 399
+				WHEN 'rate_limited' THEN c.b_code OPERATOR(pg_catalog.=) 429
+				WHEN 'failed' THEN c.b_code NOT BETWEEN 100 AND 399 AND c.b_code OPERATOR(pg_catalog.<>) 429
+				ELSE true END;
+		RETURN n;
+	END IF;
+	EXECUTE 'SELECT pg_catalog.count(*) FROM apikey_usage.request_log_raw r WHERE true' || cond
+		|| CASE WHEN since IS NOT NULL THEN ' AND r.requested_at OPERATOR(pg_catalog.>=) $7' ELSE '' END
+		|| CASE WHEN until IS NOT NULL THEN ' AND r.requested_at OPERATOR(pg_catalog.<) $8' ELSE '' END
+		INTO n
+		USING key_id, resource_id, method, endpoint, response_code, vis, since, until;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage.request_count(uuid, text, timestamptz, timestamptz, text, text, text, integer) IS
+	'The number of requests request_log() pages through with the same filters (exact; NULL filters are off).';
 
 ------------------------------------------------------------------------
 -- Bulk import of history (apikey_usage_admin)
@@ -648,14 +1045,16 @@ COMMENT ON FUNCTION apikey_usage._uuid_v7(timestamptz) IS
 
 ------------------------------------------------------------------------
 -- Views over the rollups, for tools that cannot call functions
--- (Metabase, Grafana's table panels).  They run with the owner's rights.
+-- (Metabase, Grafana's table panels).  They run with the owner's rights
+-- and show only the keys the caller may see (_visible_key_ids).
 ------------------------------------------------------------------------
-CREATE VIEW apikey_usage.hourly_usage AS
+CREATE OR REPLACE VIEW apikey_usage.hourly_usage AS
 SELECT u.api_key_id AS key_id, k.name AS key_name, k.workspace, u.bucket_start,
 	   u.method COLLATE "default" AS method, u.endpoint COLLATE "default" AS endpoint, u.response_code::integer AS response_code,
 	   apikey_usage.status_of(u.response_code) AS status, u.requests
   FROM apikey_usage.usage_hourly u
-  LEFT JOIN apikey_usage.api_keys k ON k.key_id = u.api_key_id;
+  LEFT JOIN apikey_usage.api_keys k ON k.key_id = u.api_key_id
+ WHERE apikey_usage._visible_key_ids() IS NULL OR u.api_key_id = ANY (apikey_usage._visible_key_ids());
 COMMENT ON VIEW apikey_usage.hourly_usage IS
 	'Request counts per key, UTC hour, method, endpoint and response code (the hourly rollups), labelled with key name and workspace.';
 COMMENT ON COLUMN apikey_usage.hourly_usage.key_id IS 'Key the requests were made with.';
@@ -668,13 +1067,14 @@ COMMENT ON COLUMN apikey_usage.hourly_usage.response_code IS 'HTTP response code
 COMMENT ON COLUMN apikey_usage.hourly_usage.status IS 'completed (100-399), rate_limited (429) or failed (other 400-599).';
 COMMENT ON COLUMN apikey_usage.hourly_usage.requests IS 'Number of requests in that hour with that key, method, endpoint and response code.';
 
-CREATE VIEW apikey_usage.daily_usage AS
+CREATE OR REPLACE VIEW apikey_usage.daily_usage AS
 SELECT u.api_key_id AS key_id, k.name AS key_name, k.workspace,
 	   (u.bucket_start AT TIME ZONE 'UTC')::date AS day,
 	   u.method COLLATE "default" AS method, u.endpoint COLLATE "default" AS endpoint, u.response_code::integer AS response_code,
 	   apikey_usage.status_of(u.response_code) AS status, u.requests
   FROM apikey_usage.usage_daily u
-  LEFT JOIN apikey_usage.api_keys k ON k.key_id = u.api_key_id;
+  LEFT JOIN apikey_usage.api_keys k ON k.key_id = u.api_key_id
+ WHERE apikey_usage._visible_key_ids() IS NULL OR u.api_key_id = ANY (apikey_usage._visible_key_ids());
 COMMENT ON VIEW apikey_usage.daily_usage IS
 	'Request counts per key, UTC day, method, endpoint and response code (the daily rollups), labelled with key name and workspace.';
 COMMENT ON COLUMN apikey_usage.daily_usage.key_id IS 'Key the requests were made with.';
@@ -690,14 +1090,17 @@ COMMENT ON COLUMN apikey_usage.daily_usage.requests IS 'Number of requests that 
 ------------------------------------------------------------------------
 -- Grants of this part (90_grants.sql revokes everything from PUBLIC
 -- first; these role grants stay).  The admin role is a member of the
--- reader role.
+-- reader role.  The views call _visible_key_ids() with the caller's
+-- rights.
 ------------------------------------------------------------------------
 GRANT EXECUTE ON FUNCTION
 	apikey_usage.usage_summary(uuid, timestamptz, timestamptz),
 	apikey_usage.usage_by_method(uuid, timestamptz, timestamptz),
 	apikey_usage.usage_by_response_status(uuid, timestamptz, timestamptz),
 	apikey_usage.top_endpoints(uuid, timestamptz, timestamptz, integer),
-	apikey_usage.usage_timeseries(uuid, timestamptz, timestamptz, interval),
-	apikey_usage.request_log(uuid, text, timestamptz, timestamptz, text, text, text, integer, integer, timestamptz, uuid)
+	apikey_usage.usage_timeseries(uuid, timestamptz, timestamptz, interval, text),
+	apikey_usage.request_log(uuid, text, timestamptz, timestamptz, text, text, text, integer, integer, timestamptz, uuid),
+	apikey_usage.request_count(uuid, text, timestamptz, timestamptz, text, text, text, integer),
+	apikey_usage._visible_key_ids()
 	TO apikey_usage_reader;
 GRANT SELECT ON apikey_usage.hourly_usage, apikey_usage.daily_usage TO apikey_usage_reader;

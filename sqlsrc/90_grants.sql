@@ -66,8 +66,9 @@ GRANT EXECUTE ON FUNCTION
 	apikey_usage.usage_by_method(uuid, timestamptz, timestamptz),
 	apikey_usage.usage_by_response_status(uuid, timestamptz, timestamptz),
 	apikey_usage.top_endpoints(uuid, timestamptz, timestamptz, integer),
-	apikey_usage.usage_timeseries(uuid, timestamptz, timestamptz, interval),
+	apikey_usage.usage_timeseries(uuid, timestamptz, timestamptz, interval, text),
 	apikey_usage.request_log(uuid, text, timestamptz, timestamptz, text, text, text, integer, integer, timestamptz, uuid),
+	apikey_usage.request_count(uuid, text, timestamptz, timestamptz, text, text, text, integer),
 	apikey_usage.unused_keys(interval)
 	TO apikey_usage_tenant;
 GRANT EXECUTE ON FUNCTION

@@ -1,32 +1,1060 @@
 
--- Analytics and rollups (0.2.0)
+------------------------------------------------------------------------
+-- Analytics and rollups (0.2.0): one rollup grain per dashboard part
+-- (codes, methods, endpoints; per day and hour, codes also per minute),
+-- all written by _rollup_apply in the writer's transaction instead of
+-- statement triggers on usage_hourly; one counting function behind the
+-- analytics; usage_timeseries gains time_zone; request_count.
+--
+-- The new grains are filled from 0.1.0's rollups (which agree with the
+-- raw log), the per-minute codes from the raw log itself (one scan), so
+-- an upgraded installation answers exactly as before.
+------------------------------------------------------------------------
+DROP TRIGGER usage_rollups_insert ON apikey_usage.usage_hourly;
+DROP TRIGGER usage_rollups_update ON apikey_usage.usage_hourly;
+DROP TRIGGER usage_rollups_delete ON apikey_usage.usage_hourly;
+DROP TRIGGER usage_rollups_truncate ON apikey_usage.usage_hourly;
+DROP FUNCTION apikey_usage._usage_rollups_sync();
+DROP FUNCTION apikey_usage.usage_timeseries(uuid, timestamptz, timestamptz, interval);
+DROP FUNCTION apikey_usage._usage_query(boolean, timestamptz, timestamptz, text);
+DROP FUNCTION apikey_usage._status_sums_sql();
 
+COMMENT ON TABLE apikey_usage.usage_daily IS
+	'Request counts per key, UTC day, method, endpoint and response code (the daily_usage view).';
+COMMENT ON TABLE apikey_usage.usage_hourly_codes IS
+	'Request counts per key, UTC hour and response code.';
+
+CREATE TABLE apikey_usage.usage_minute_codes (
+	api_key_id		uuid NOT NULL,
+	bucket_start	timestamptz NOT NULL,
+	response_code	smallint NOT NULL,
+	requests		bigint NOT NULL,
+	PRIMARY KEY (api_key_id, bucket_start, response_code)
+);
+CREATE INDEX usage_minute_codes_bucket_idx ON apikey_usage.usage_minute_codes (bucket_start);
+COMMENT ON TABLE apikey_usage.usage_minute_codes IS
+	'Request counts per key, UTC minute and response code (live edges, minute and local-time buckets).';
+
+CREATE TABLE apikey_usage.usage_daily_codes (
+	api_key_id		uuid NOT NULL,
+	bucket_start	timestamptz NOT NULL,
+	response_code	smallint NOT NULL,
+	requests		bigint NOT NULL,
+	PRIMARY KEY (api_key_id, bucket_start, response_code)
+);
+CREATE INDEX usage_daily_codes_bucket_idx ON apikey_usage.usage_daily_codes (bucket_start);
+COMMENT ON TABLE apikey_usage.usage_daily_codes IS
+	'Request counts per key, UTC day and response code.';
+
+CREATE TABLE apikey_usage.usage_hourly_methods (
+	api_key_id		uuid NOT NULL,
+	bucket_start	timestamptz NOT NULL,
+	method			text COLLATE "C" NOT NULL,
+	requests		bigint NOT NULL,
+	PRIMARY KEY (api_key_id, bucket_start, method)
+);
+CREATE INDEX usage_hourly_methods_bucket_idx ON apikey_usage.usage_hourly_methods (bucket_start);
+COMMENT ON TABLE apikey_usage.usage_hourly_methods IS
+	'Request counts per key, UTC hour and HTTP method.';
+
+CREATE TABLE apikey_usage.usage_daily_methods (
+	api_key_id		uuid NOT NULL,
+	bucket_start	timestamptz NOT NULL,
+	method			text COLLATE "C" NOT NULL,
+	requests		bigint NOT NULL,
+	PRIMARY KEY (api_key_id, bucket_start, method)
+);
+CREATE INDEX usage_daily_methods_bucket_idx ON apikey_usage.usage_daily_methods (bucket_start);
+COMMENT ON TABLE apikey_usage.usage_daily_methods IS
+	'Request counts per key, UTC day and HTTP method.';
+
+CREATE TABLE apikey_usage.usage_hourly_endpoints (
+	api_key_id		uuid NOT NULL,
+	bucket_start	timestamptz NOT NULL,
+	endpoint		text COLLATE "C" NOT NULL,
+	requests		bigint NOT NULL,
+	PRIMARY KEY (api_key_id, bucket_start, endpoint)
+);
+CREATE INDEX usage_hourly_endpoints_bucket_idx ON apikey_usage.usage_hourly_endpoints (bucket_start);
+COMMENT ON TABLE apikey_usage.usage_hourly_endpoints IS
+	'Request counts per key, UTC hour and endpoint.';
+
+CREATE TABLE apikey_usage.usage_daily_endpoints (
+	api_key_id		uuid NOT NULL,
+	bucket_start	timestamptz NOT NULL,
+	endpoint		text COLLATE "C" NOT NULL,
+	requests		bigint NOT NULL,
+	PRIMARY KEY (api_key_id, bucket_start, endpoint)
+);
+CREATE INDEX usage_daily_endpoints_bucket_idx ON apikey_usage.usage_daily_endpoints (bucket_start);
+COMMENT ON TABLE apikey_usage.usage_daily_endpoints IS
+	'Request counts per key, UTC day and endpoint.';
+
+-- pg_dump: the rollups are data (like usage_hourly, see the ops part),
+-- dumped and restored with the raw log they count
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_daily', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_minute_codes', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_hourly_codes', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_daily_codes', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_hourly_methods', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_daily_methods', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_hourly_endpoints', '');
+SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_daily_endpoints', '');
+
+-- as in the fresh install (90_grants.sql): nothing of these is PUBLIC's
+REVOKE ALL ON apikey_usage.usage_minute_codes, apikey_usage.usage_daily_codes,
+	apikey_usage.usage_hourly_methods, apikey_usage.usage_daily_methods,
+	apikey_usage.usage_hourly_endpoints, apikey_usage.usage_daily_endpoints FROM PUBLIC;
+
+INSERT INTO apikey_usage.usage_minute_codes (api_key_id, bucket_start, response_code, requests)
+SELECT r.api_key_id, pg_catalog.date_bin('1 minute', r.requested_at, '1970-01-01 00:00:00+00'), r.response_code, pg_catalog.count(*)
+  FROM apikey_usage.request_log_raw r GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
+INSERT INTO apikey_usage.usage_daily_codes (api_key_id, bucket_start, response_code, requests)
+SELECT h.api_key_id, pg_catalog.date_bin('1 day', h.bucket_start, '1970-01-01 00:00:00+00'), h.response_code, pg_catalog.sum(h.requests)
+  FROM apikey_usage.usage_hourly_codes h GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
+INSERT INTO apikey_usage.usage_hourly_methods (api_key_id, bucket_start, method, requests)
+SELECT h.api_key_id, h.bucket_start, h.method, pg_catalog.sum(h.requests)
+  FROM apikey_usage.usage_hourly h GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
+INSERT INTO apikey_usage.usage_daily_methods (api_key_id, bucket_start, method, requests)
+SELECT d.api_key_id, d.bucket_start, d.method, pg_catalog.sum(d.requests)
+  FROM apikey_usage.usage_daily d GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
+INSERT INTO apikey_usage.usage_hourly_endpoints (api_key_id, bucket_start, endpoint, requests)
+SELECT h.api_key_id, h.bucket_start, h.endpoint, pg_catalog.sum(h.requests)
+  FROM apikey_usage.usage_hourly h GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
+INSERT INTO apikey_usage.usage_daily_endpoints (api_key_id, bucket_start, endpoint, requests)
+SELECT d.api_key_id, d.bucket_start, d.endpoint, pg_catalog.sum(d.requests)
+  FROM apikey_usage.usage_daily d GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
+
+------------------------------------------------------------------------
+-- From here on the same text as sqlsrc/20_analytics.sql (functions and
+-- views are CREATE OR REPLACE in both, so the two stay identical).
+------------------------------------------------------------------------
 /*
  * The one entry point from the log writer into the rollups: a batch's
  * counts per (key, UTC minute, method, endpoint, response code), already
  * aggregated by the writer, added to every rollup grain in the writer's
- * transaction.  The writer knows nothing of the grains; this function
- * does.  Rows are upserted in primary-key order so concurrent writers
- * lock them in one order.
+ * transaction (one statement, one upsert per grain; no triggers).  The
+ * writer knows nothing of the grains; this function does.  Rows are
+ * upserted in primary-key order so concurrent writers lock them in one
+ * order.  Times are binned from the Unix epoch: UTC whatever TimeZone is.
  */
-CREATE FUNCTION apikey_usage._rollup_apply(
+CREATE OR REPLACE FUNCTION apikey_usage._rollup_apply(
 	key_ids uuid[], minute_starts timestamptz[], methods text[], endpoints text[],
 	response_codes smallint[], counts bigint[]) RETURNS void
 	LANGUAGE sql VOLATILE
 	SET search_path = pg_catalog, pg_temp
 	BEGIN ATOMIC
-		INSERT INTO apikey_usage.usage_hourly AS u
-			(api_key_id, bucket_start, method, endpoint, response_code, requests)
-		SELECT b.api_key_id,
-			   pg_catalog.date_trunc('hour', b.minute_start, 'UTC'),
-			   b.method, b.endpoint, b.response_code, pg_catalog.sum(b.n)::bigint
-		  FROM unnest(key_ids, minute_starts, methods, endpoints, response_codes, counts)
-			AS b(api_key_id, minute_start, method, endpoint, response_code, n)
-		 GROUP BY 1, 2, 3, 4, 5
-		 ORDER BY 1, 2, 3, 4, 5
-		ON CONFLICT (api_key_id, bucket_start, method, endpoint, response_code)
-		DO UPDATE SET requests = u.requests OPERATOR(pg_catalog.+) excluded.requests;
+		WITH b AS MATERIALIZED (
+			SELECT u.api_key_id, pg_catalog.date_bin('1 minute', u.minute_start, '1970-01-01 00:00:00+00') AS m,
+				   u.method COLLATE "C" AS method, u.endpoint COLLATE "C" AS endpoint, u.response_code, u.n
+			  FROM unnest(key_ids, minute_starts, methods, endpoints, response_codes, counts)
+				AS u(api_key_id, minute_start, method, endpoint, response_code, n)
+		), hourly AS (
+			INSERT INTO apikey_usage.usage_hourly AS t
+				(api_key_id, bucket_start, method, endpoint, response_code, requests)
+			SELECT b.api_key_id, pg_catalog.date_bin('1 hour', b.m, '1970-01-01 00:00:00+00'),
+				   b.method, b.endpoint, b.response_code, pg_catalog.sum(b.n)::bigint
+			  FROM b GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+			ON CONFLICT (api_key_id, bucket_start, method, endpoint, response_code)
+			DO UPDATE SET requests = t.requests OPERATOR(pg_catalog.+) excluded.requests
+		), daily AS (
+			INSERT INTO apikey_usage.usage_daily AS t
+				(api_key_id, bucket_start, method, endpoint, response_code, requests)
+			SELECT b.api_key_id, pg_catalog.date_bin('1 day', b.m, '1970-01-01 00:00:00+00'),
+				   b.method, b.endpoint, b.response_code, pg_catalog.sum(b.n)::bigint
+			  FROM b GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+			ON CONFLICT (api_key_id, bucket_start, method, endpoint, response_code)
+			DO UPDATE SET requests = t.requests OPERATOR(pg_catalog.+) excluded.requests
+		), minute_codes AS (
+			INSERT INTO apikey_usage.usage_minute_codes AS t (api_key_id, bucket_start, response_code, requests)
+			SELECT b.api_key_id, b.m, b.response_code, pg_catalog.sum(b.n)::bigint
+			  FROM b GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+			ON CONFLICT (api_key_id, bucket_start, response_code)
+			DO UPDATE SET requests = t.requests OPERATOR(pg_catalog.+) excluded.requests
+		), hourly_codes AS (
+			INSERT INTO apikey_usage.usage_hourly_codes AS t (api_key_id, bucket_start, response_code, requests)
+			SELECT b.api_key_id, pg_catalog.date_bin('1 hour', b.m, '1970-01-01 00:00:00+00'),
+				   b.response_code, pg_catalog.sum(b.n)::bigint
+			  FROM b GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+			ON CONFLICT (api_key_id, bucket_start, response_code)
+			DO UPDATE SET requests = t.requests OPERATOR(pg_catalog.+) excluded.requests
+		), daily_codes AS (
+			INSERT INTO apikey_usage.usage_daily_codes AS t (api_key_id, bucket_start, response_code, requests)
+			SELECT b.api_key_id, pg_catalog.date_bin('1 day', b.m, '1970-01-01 00:00:00+00'),
+				   b.response_code, pg_catalog.sum(b.n)::bigint
+			  FROM b GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+			ON CONFLICT (api_key_id, bucket_start, response_code)
+			DO UPDATE SET requests = t.requests OPERATOR(pg_catalog.+) excluded.requests
+		), hourly_methods AS (
+			INSERT INTO apikey_usage.usage_hourly_methods AS t (api_key_id, bucket_start, method, requests)
+			SELECT b.api_key_id, pg_catalog.date_bin('1 hour', b.m, '1970-01-01 00:00:00+00'),
+				   b.method, pg_catalog.sum(b.n)::bigint
+			  FROM b GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+			ON CONFLICT (api_key_id, bucket_start, method)
+			DO UPDATE SET requests = t.requests OPERATOR(pg_catalog.+) excluded.requests
+		), daily_methods AS (
+			INSERT INTO apikey_usage.usage_daily_methods AS t (api_key_id, bucket_start, method, requests)
+			SELECT b.api_key_id, pg_catalog.date_bin('1 day', b.m, '1970-01-01 00:00:00+00'),
+				   b.method, pg_catalog.sum(b.n)::bigint
+			  FROM b GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+			ON CONFLICT (api_key_id, bucket_start, method)
+			DO UPDATE SET requests = t.requests OPERATOR(pg_catalog.+) excluded.requests
+		), hourly_endpoints AS (
+			INSERT INTO apikey_usage.usage_hourly_endpoints AS t (api_key_id, bucket_start, endpoint, requests)
+			SELECT b.api_key_id, pg_catalog.date_bin('1 hour', b.m, '1970-01-01 00:00:00+00'),
+				   b.endpoint, pg_catalog.sum(b.n)::bigint
+			  FROM b GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+			ON CONFLICT (api_key_id, bucket_start, endpoint)
+			DO UPDATE SET requests = t.requests OPERATOR(pg_catalog.+) excluded.requests
+		)
+		INSERT INTO apikey_usage.usage_daily_endpoints AS t (api_key_id, bucket_start, endpoint, requests)
+		SELECT b.api_key_id, pg_catalog.date_bin('1 day', b.m, '1970-01-01 00:00:00+00'),
+			   b.endpoint, pg_catalog.sum(b.n)::bigint
+		  FROM b GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+		ON CONFLICT (api_key_id, bucket_start, endpoint)
+		DO UPDATE SET requests = t.requests OPERATOR(pg_catalog.+) excluded.requests;
 	END;
 COMMENT ON FUNCTION apikey_usage._rollup_apply(uuid[], timestamptz[], text[], text[], smallint[], bigint[]) IS
 	'Internal: add a batch''s pre-aggregated counts (per key, minute, method, endpoint, code) to every rollup grain.';
 
+/*
+ * Retention: delete every rollup row of the time before cutoff, which
+ * must be a UTC midnight (the end of the dropped day partitions), so no
+ * daily row is cut in two.  Called by _maintain in the transaction that
+ * drops the partitions.
+ */
+CREATE OR REPLACE FUNCTION apikey_usage._rollup_forget(cutoff timestamptz) RETURNS void
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF cutoff IS NULL OR (pg_catalog.isfinite(cutoff)
+		AND pg_catalog.date_bin('1 day', cutoff, '1970-01-01 00:00:00+00') OPERATOR(pg_catalog.<>) cutoff) THEN
+		RAISE EXCEPTION 'cutoff must be a UTC midnight' USING ERRCODE = '22023';
+	END IF;
+	DELETE FROM apikey_usage.usage_hourly WHERE bucket_start OPERATOR(pg_catalog.<) cutoff;
+	DELETE FROM apikey_usage.usage_daily WHERE bucket_start OPERATOR(pg_catalog.<) cutoff;
+	DELETE FROM apikey_usage.usage_minute_codes WHERE bucket_start OPERATOR(pg_catalog.<) cutoff;
+	DELETE FROM apikey_usage.usage_hourly_codes WHERE bucket_start OPERATOR(pg_catalog.<) cutoff;
+	DELETE FROM apikey_usage.usage_daily_codes WHERE bucket_start OPERATOR(pg_catalog.<) cutoff;
+	DELETE FROM apikey_usage.usage_hourly_methods WHERE bucket_start OPERATOR(pg_catalog.<) cutoff;
+	DELETE FROM apikey_usage.usage_daily_methods WHERE bucket_start OPERATOR(pg_catalog.<) cutoff;
+	DELETE FROM apikey_usage.usage_hourly_endpoints WHERE bucket_start OPERATOR(pg_catalog.<) cutoff;
+	DELETE FROM apikey_usage.usage_daily_endpoints WHERE bucket_start OPERATOR(pg_catalog.<) cutoff;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage._rollup_forget(timestamptz) IS
+	'Internal: delete the rollup rows of every grain before cutoff (a UTC midnight); used by retention.';
+
+/*
+ * The pieces that count a union of time ranges ("segments", each with a
+ * sign) exactly from rollups of the given levels (unit lengths in
+ * seconds, coarsest first, each a multiple of the next) and the raw log:
+ * per segment, the whole units of each level inside it that no coarser
+ * level covers, and the raw rest.  Adjacent pieces of one level and sign
+ * are merged, so 720 whole hours are one range.  Level 0 is the raw log.
+ * seg_first gives, per segment, the index of the coarsest level it may
+ * use (a segment made of whole buckets must not use a unit longer than a
+ * bucket).  Units are UTC: binned from the Unix epoch.
+ */
+CREATE OR REPLACE FUNCTION apikey_usage._usage_pieces(
+	seg_lo timestamptz[], seg_hi timestamptz[], seg_sign integer[], seg_first integer[],
+	levels integer[])
+	RETURNS TABLE (level integer, lo timestamptz, hi timestamptz, sign integer)
+	LANGUAGE sql IMMUTABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	WITH seg AS (
+		SELECT s.i, s.lo, s.hi, s.sign, s.first
+		  FROM unnest(seg_lo, seg_hi, seg_sign, seg_first) WITH ORDINALITY AS s(lo, hi, sign, first, i)
+		 WHERE s.lo < s.hi
+	), lv AS (
+		SELECT l.k::integer AS k, l.secs, pg_catalog.make_interval(secs => l.secs) AS step
+		  FROM unnest(levels) WITH ORDINALITY AS l(secs, k)
+	), whole AS (
+		-- per segment and allowed level: the whole units inside it
+		SELECT seg.i, lv.k, lv.secs,
+			   CASE WHEN c.up < c.down THEN pg_catalog.tstzmultirange(pg_catalog.tstzrange(c.up, c.down))
+					ELSE '{}'::pg_catalog.tstzmultirange END AS m
+		  FROM seg JOIN lv ON lv.k >= seg.first
+		 CROSS JOIN LATERAL (
+			SELECT CASE WHEN f.lo_floor < seg.lo THEN f.lo_floor + lv.step ELSE f.lo_floor END AS up,
+				   f.hi_floor AS down
+			  FROM (SELECT pg_catalog.date_bin(lv.step, seg.lo, '1970-01-01 00:00:00+00') AS lo_floor,
+						   pg_catalog.date_bin(lv.step, seg.hi, '1970-01-01 00:00:00+00') AS hi_floor) f) c
+	), pieces AS (
+		SELECT w.secs AS level, seg.sign,
+			   w.m - COALESCE(pg_catalog.lag(w.m) OVER (PARTITION BY w.i ORDER BY w.k),
+							  '{}'::pg_catalog.tstzmultirange) AS m
+		  FROM whole w JOIN seg ON seg.i = w.i
+		UNION ALL
+		SELECT 0, seg.sign,
+			   pg_catalog.tstzmultirange(pg_catalog.tstzrange(seg.lo, seg.hi))
+			   - COALESCE((SELECT w.m FROM whole w WHERE w.i = seg.i ORDER BY w.k DESC LIMIT 1),
+						  '{}'::pg_catalog.tstzmultirange)
+		  FROM seg
+	)
+	SELECT g.level, pg_catalog.lower(r.r), pg_catalog.upper(r.r), g.sign
+	  FROM (SELECT p.level, p.sign, pg_catalog.range_agg(p.m) AS m FROM pieces p GROUP BY 1, 2) g
+	 CROSS JOIN LATERAL pg_catalog.unnest(g.m) AS r(r)
+	 ORDER BY 1 DESC, 4 DESC, 2
+$$;
+COMMENT ON FUNCTION apikey_usage._usage_pieces(timestamptz[], timestamptz[], integer[], integer[], integer[]) IS
+	'Internal: cut signed time ranges into merged ranges of whole rollup units per level and raw-log ranges (level 0).';
+
+/*
+ * THE place that counts: the requests of key_id (NULL = every visible
+ * key) in [since, until) at a grain -- 'codes' (per response code),
+ * 'method' or 'endpoint' -- summed per bucket when cuts is given (cuts:
+ * the bucket starts, ascending, cuts[1] <= since; cuts_end: the end of
+ * the last bucket; cut_level: when every bucket between the first and the
+ * last is made of whole units of that level and no coarser unit fits in
+ * one, their pieces are one range of that level).  NULL bounds are open.
+ * Rows whose count is 0 are left out.
+ *
+ * Edges.  A bound that is not on a unit of the finest level (a minute for
+ * codes, an hour for methods and endpoints) is counted either directly
+ * (raw rows between the bound and the unit edge inside the range) or by
+ * widening the range to a unit edge outside it and subtracting the raw
+ * (and finer rollup) rows between the bound and that edge: whichever side
+ * holds less past time, the future being empty but for future-dated
+ * rows.  The widening goes to the coarsest unit whose extra part lies in
+ * the future (at until = now(): the end of the current day or bucket).
+ * Both ways are exact; the choice only decides what is read.
+ *
+ * The query is built from fixed fragments and run with EXECUTE ... USING
+ * (planned for its arguments: a NULL key drops its condition, raw-log
+ * ranges prune the day partitions at plan time).  Parameters: $1 key_id,
+ * $2 the visible key ids, $3 cuts, $4-$12 lo/hi/sign arrays of the three
+ * rollup levels, $13-$15 lo/hi/sign arrays of the raw ranges, $16 the
+ * positive raw ranges as a multirange (used when there are many).
+ */
+CREATE OR REPLACE FUNCTION apikey_usage._usage_counts(
+	key_id uuid, since timestamptz, until timestamptz, grain text,
+	cuts timestamptz[] DEFAULT NULL, cuts_end timestamptz DEFAULT NULL, cut_level integer DEFAULT NULL)
+	RETURNS TABLE (b_start timestamptz, b_dim text, b_code smallint, b_requests bigint)
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	epoch		constant timestamptz := '1970-01-01 00:00:00+00';
+	-- no row is older or newer than these (log_request keeps
+	-- requested_at within the retention and one hour ahead)
+	far_past	constant timestamptz := '1000-01-01 00:00:00+00';
+	far_future	constant timestamptz := '3000-01-01 00:00:00+00';
+	t_now		constant timestamptz := pg_catalog.now();
+	levels		integer[];
+	tabs		text[];
+	roll_dim	text;
+	roll_code	text;
+	raw_dim		text;
+	raw_code	text;
+	vis			uuid[] := apikey_usage._visible_key_ids();
+	key_cond	text := '';
+	s			timestamptz;
+	e			timestamptz;
+	s2			timestamptz;
+	e2			timestamptz;
+	fin			interval;
+	step		interval;
+	fl			timestamptz;
+	cand		timestamptz;
+	lo_lim		timestamptz := COALESCE(cuts[1], '-infinity');
+	hi_lim		timestamptz := COALESCE(cuts_end, 'infinity');
+	n			integer := COALESCE(pg_catalog.cardinality(cuts), 0);
+	first_lv	integer;
+	seg_lo		timestamptz[];
+	seg_hi		timestamptz[];
+	seg_sign	integer[];
+	seg_first	integer[];
+	l1_lo timestamptz[]; l1_hi timestamptz[]; l1_sign integer[];
+	l2_lo timestamptz[]; l2_hi timestamptz[]; l2_sign integer[];
+	l3_lo timestamptz[]; l3_hi timestamptz[]; l3_sign integer[];
+	r_lo timestamptz[]; r_hi timestamptz[]; r_sign integer[];
+	r_pos		pg_catalog.tstzmultirange;
+	parts		text[] := '{}';
+	raw_select	text;
+	query		text;
+BEGIN
+	PERFORM apikey_usage._check_bounds(since, until);
+	CASE grain
+		WHEN 'codes' THEN
+			levels := ARRAY[86400, 3600, 60];
+			tabs := ARRAY['usage_daily_codes', 'usage_hourly_codes', 'usage_minute_codes'];
+			roll_dim := 'NULL::text'; roll_code := 'r.response_code';
+			raw_dim := 'NULL::text'; raw_code := 'r.response_code';
+		WHEN 'method' THEN
+			levels := ARRAY[86400, 3600];
+			tabs := ARRAY['usage_daily_methods', 'usage_hourly_methods'];
+			roll_dim := 'r.method'; roll_code := 'NULL::smallint';
+			raw_dim := 'r.method'; raw_code := 'NULL::smallint';
+		WHEN 'endpoint' THEN
+			levels := ARRAY[86400, 3600];
+			tabs := ARRAY['usage_daily_endpoints', 'usage_hourly_endpoints'];
+			roll_dim := 'r.endpoint'; roll_code := 'NULL::smallint';
+			raw_dim := 'r.endpoint'; raw_code := 'NULL::smallint';
+		ELSE
+			RAISE EXCEPTION 'unknown grain %', grain USING ERRCODE = '22023';
+	END CASE;
+
+	-- visibility: a key the caller may not see is an unknown key
+	IF key_id IS NOT NULL THEN
+		IF vis IS NOT NULL AND NOT key_id = ANY (vis) THEN
+			RETURN;
+		END IF;
+		key_cond := ' AND r.api_key_id OPERATOR(pg_catalog.=) $1';
+	ELSIF vis IS NOT NULL THEN
+		key_cond := ' AND r.api_key_id OPERATOR(pg_catalog.=) ANY ($2)';
+	END IF;
+
+	s := since;
+	e := until;
+	IF s IS NULL OR s < far_past THEN
+		s := far_past;
+	END IF;
+	IF e IS NULL OR e > far_future THEN
+		e := far_future;
+	END IF;
+	IF NOT s < e THEN
+		RETURN;
+	END IF;
+
+	-- the since edge: widen to a unit start below since when the raw rows
+	-- [unit start, since) hold less past time than [since, unit end)
+	fin := pg_catalog.make_interval(secs => levels[pg_catalog.cardinality(levels)]);
+	s2 := s;
+	fl := pg_catalog.date_bin(fin, s, epoch);
+	IF fl < s AND GREATEST(0, pg_catalog.date_part('epoch', LEAST(s, t_now) - fl))
+				  < GREATEST(0, pg_catalog.date_part('epoch', LEAST(fl + fin, e, t_now) - s)) THEN
+		FOR k IN 1 .. pg_catalog.cardinality(levels) LOOP
+			cand := pg_catalog.date_bin(pg_catalog.make_interval(secs => levels[k]), s, epoch);
+			IF cand >= lo_lim AND LEAST(s, t_now) - LEAST(cand, t_now) <= LEAST(s, t_now) - LEAST(fl, t_now) THEN
+				s2 := cand;
+				EXIT;
+			END IF;
+		END LOOP;
+	END IF;
+
+	-- the until edge, likewise: at until = now() the widening lies in the
+	-- future and its raw rows are none
+	e2 := e;
+	fl := pg_catalog.date_bin(fin, e, epoch);
+	IF fl < e AND GREATEST(0, pg_catalog.date_part('epoch', LEAST(fl + fin, t_now) - e))
+				  < GREATEST(0, pg_catalog.date_part('epoch', LEAST(e, t_now) - GREATEST(fl, s))) THEN
+		FOR k IN 1 .. pg_catalog.cardinality(levels) LOOP
+			step := pg_catalog.make_interval(secs => levels[k]);
+			cand := pg_catalog.date_bin(step, e, epoch) + step;
+			IF cand <= hi_lim AND GREATEST(e, LEAST(cand, t_now)) <= GREATEST(e, LEAST(fl + fin, t_now)) THEN
+				e2 := cand;
+				EXIT;
+			END IF;
+		END LOOP;
+	END IF;
+
+	-- segments: the (widened) range cut at the bucket starts, and the
+	-- widenings with sign -1
+	first_lv := pg_catalog.array_position(levels, cut_level);
+	IF n <= 1 THEN
+		seg_lo := ARRAY[s2]; seg_hi := ARRAY[e2]; seg_sign := ARRAY[1]; seg_first := ARRAY[1];
+	ELSIF first_lv IS NOT NULL AND n >= 3 THEN
+		seg_lo := ARRAY[s2, cuts[2], cuts[n]];
+		seg_hi := ARRAY[cuts[2], cuts[n], e2];
+		seg_sign := ARRAY[1, 1, 1];
+		seg_first := ARRAY[1, first_lv, 1];
+	ELSE
+		seg_lo := s2 || cuts[2:n];
+		seg_hi := cuts[2:n] || e2;
+		seg_sign := pg_catalog.array_fill(1, ARRAY[n]);
+		seg_first := pg_catalog.array_fill(1, ARRAY[n]);
+	END IF;
+	IF s2 < s THEN
+		seg_lo := seg_lo || s2; seg_hi := seg_hi || s; seg_sign := seg_sign || -1; seg_first := seg_first || 1;
+	END IF;
+	IF e < e2 THEN
+		seg_lo := seg_lo || e; seg_hi := seg_hi || e2; seg_sign := seg_sign || -1; seg_first := seg_first || 1;
+	END IF;
+
+	SELECT pg_catalog.array_agg(p.lo) FILTER (WHERE p.level = levels[1]),
+		   pg_catalog.array_agg(p.hi) FILTER (WHERE p.level = levels[1]),
+		   pg_catalog.array_agg(p.sign) FILTER (WHERE p.level = levels[1]),
+		   pg_catalog.array_agg(p.lo) FILTER (WHERE p.level = levels[2]),
+		   pg_catalog.array_agg(p.hi) FILTER (WHERE p.level = levels[2]),
+		   pg_catalog.array_agg(p.sign) FILTER (WHERE p.level = levels[2]),
+		   pg_catalog.array_agg(p.lo) FILTER (WHERE p.level = levels[3]),
+		   pg_catalog.array_agg(p.hi) FILTER (WHERE p.level = levels[3]),
+		   pg_catalog.array_agg(p.sign) FILTER (WHERE p.level = levels[3]),
+		   pg_catalog.array_agg(p.lo) FILTER (WHERE p.level = 0),
+		   pg_catalog.array_agg(p.hi) FILTER (WHERE p.level = 0),
+		   pg_catalog.array_agg(p.sign) FILTER (WHERE p.level = 0),
+		   pg_catalog.range_agg(pg_catalog.tstzrange(p.lo, p.hi)) FILTER (WHERE p.level = 0 AND p.sign = 1)
+	  INTO l1_lo, l1_hi, l1_sign, l2_lo, l2_hi, l2_sign, l3_lo, l3_hi, l3_sign, r_lo, r_hi, r_sign, r_pos
+	  FROM apikey_usage._usage_pieces(seg_lo, seg_hi, seg_sign, seg_first, levels) p;
+
+	-- one branch per rollup level, joined to its ranges
+	FOR k IN 1 .. pg_catalog.cardinality(levels) LOOP
+		IF (k = 1 AND l1_lo IS NOT NULL) OR (k = 2 AND l2_lo IS NOT NULL) OR (k = 3 AND l3_lo IS NOT NULL) THEN
+			parts := parts || pg_catalog.format(
+				'SELECT r.bucket_start AS ts, %s AS dim, %s AS code, r.requests * p.sign AS n'
+				' FROM unnest($%s, $%s, $%s) AS p(lo, hi, sign)'
+				' JOIN apikey_usage.%I r ON r.bucket_start OPERATOR(pg_catalog.>=) p.lo'
+				' AND r.bucket_start OPERATOR(pg_catalog.<) p.hi%s',
+				roll_dim, roll_code, 3 * k + 1, 3 * k + 2, 3 * k + 3, tabs[k], key_cond);
+		END IF;
+	END LOOP;
+
+	-- the raw ranges: one branch each (their bounds prune the day
+	-- partitions at plan time), or, when there are many (buckets that are
+	-- not whole minutes), the positive ones in one branch
+	raw_select := 'SELECT r.requested_at AS ts, ' || raw_dim || ' AS dim, ' || raw_code || ' AS code, %s::bigint AS n'
+		' FROM apikey_usage.request_log_raw r WHERE true' || key_cond;
+	FOR i IN 1 .. COALESCE(pg_catalog.cardinality(r_lo), 0) LOOP
+		IF r_sign[i] = -1 OR pg_catalog.cardinality(r_lo) <= 8 THEN
+			parts := parts || (pg_catalog.format(raw_select, r_sign[i])
+				|| pg_catalog.format(' AND r.requested_at OPERATOR(pg_catalog.>=) $13[%s]'
+									 ' AND r.requested_at OPERATOR(pg_catalog.<) $14[%s]', i, i));
+		END IF;
+	END LOOP;
+	IF pg_catalog.cardinality(r_lo) > 8 AND NOT pg_catalog.isempty(r_pos) THEN
+		parts := parts || (pg_catalog.format(raw_select, 1)
+			|| ' AND r.requested_at OPERATOR(pg_catalog.>=) pg_catalog.lower($16)'
+			   ' AND r.requested_at OPERATOR(pg_catalog.<) pg_catalog.upper($16)'
+			   ' AND r.requested_at OPERATOR(pg_catalog.<@) $16');
+	END IF;
+	IF pg_catalog.cardinality(parts) = 0 THEN
+		RETURN;
+	END IF;
+
+	query := 'SELECT '
+		|| CASE WHEN cuts IS NULL THEN 'NULL::timestamptz'
+				ELSE '$3[pg_catalog.width_bucket(s.ts, $3)]' END
+		|| ', s.dim, s.code, pg_catalog.sum(s.n)::bigint FROM ('
+		|| pg_catalog.array_to_string(parts, ' UNION ALL ')
+		|| ') s GROUP BY 1, 2, 3 HAVING pg_catalog.sum(s.n) OPERATOR(pg_catalog.<>) 0';
+	RETURN QUERY EXECUTE query
+		USING key_id, vis, cuts, l1_lo, l1_hi, l1_sign, l2_lo, l2_hi, l2_sign, l3_lo, l3_hi, l3_sign,
+			  r_lo, r_hi, r_sign, r_pos;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage._usage_counts(uuid, timestamptz, timestamptz, text, timestamptz[], timestamptz, integer) IS
+	'Internal: the exact requests of a key (NULL = every visible key) in [since, until) per bucket and per response code, method or endpoint, from the rollups and the raw edges.';
+
+CREATE OR REPLACE FUNCTION apikey_usage.usage_summary(
+	key_id uuid,
+	since timestamptz DEFAULT pg_catalog.now() - '30 days'::interval,
+	until timestamptz DEFAULT pg_catalog.now(),
+	OUT total_requests bigint, OUT completed bigint, OUT failed bigint, OUT rate_limited bigint)
+	RETURNS record
+	LANGUAGE sql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT COALESCE(pg_catalog.sum(c.b_requests), 0)::bigint,
+		   COALESCE(pg_catalog.sum(c.b_requests) FILTER (WHERE c.b_code BETWEEN 100 AND 399), 0)::bigint,
+		   COALESCE(pg_catalog.sum(c.b_requests) FILTER (WHERE c.b_code NOT BETWEEN 100 AND 399
+						AND c.b_code OPERATOR(pg_catalog.<>) 429), 0)::bigint,
+		   COALESCE(pg_catalog.sum(c.b_requests) FILTER (WHERE c.b_code OPERATOR(pg_catalog.=) 429), 0)::bigint
+	  FROM apikey_usage._usage_counts($1, $2, $3, 'codes') c
+$$;
+COMMENT ON FUNCTION apikey_usage.usage_summary(uuid, timestamptz, timestamptz) IS
+	'Requests of a key (NULL = every key) in [since, until) (default: the last 30 days; NULL = unbounded), by status; always one row.';
+
+CREATE OR REPLACE FUNCTION apikey_usage.usage_by_method(
+	key_id uuid,
+	since timestamptz DEFAULT pg_catalog.now() - '30 days'::interval,
+	until timestamptz DEFAULT pg_catalog.now())
+	RETURNS TABLE (method text, requests bigint)
+	LANGUAGE sql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT c.b_dim, c.b_requests
+	  FROM apikey_usage._usage_counts($1, $2, $3, 'method') c
+	 ORDER BY c.b_requests DESC, c.b_dim COLLATE "C"
+$$;
+COMMENT ON FUNCTION apikey_usage.usage_by_method(uuid, timestamptz, timestamptz) IS
+	'Requests of a key (NULL = every key) in [since, until) per HTTP method, most requested first.';
+
+CREATE OR REPLACE FUNCTION apikey_usage.usage_by_response_status(
+	key_id uuid,
+	since timestamptz DEFAULT pg_catalog.now() - '30 days'::interval,
+	until timestamptz DEFAULT pg_catalog.now())
+	RETURNS TABLE (response_code integer, requests bigint)
+	LANGUAGE sql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT c.b_code::integer, c.b_requests
+	  FROM apikey_usage._usage_counts($1, $2, $3, 'codes') c
+	 ORDER BY c.b_requests DESC, c.b_code
+$$;
+COMMENT ON FUNCTION apikey_usage.usage_by_response_status(uuid, timestamptz, timestamptz) IS
+	'Requests of a key (NULL = every key) in [since, until) per HTTP response code, most frequent first.';
+
+CREATE OR REPLACE FUNCTION apikey_usage.top_endpoints(
+	key_id uuid,
+	since timestamptz DEFAULT pg_catalog.now() - '30 days'::interval,
+	until timestamptz DEFAULT pg_catalog.now(),
+	max_rows integer DEFAULT 10)
+	RETURNS TABLE (endpoint text, requests bigint)
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF max_rows IS NULL THEN
+		RAISE EXCEPTION 'max_rows must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	IF max_rows NOT BETWEEN 1 AND 10000 THEN
+		RAISE EXCEPTION 'max_rows must be between 1 and 10000' USING ERRCODE = '22023';
+	END IF;
+	RETURN QUERY
+		SELECT c.b_dim, c.b_requests
+		  FROM apikey_usage._usage_counts(top_endpoints.key_id, top_endpoints.since,
+										  top_endpoints.until, 'endpoint') c
+		 ORDER BY c.b_requests DESC, c.b_dim COLLATE "C"
+		 LIMIT top_endpoints.max_rows;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage.top_endpoints(uuid, timestamptz, timestamptz, integer) IS
+	'The max_rows (1-10000) most requested endpoints of a key (NULL = every key) in [since, until).';
+
+/*
+ * The buckets of usage_timeseries over [since, until) (checked by the
+ * caller): cuts = the bucket starts (the first at or before since),
+ * cuts_end = the end of the last bucket, cut_level = the rollup unit (in
+ * seconds) every inner bucket is made of, when no coarser unit fits in a
+ * bucket (else NULL).
+ *
+ * Without a time zone, buckets are multiples of bucket from the Unix
+ * epoch in absolute time (a '1 day' bucket is 86400 s, a UTC day).  With
+ * one, they follow that zone's wall clock: a bucket of N days starts at a
+ * local midnight (every N days from 1970-01-01), a bucket that divides a
+ * day starts at every local time of day that is a multiple of it; across
+ * a daylight-saving change a local day is 23 or 25 hours long, the
+ * skipped local hour has no bucket and the repeated one has two.
+ */
+CREATE OR REPLACE FUNCTION apikey_usage._buckets(
+	since timestamptz, until timestamptz, bucket interval, time_zone text,
+	OUT cuts timestamptz[], OUT cuts_end timestamptz, OUT cut_level integer)
+	RETURNS record
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	epoch		constant timestamptz := '1970-01-01 00:00:00+00';
+	secs		numeric := pg_catalog.date_part('epoch', bucket)::numeric;
+	step		interval := pg_catalog.make_interval(secs => pg_catalog.date_part('epoch', bucket));
+	first_start	timestamptz;
+	grid		interval;
+	days		integer;
+	allb		timestamptz[];
+BEGIN
+	IF time_zone IS NULL THEN
+		first_start := pg_catalog.date_bin(step, since, epoch);
+		cuts := ARRAY(SELECT pg_catalog.generate_series(first_start, until - interval '1 microsecond', step));
+		cuts_end := cuts[pg_catalog.cardinality(cuts)] + step;
+		cut_level := CASE WHEN secs % 86400 = 0 THEN 86400
+						  WHEN secs % 3600 = 0 AND secs < 86400 THEN 3600
+						  WHEN secs % 60 = 0 AND secs < 3600 THEN 60 END;
+		RETURN;
+	END IF;
+
+	IF secs % 86400 = 0 THEN
+		days := (secs / 86400)::integer;
+		allb := ARRAY(
+			SELECT DISTINCT ((d.d)::timestamp AT TIME ZONE time_zone)
+			  FROM (SELECT (since AT TIME ZONE time_zone)::date - days - 1 + i AS d
+					  FROM pg_catalog.generate_series(0, (until AT TIME ZONE time_zone)::date
+														 - (since AT TIME ZONE time_zone)::date + 2 * days + 2) AS i) d
+			 WHERE ((d.d - '1970-01-01'::date) % days + days) % days = 0
+			 ORDER BY 1);
+	ELSE
+		-- every UTC offset in use is a multiple of 15 minutes: the local
+		-- multiples of the bucket are among the UTC multiples of the grid
+		grid := pg_catalog.make_interval(secs => pg_catalog.gcd(secs::bigint, 900));
+		allb := ARRAY(
+			SELECT t
+			  FROM pg_catalog.generate_series(pg_catalog.date_bin(grid, since - step - interval '3 hours', epoch),
+											  until + step + interval '3 hours', grid) AS t
+			 WHERE pg_catalog.date_part('epoch', (t AT TIME ZONE time_zone)
+						- pg_catalog.date_trunc('day', t AT TIME ZONE time_zone))::numeric % secs = 0
+			 ORDER BY 1);
+	END IF;
+	cuts := ARRAY(SELECT b FROM unnest(allb) AS b WHERE b <= since ORDER BY b DESC LIMIT 1)
+		 || ARRAY(SELECT b FROM unnest(allb) AS b WHERE b > since AND b < until ORDER BY b);
+	cuts_end := (SELECT min(b) FROM unnest(allb) AS b WHERE b >= until);
+
+	-- the coarsest unit every inner bucket is made of, if no coarser one
+	-- fits in any of them
+	SELECT l.secs INTO cut_level
+	  FROM unnest(ARRAY[86400, 3600, 60]) WITH ORDINALITY AS l(secs, k)
+	 WHERE NOT EXISTS (SELECT FROM unnest(cuts[2:]) AS c
+						WHERE pg_catalog.date_bin(pg_catalog.make_interval(secs => l.secs), c, epoch) <> c)
+	   AND (l.k = 1 OR NOT EXISTS (
+			SELECT FROM (SELECT c, pg_catalog.lead(c) OVER (ORDER BY c) AS nxt FROM unnest(cuts[2:]) AS c) b,
+				 LATERAL (SELECT pg_catalog.make_interval(secs => (ARRAY[86400, 3600, 60])[l.k - 1]) AS big) u
+			 WHERE b.nxt IS NOT NULL
+			   AND pg_catalog.date_bin(u.big, b.c - interval '1 microsecond', epoch) + 2 * u.big <= b.nxt))
+	 ORDER BY l.k
+	 LIMIT 1;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage._buckets(timestamptz, timestamptz, interval, text) IS
+	'Internal: the bucket starts of usage_timeseries (UTC multiples from the epoch, or local wall-clock multiples in a time zone).';
+
+CREATE OR REPLACE FUNCTION apikey_usage.usage_timeseries(
+	key_id uuid,
+	since timestamptz DEFAULT pg_catalog.now() - '30 days'::interval,
+	until timestamptz DEFAULT pg_catalog.now(),
+	bucket interval DEFAULT '1 hour',
+	time_zone text DEFAULT NULL)
+	RETURNS TABLE (bucket_start timestamptz, total_requests bigint, completed bigint,
+				   failed bigint, rate_limited bigint)
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	epoch		constant timestamptz := '1970-01-01 00:00:00+00';
+	bucket_secs	numeric;
+	buckets		numeric;
+	b			record;
+BEGIN
+	IF since IS NULL OR until IS NULL THEN
+		RAISE EXCEPTION 'usage_timeseries needs both since and until'
+			USING ERRCODE = '22004';
+	END IF;
+	IF bucket IS NULL THEN
+		RAISE EXCEPTION 'bucket must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	PERFORM apikey_usage._check_bounds(since, until);
+	IF NOT pg_catalog.isfinite(since) OR NOT pg_catalog.isfinite(until) THEN
+		RAISE EXCEPTION 'since and until must be finite for usage_timeseries'
+			USING ERRCODE = '22023';
+	END IF;
+	IF pg_catalog.date_part('month', bucket) <> 0 OR pg_catalog.date_part('year', bucket) <> 0 THEN
+		RAISE EXCEPTION 'bucket must not contain months or years (use days)'
+			USING ERRCODE = '22023';
+	END IF;
+	bucket_secs := pg_catalog.date_part('epoch', bucket)::numeric;
+	IF bucket_secs < 60 THEN
+		RAISE EXCEPTION 'bucket must be at least 1 minute' USING ERRCODE = '22023';
+	END IF;
+	IF time_zone IS NOT NULL THEN
+		IF bucket_secs % 60 <> 0 OR (86400 % bucket_secs <> 0 AND bucket_secs % 86400 <> 0) THEN
+			RAISE EXCEPTION 'with a time zone, bucket must divide a day or be a whole number of days'
+				USING ERRCODE = '22023', DETAIL = pg_catalog.format('bucket = %s', bucket);
+		END IF;
+		IF NOT EXISTS (SELECT FROM pg_catalog.pg_timezone_names z WHERE z.name = time_zone)
+		   AND NOT EXISTS (SELECT FROM pg_catalog.pg_timezone_abbrevs z WHERE z.abbrev = time_zone) THEN
+			BEGIN
+				PERFORM pg_catalog.now() AT TIME ZONE time_zone;
+			EXCEPTION WHEN OTHERS THEN
+				RAISE EXCEPTION 'time zone "%" is not recognized', time_zone
+					USING ERRCODE = '22023', HINT = 'Use a name from pg_timezone_names, e.g. Europe/Berlin.';
+			END;
+		END IF;
+	END IF;
+	-- whole multiples of the bucket from the epoch (in a time zone the
+	-- count differs by at most the daylight-saving shifts)
+	buckets := pg_catalog.ceil((pg_catalog.date_part('epoch', until)::numeric
+								- pg_catalog.date_part('epoch', pg_catalog.date_bin(
+									pg_catalog.make_interval(secs => bucket_secs::double precision), since, epoch))::numeric)
+							   / bucket_secs);
+	IF buckets > 10000 THEN
+		RAISE EXCEPTION 'bucket % gives % buckets between since and until; at most 10000 are allowed',
+			bucket, buckets USING ERRCODE = '22023';
+	END IF;
+	IF since = until THEN
+		RETURN;		-- an empty range overlaps no bucket
+	END IF;
+
+	b := apikey_usage._buckets(since, until, bucket, time_zone);
+	IF pg_catalog.cardinality(b.cuts) > 10000 THEN
+		RAISE EXCEPTION 'bucket % gives % buckets between since and until; at most 10000 are allowed',
+			bucket, pg_catalog.cardinality(b.cuts) USING ERRCODE = '22023';
+	END IF;
+	RETURN QUERY
+		SELECT g.g,
+			   COALESCE(pg_catalog.sum(c.b_requests), 0)::bigint,
+			   COALESCE(pg_catalog.sum(c.b_requests) FILTER (WHERE c.b_code BETWEEN 100 AND 399), 0)::bigint,
+			   COALESCE(pg_catalog.sum(c.b_requests) FILTER (WHERE c.b_code NOT BETWEEN 100 AND 399
+							AND c.b_code OPERATOR(pg_catalog.<>) 429), 0)::bigint,
+			   COALESCE(pg_catalog.sum(c.b_requests) FILTER (WHERE c.b_code OPERATOR(pg_catalog.=) 429), 0)::bigint
+		  FROM unnest(b.cuts) AS g(g)
+		  LEFT JOIN apikey_usage._usage_counts(usage_timeseries.key_id, usage_timeseries.since,
+											   usage_timeseries.until, 'codes', b.cuts, b.cuts_end, b.cut_level) c
+			ON c.b_start OPERATOR(pg_catalog.=) g.g
+		 GROUP BY g.g
+		 ORDER BY g.g;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage.usage_timeseries(uuid, timestamptz, timestamptz, interval, text) IS
+	'Requests of a key (NULL = every key) per time bucket, by status; every bucket overlapping [since, until) is present, counting only requests inside [since, until). Without time_zone buckets are multiples of bucket from the Unix epoch; with one they start at local midnights (whole days) or local multiples of bucket (buckets that divide a day), daylight-saving changes included.';
+
+/*
+ * The WHERE conditions of request_log and request_count over the raw log
+ * (alias r), from fixed fragments; bad filters raise 22023.  Parameters
+ * of the returned text: $1 key_id, $2 resource_id, $3 method, $4
+ * endpoint, $5 response_code, $6 the visible key ids.  A key id the
+ * caller may not see selects nothing (returns NULL).
+ */
+CREATE OR REPLACE FUNCTION apikey_usage._request_filter(
+	key_id uuid, resource_id text, status text, method text, endpoint text,
+	response_code integer, visible uuid[])
+	RETURNS text
+	LANGUAGE plpgsql IMMUTABLE
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	cond	text := '';
+BEGIN
+	IF status NOT IN ('completed', 'rate_limited', 'failed') THEN
+		RAISE EXCEPTION 'unknown status "%"', status
+			USING ERRCODE = '22023',
+				  HINT = 'status is one of completed, failed, rate_limited.';
+	END IF;
+	IF key_id IS NOT NULL THEN
+		IF visible IS NOT NULL AND NOT key_id = ANY (visible) THEN
+			RETURN NULL;
+		END IF;
+		cond := cond || ' AND r.api_key_id OPERATOR(pg_catalog.=) $1';
+	ELSIF visible IS NOT NULL THEN
+		cond := cond || ' AND r.api_key_id OPERATOR(pg_catalog.=) ANY ($6)';
+	END IF;
+	IF resource_id IS NOT NULL THEN
+		cond := cond || ' AND r.resource_id OPERATOR(pg_catalog.=) $2';
+	END IF;
+	-- the same classes as status_of(), as ranges of the column
+	cond := cond || CASE status
+		WHEN 'completed' THEN ' AND r.response_code BETWEEN 100 AND 399'
+		WHEN 'rate_limited' THEN ' AND r.response_code OPERATOR(pg_catalog.=) 429'
+		WHEN 'failed' THEN ' AND r.response_code NOT BETWEEN 100 AND 399'
+						   ' AND r.response_code OPERATOR(pg_catalog.<>) 429'
+		ELSE '' END;
+	IF method IS NOT NULL THEN
+		cond := cond || ' AND r.method OPERATOR(pg_catalog.=) pg_catalog.upper($3)';
+	END IF;
+	IF endpoint IS NOT NULL THEN
+		cond := cond || ' AND r.endpoint OPERATOR(pg_catalog.=) $4';
+	END IF;
+	IF response_code IS NOT NULL THEN
+		cond := cond || ' AND r.response_code OPERATOR(pg_catalog.=) $5';
+	END IF;
+	RETURN cond;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage._request_filter(uuid, text, text, text, text, integer, uuid[]) IS
+	'Internal: the WHERE conditions shared by request_log() and request_count().';
+
+/*
+ * One page of the request log, newest first.  Keyset pagination: the
+ * next page starts strictly before the (requested_at, request_id) of the
+ * last row of this one, which a backward scan of the indexes on
+ * (..., requested_at, request_id) reaches directly, so a late page costs
+ * what the first does.
+ *
+ * The page is read in time windows, newest first: the last day below the
+ * upper bound (until, before_requested_at, or open above now()), then 2,
+ * 4 and 8 days before it, then the rest; each window's query is planned
+ * with its bounds, so it touches one to a few day partitions instead of
+ * all of them, and the walk stops once the page is full.
+ *
+ * The work is done here; request_log() below only gives it the names of
+ * API.md (PL/pgSQL refuses result columns named like its arguments).
+ */
+CREATE OR REPLACE FUNCTION apikey_usage._request_log(
+	key_id uuid, resource_id text, since timestamptz, until timestamptz, status text,
+	method text, endpoint text, response_code integer, max_rows integer,
+	before_requested_at timestamptz, before_request_id uuid)
+	RETURNS TABLE (out_request_id uuid, out_requested_at timestamptz, out_api_key_id uuid,
+				   out_method text, out_endpoint text, out_status text,
+				   out_response_code integer, out_resource_id text)
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	vis			uuid[] := apikey_usage._visible_key_ids();
+	cond		text;
+	query		text;
+	w_lo		timestamptz;
+	w_hi		timestamptz;
+	width		interval := '1 day';
+	last		boolean := false;
+	remaining	integer;
+	got			integer;
+BEGIN
+	IF max_rows IS NULL THEN
+		RAISE EXCEPTION 'max_rows must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	IF max_rows NOT BETWEEN 1 AND 10000 THEN
+		RAISE EXCEPTION 'max_rows must be between 1 and 10000' USING ERRCODE = '22023';
+	END IF;
+	PERFORM apikey_usage._check_bounds(since, until);
+	IF (before_requested_at IS NULL) <> (before_request_id IS NULL) THEN
+		RAISE EXCEPTION 'before_requested_at and before_request_id go together'
+			USING ERRCODE = '22023',
+				  HINT = 'Pass the requested_at and request_id of the last row of the previous page.';
+	END IF;
+	cond := apikey_usage._request_filter(key_id, resource_id, status, method, endpoint, response_code, vis);
+	IF cond IS NULL THEN
+		RETURN;
+	END IF;
+	IF before_requested_at IS NOT NULL THEN
+		cond := cond || ' AND (r.requested_at, r.request_id) < ($9, $10)';
+	END IF;
+	query := 'SELECT r.request_id, r.requested_at, r.api_key_id, r.method, r.endpoint,'
+		' apikey_usage.status_of(r.response_code), r.response_code::integer, r.resource_id'
+		' FROM apikey_usage.request_log_raw r WHERE true' || cond;
+
+	-- the upper bound of the first window (NULL: open)
+	w_hi := LEAST(until, before_requested_at + interval '1 microsecond');
+	remaining := max_rows;
+	FOR i IN 1 .. 5 LOOP
+		w_lo := COALESCE(w_hi, pg_catalog.now()) - width;
+		IF i = 5 THEN
+			w_lo := NULL;
+		END IF;
+		IF since IS NOT NULL AND (w_lo IS NULL OR w_lo <= since) THEN
+			w_lo := since;
+			last := true;
+		END IF;
+		RETURN QUERY EXECUTE query
+			|| CASE WHEN w_lo IS NOT NULL THEN ' AND r.requested_at OPERATOR(pg_catalog.>=) $7' ELSE '' END
+			|| CASE WHEN w_hi IS NOT NULL THEN ' AND r.requested_at OPERATOR(pg_catalog.<) $8' ELSE '' END
+			|| ' ORDER BY r.requested_at DESC, r.request_id DESC LIMIT $11'
+			USING key_id, resource_id, method, endpoint, response_code, vis, w_lo, w_hi,
+				  before_requested_at, before_request_id, remaining;
+		GET DIAGNOSTICS got = ROW_COUNT;
+		remaining := remaining - got;
+		EXIT WHEN remaining <= 0 OR last OR w_lo IS NULL;
+		w_hi := w_lo;
+		width := width * 2;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage._request_log(uuid, text, timestamptz, timestamptz, text, text, text, integer, integer, timestamptz, uuid) IS
+	'Internal: the query behind request_log().';
+
+CREATE OR REPLACE FUNCTION apikey_usage.request_log(
+	key_id uuid DEFAULT NULL,
+	resource_id text DEFAULT NULL,
+	since timestamptz DEFAULT NULL,
+	until timestamptz DEFAULT NULL,
+	status text DEFAULT NULL,
+	method text DEFAULT NULL,
+	endpoint text DEFAULT NULL,
+	response_code integer DEFAULT NULL,
+	max_rows integer DEFAULT 50,
+	before_requested_at timestamptz DEFAULT NULL,
+	before_request_id uuid DEFAULT NULL)
+	RETURNS TABLE (request_id uuid, requested_at timestamptz, api_key_id uuid, method text,
+				   endpoint text, status text, response_code integer, resource_id text)
+	LANGUAGE sql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT * FROM apikey_usage._request_log($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+$$;
+COMMENT ON FUNCTION apikey_usage.request_log(uuid, text, timestamptz, timestamptz, text, text, text, integer, integer, timestamptz, uuid) IS
+	'One page of the request log, newest first; NULL filters are off. Pass the last row''s requested_at and request_id as before_* for the next page.';
+
+/*
+ * The number of rows request_log() pages through with the same filters
+ * (the total shown next to a page).  Exact.  Filters on key, bounds,
+ * status and response code only are counted like usage_summary (rollups
+ * and raw edges); a method, endpoint or resource_id filter counts the
+ * raw log through its indexes.
+ */
+CREATE OR REPLACE FUNCTION apikey_usage.request_count(
+	key_id uuid DEFAULT NULL,
+	resource_id text DEFAULT NULL,
+	since timestamptz DEFAULT NULL,
+	until timestamptz DEFAULT NULL,
+	status text DEFAULT NULL,
+	method text DEFAULT NULL,
+	endpoint text DEFAULT NULL,
+	response_code integer DEFAULT NULL)
+	RETURNS bigint
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	vis		uuid[] := apikey_usage._visible_key_ids();
+	cond	text;
+	n		bigint;
+BEGIN
+	PERFORM apikey_usage._check_bounds(since, until);
+	cond := apikey_usage._request_filter(key_id, resource_id, status, method, endpoint, response_code, vis);
+	IF cond IS NULL THEN
+		RETURN 0;
+	END IF;
+	IF resource_id IS NULL AND method IS NULL AND endpoint IS NULL THEN
+		SELECT COALESCE(pg_catalog.sum(c.b_requests), 0)::bigint INTO n
+		  FROM apikey_usage._usage_counts(request_count.key_id, request_count.since, request_count.until, 'codes') c
+		 WHERE (request_count.response_code IS NULL OR c.b_code OPERATOR(pg_catalog.=) request_count.response_code)
+		   AND CASE request_count.status
+				WHEN 'completed' THEN c.b_code BETWEEN 100 AND 399
+				WHEN 'rate_limited' THEN c.b_code OPERATOR(pg_catalog.=) 429
+				WHEN 'failed' THEN c.b_code NOT BETWEEN 100 AND 399 AND c.b_code OPERATOR(pg_catalog.<>) 429
+				ELSE true END;
+		RETURN n;
+	END IF;
+	EXECUTE 'SELECT pg_catalog.count(*) FROM apikey_usage.request_log_raw r WHERE true' || cond
+		|| CASE WHEN since IS NOT NULL THEN ' AND r.requested_at OPERATOR(pg_catalog.>=) $7' ELSE '' END
+		|| CASE WHEN until IS NOT NULL THEN ' AND r.requested_at OPERATOR(pg_catalog.<) $8' ELSE '' END
+		INTO n
+		USING key_id, resource_id, method, endpoint, response_code, vis, since, until;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage.request_count(uuid, text, timestamptz, timestamptz, text, text, text, integer) IS
+	'The number of requests request_log() pages through with the same filters (exact; NULL filters are off).';
+
+------------------------------------------------------------------------
+-- Views over the rollups, for tools that cannot call functions
+-- (Metabase, Grafana's table panels).  They run with the owner's rights
+-- and show only the keys the caller may see (_visible_key_ids).
+------------------------------------------------------------------------
+CREATE OR REPLACE VIEW apikey_usage.hourly_usage AS
+SELECT u.api_key_id AS key_id, k.name AS key_name, k.workspace, u.bucket_start,
+	   u.method COLLATE "default" AS method, u.endpoint COLLATE "default" AS endpoint, u.response_code::integer AS response_code,
+	   apikey_usage.status_of(u.response_code) AS status, u.requests
+  FROM apikey_usage.usage_hourly u
+  LEFT JOIN apikey_usage.api_keys k ON k.key_id = u.api_key_id
+ WHERE apikey_usage._visible_key_ids() IS NULL OR u.api_key_id = ANY (apikey_usage._visible_key_ids());
+COMMENT ON VIEW apikey_usage.hourly_usage IS
+	'Request counts per key, UTC hour, method, endpoint and response code (the hourly rollups), labelled with key name and workspace.';
+COMMENT ON COLUMN apikey_usage.hourly_usage.key_id IS 'Key the requests were made with.';
+COMMENT ON COLUMN apikey_usage.hourly_usage.key_name IS 'Name of that key (kept after deletion).';
+COMMENT ON COLUMN apikey_usage.hourly_usage.workspace IS 'Workspace of that key.';
+COMMENT ON COLUMN apikey_usage.hourly_usage.bucket_start IS 'Start of the UTC hour counted.';
+COMMENT ON COLUMN apikey_usage.hourly_usage.method IS 'HTTP method, upper case.';
+COMMENT ON COLUMN apikey_usage.hourly_usage.endpoint IS 'Route as the application names it.';
+COMMENT ON COLUMN apikey_usage.hourly_usage.response_code IS 'HTTP response code sent.';
+COMMENT ON COLUMN apikey_usage.hourly_usage.status IS 'completed (100-399), rate_limited (429) or failed (other 400-599).';
+COMMENT ON COLUMN apikey_usage.hourly_usage.requests IS 'Number of requests in that hour with that key, method, endpoint and response code.';
+
+CREATE OR REPLACE VIEW apikey_usage.daily_usage AS
+SELECT u.api_key_id AS key_id, k.name AS key_name, k.workspace,
+	   (u.bucket_start AT TIME ZONE 'UTC')::date AS day,
+	   u.method COLLATE "default" AS method, u.endpoint COLLATE "default" AS endpoint, u.response_code::integer AS response_code,
+	   apikey_usage.status_of(u.response_code) AS status, u.requests
+  FROM apikey_usage.usage_daily u
+  LEFT JOIN apikey_usage.api_keys k ON k.key_id = u.api_key_id
+ WHERE apikey_usage._visible_key_ids() IS NULL OR u.api_key_id = ANY (apikey_usage._visible_key_ids());
+COMMENT ON VIEW apikey_usage.daily_usage IS
+	'Request counts per key, UTC day, method, endpoint and response code (the daily rollups), labelled with key name and workspace.';
+COMMENT ON COLUMN apikey_usage.daily_usage.key_id IS 'Key the requests were made with.';
+COMMENT ON COLUMN apikey_usage.daily_usage.key_name IS 'Name of that key (kept after deletion).';
+COMMENT ON COLUMN apikey_usage.daily_usage.workspace IS 'Workspace of that key.';
+COMMENT ON COLUMN apikey_usage.daily_usage.day IS 'The UTC day counted.';
+COMMENT ON COLUMN apikey_usage.daily_usage.method IS 'HTTP method, upper case.';
+COMMENT ON COLUMN apikey_usage.daily_usage.endpoint IS 'Route as the application names it.';
+COMMENT ON COLUMN apikey_usage.daily_usage.response_code IS 'HTTP response code sent.';
+COMMENT ON COLUMN apikey_usage.daily_usage.status IS 'completed (100-399), rate_limited (429) or failed (other 400-599).';
+COMMENT ON COLUMN apikey_usage.daily_usage.requests IS 'Number of requests that UTC day with that key, method, endpoint and response code.';
+
+------------------------------------------------------------------------
+-- Grants of this part (90_grants.sql revokes everything from PUBLIC
+-- first; these role grants stay).  The admin role is a member of the
+-- reader role.  The views call _visible_key_ids() with the caller's
+-- rights.
+------------------------------------------------------------------------
+GRANT EXECUTE ON FUNCTION
+	apikey_usage.usage_summary(uuid, timestamptz, timestamptz),
+	apikey_usage.usage_by_method(uuid, timestamptz, timestamptz),
+	apikey_usage.usage_by_response_status(uuid, timestamptz, timestamptz),
+	apikey_usage.top_endpoints(uuid, timestamptz, timestamptz, integer),
+	apikey_usage.usage_timeseries(uuid, timestamptz, timestamptz, interval, text),
+	apikey_usage.request_log(uuid, text, timestamptz, timestamptz, text, text, text, integer, integer, timestamptz, uuid),
+	apikey_usage.request_count(uuid, text, timestamptz, timestamptz, text, text, text, integer),
+	apikey_usage._visible_key_ids()
+	TO apikey_usage_reader;
+GRANT SELECT ON apikey_usage.hourly_usage, apikey_usage.daily_usage TO apikey_usage_reader;

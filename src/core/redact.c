@@ -4,8 +4,8 @@
  *		Keep presented API keys out of the server log, whatever the
  *		logging settings.
  *
- * A key is recognisable offline: <prefix>_<43 base62><6 base62 checksum>
- * with a CRC-32 that must match (keyformat.c).  An emit_log_hook, set in
+ * A key is recognisable offline: <prefix>_<43 base62>[<2 base62 node>]
+ * <6 base62 checksum> with a CRC-32 that must match (keyformat.c).  An emit_log_hook, set in
  * the postmaster and inherited by every process, rewrites every message
  * field that reaches the server log (message, detail, detail_log, hint,
  * context, internal query) and the statement text that elog.c prints
@@ -31,7 +31,9 @@
 #include "apikey_usage.h"
 #include "keyformat.h"
 
+/* characters after the '_': body and checksum, plus the node on nodes >= 1 */
 #define KEY_TAIL_CHARS	(KEYFMT_BODY_CHARS + KEYFMT_CHECKSUM_CHARS)
+#define KEY_TAIL_CHARS_NODE	(KEY_TAIL_CHARS + KEYFMT_NODE_CHARS)
 
 static emit_log_hook_type prev_emit_log_hook = NULL;
 static char *redacted_statement = NULL;
@@ -53,7 +55,7 @@ is_prefix_char(unsigned char c)
 /*
  * Overwrite, in place, every key with a valid checksum in buf[0..len).
  * Returns true when something was overwritten.  Candidates are found at
- * each '_' followed by exactly 49 base62 characters (the body and the
+ * each '_' followed by exactly 49 or 51 base62 characters (body, node and
  * checksum cannot contain '_', and a longer run is not a key); each
  * possible prefix start before the '_' is tried.
  */
@@ -73,7 +75,8 @@ redact_buffer(char *buf, size_t len)
 		run_end = pos + 1;
 		while (run_end < len && is_base62((unsigned char) buf[run_end]))
 			run_end++;
-		if (pos > 0 && run_end - pos - 1 == KEY_TAIL_CHARS)
+		if (pos > 0 && (run_end - pos - 1 == KEY_TAIL_CHARS ||
+						run_end - pos - 1 == KEY_TAIL_CHARS_NODE))
 		{
 			/* try each prefix start, longest first */
 			for (start = (pos > KEYFMT_PREFIX_MAX ? pos - KEYFMT_PREFIX_MAX : 0);
@@ -92,7 +95,7 @@ redact_buffer(char *buf, size_t len)
 				}
 				if (plausible && keyfmt_parse(buf + start, run_end - start, NULL))
 				{
-					memset(buf + pos + 1, '*', KEY_TAIL_CHARS);
+					memset(buf + pos + 1, '*', run_end - pos - 1);
 					changed = true;
 					break;
 				}

@@ -9,7 +9,7 @@
 -- database) are made against the raw log with the same filter, in the
 -- same statement (one snapshot), so rows of other files do not matter.
 BEGIN;
-SELECT plan(90);
+SELECT plan(122);
 
 -- everything other files logged is in the tables before we start
 SELECT apikey_usage.flush() >= 0 AS flushed \gset
@@ -56,50 +56,45 @@ SELECT count(apikey_usage.log_request(key_id, method, endpoint, response_code, r
   FROM hist \gset logged_
 SELECT apikey_usage.flush() >= 0 AS flushed \gset
 
-CREATE TEMP VIEW rollup_mismatch AS
+-- Every rollup grain equals the raw log of this file's keys counted at
+-- that grain (rows of grain, key, UTC unit, dimension, code)
+CREATE TEMP VIEW grain_mismatch AS
 WITH raw AS (
-	SELECT r.api_key_id, date_bin('1 hour', r.requested_at, 'epoch') AS bucket_start, r.method, r.endpoint,
-		   r.response_code, count(*) AS requests
+	SELECT r.api_key_id, r.requested_at AS ts, r.method::text AS method, r.endpoint::text AS endpoint, r.response_code
 	  FROM apikey_usage.request_log_raw r JOIN tk ON tk.key_id = r.api_key_id
-	 GROUP BY 1, 2, 3, 4, 5),
-rollup AS (
-	SELECT u.api_key_id, u.bucket_start, u.method, u.endpoint, u.response_code, u.requests
-	  FROM apikey_usage.usage_hourly u JOIN tk ON tk.key_id = u.api_key_id)
-(SELECT 'raw only' AS side, * FROM raw EXCEPT ALL SELECT 'raw only', * FROM rollup)
+), expected AS (
+	SELECT 'hourly' AS grain, api_key_id, date_bin('1 hour', ts, 'epoch') AS b, method, endpoint, response_code, count(*) AS n FROM raw GROUP BY 1, 2, 3, 4, 5, 6
+	UNION ALL SELECT 'daily', api_key_id, date_bin('1 day', ts, 'epoch'), method, endpoint, response_code, count(*) FROM raw GROUP BY 1, 2, 3, 4, 5, 6
+	UNION ALL SELECT 'minute_codes', api_key_id, date_bin('1 minute', ts, 'epoch'), NULL, NULL, response_code, count(*) FROM raw GROUP BY 1, 2, 3, 6
+	UNION ALL SELECT 'hourly_codes', api_key_id, date_bin('1 hour', ts, 'epoch'), NULL, NULL, response_code, count(*) FROM raw GROUP BY 1, 2, 3, 6
+	UNION ALL SELECT 'daily_codes', api_key_id, date_bin('1 day', ts, 'epoch'), NULL, NULL, response_code, count(*) FROM raw GROUP BY 1, 2, 3, 6
+	UNION ALL SELECT 'hourly_methods', api_key_id, date_bin('1 hour', ts, 'epoch'), method, NULL, NULL::smallint, count(*) FROM raw GROUP BY 1, 2, 3, 4
+	UNION ALL SELECT 'daily_methods', api_key_id, date_bin('1 day', ts, 'epoch'), method, NULL, NULL::smallint, count(*) FROM raw GROUP BY 1, 2, 3, 4
+	UNION ALL SELECT 'hourly_endpoints', api_key_id, date_bin('1 hour', ts, 'epoch'), NULL, endpoint, NULL::smallint, count(*) FROM raw GROUP BY 1, 2, 3, 5
+	UNION ALL SELECT 'daily_endpoints', api_key_id, date_bin('1 day', ts, 'epoch'), NULL, endpoint, NULL::smallint, count(*) FROM raw GROUP BY 1, 2, 3, 5
+), rollup AS (
+	SELECT 'hourly' AS grain, u.api_key_id, u.bucket_start AS b, u.method::text AS method, u.endpoint::text AS endpoint, u.response_code, u.requests AS n FROM apikey_usage.usage_hourly u
+	UNION ALL SELECT 'daily', u.api_key_id, u.bucket_start, u.method, u.endpoint, u.response_code, u.requests FROM apikey_usage.usage_daily u
+	UNION ALL SELECT 'minute_codes', u.api_key_id, u.bucket_start, NULL, NULL, u.response_code, u.requests FROM apikey_usage.usage_minute_codes u
+	UNION ALL SELECT 'hourly_codes', u.api_key_id, u.bucket_start, NULL, NULL, u.response_code, u.requests FROM apikey_usage.usage_hourly_codes u
+	UNION ALL SELECT 'daily_codes', u.api_key_id, u.bucket_start, NULL, NULL, u.response_code, u.requests FROM apikey_usage.usage_daily_codes u
+	UNION ALL SELECT 'hourly_methods', u.api_key_id, u.bucket_start, u.method, NULL, NULL, u.requests FROM apikey_usage.usage_hourly_methods u
+	UNION ALL SELECT 'daily_methods', u.api_key_id, u.bucket_start, u.method, NULL, NULL, u.requests FROM apikey_usage.usage_daily_methods u
+	UNION ALL SELECT 'hourly_endpoints', u.api_key_id, u.bucket_start, NULL, u.endpoint, NULL, u.requests FROM apikey_usage.usage_hourly_endpoints u
+	UNION ALL SELECT 'daily_endpoints', u.api_key_id, u.bucket_start, NULL, u.endpoint, NULL, u.requests FROM apikey_usage.usage_daily_endpoints u
+), ours AS (
+	SELECT r.* FROM rollup r JOIN tk ON tk.key_id = r.api_key_id
+)
+(SELECT 'raw only' AS side, * FROM expected EXCEPT ALL SELECT 'raw only', * FROM ours)
 UNION ALL
-(SELECT 'rollup only', * FROM rollup EXCEPT ALL SELECT 'rollup only', * FROM raw);
-
--- usage_daily = usage_hourly summed per UTC day, usage_hourly_codes =
--- usage_hourly summed over method and endpoint (for the keys of this file)
-CREATE TEMP VIEW daily_mismatch AS
-WITH hourly AS (
-	SELECT u.api_key_id, date_bin('1 day', u.bucket_start, 'epoch') AS bucket_start, u.method, u.endpoint,
-		   u.response_code, sum(u.requests)::bigint AS requests
-	  FROM apikey_usage.usage_hourly u JOIN tk ON tk.key_id = u.api_key_id
-	 GROUP BY 1, 2, 3, 4, 5),
-daily AS (
-	SELECT d.api_key_id, d.bucket_start, d.method, d.endpoint, d.response_code, d.requests
-	  FROM apikey_usage.usage_daily d JOIN tk ON tk.key_id = d.api_key_id)
-(SELECT 'hourly only' AS side, * FROM hourly EXCEPT ALL SELECT 'hourly only', * FROM daily)
-UNION ALL
-(SELECT 'daily only', * FROM daily EXCEPT ALL SELECT 'daily only', * FROM hourly)
-UNION ALL	-- usage_hourly_codes = usage_hourly summed over method and endpoint
-(SELECT 'hourly only (codes)', u.api_key_id, u.bucket_start, NULL, NULL, u.response_code, sum(u.requests)::bigint
-   FROM apikey_usage.usage_hourly u JOIN tk ON tk.key_id = u.api_key_id GROUP BY 2, 3, 6
- EXCEPT ALL
- SELECT 'hourly only (codes)', c.api_key_id, c.bucket_start, NULL, NULL, c.response_code, c.requests
-   FROM apikey_usage.usage_hourly_codes c JOIN tk ON tk.key_id = c.api_key_id)
-UNION ALL
-(SELECT 'codes only', c.api_key_id, c.bucket_start, NULL, NULL, c.response_code, c.requests
-   FROM apikey_usage.usage_hourly_codes c JOIN tk ON tk.key_id = c.api_key_id
- EXCEPT ALL
- SELECT 'codes only', u.api_key_id, u.bucket_start, NULL, NULL, u.response_code, sum(u.requests)::bigint
-   FROM apikey_usage.usage_hourly u JOIN tk ON tk.key_id = u.api_key_id GROUP BY 2, 3, 6);
+(SELECT 'rollup only', * FROM ours EXCEPT ALL SELECT 'rollup only', * FROM expected);
 
 SELECT is((SELECT count(*) FROM apikey_usage.request_log_raw r JOIN tk ON tk.key_id = r.api_key_id),
 		  (SELECT count(*) FROM hist), 'the whole history is in the raw log after flush()');
-SELECT is_empty('SELECT * FROM rollup_mismatch', 'the hourly rollups agree with the raw log');
-SELECT is_empty('SELECT * FROM daily_mismatch', 'the daily and per-code rollups are the hourly rollups summed per UTC day / over method and endpoint');
+SELECT is_empty('SELECT * FROM grain_mismatch', 'every rollup grain (minute, hour, day; codes, methods, endpoints, all four) agrees with the raw log');
+SELECT ok((SELECT count(DISTINCT grain) FROM grain_mismatch) = 0
+		  AND (SELECT count(*) FROM apikey_usage.usage_minute_codes u JOIN tk ON tk.key_id = u.api_key_id) > 1000,
+		  'the grain comparison covers many rows');
 
 ------------------------------------------------------------------------
 -- 72 pseudo-random (key, since, until) triples: keys 1-3, NULL (every
@@ -511,9 +506,260 @@ SELECT results_eq($$SELECT key_name, workspace, sum(requests)::bigint FROM apike
 					 GROUP BY 1, 2 ORDER BY 1$$,
 				  'daily_usage sums per key equal the raw log, labelled with name and workspace');
 
+-- retention: _rollup_forget(cutoff) empties every grain before a UTC
+-- midnight, and what remains still agrees with the raw log
+SAVEPOINT before_forget;
+CREATE TEMP TABLE forget_at AS SELECT date_bin('1 day', (SELECT t0 FROM t0) + interval '12 days', 'epoch') AS cutoff;
+SELECT apikey_usage._rollup_forget((SELECT cutoff FROM forget_at));
+DELETE FROM apikey_usage.request_log_raw WHERE requested_at < (SELECT cutoff FROM forget_at);
+SELECT (SELECT count(*) FROM apikey_usage.usage_hourly WHERE bucket_start < f.cutoff)
+	 + (SELECT count(*) FROM apikey_usage.usage_daily WHERE bucket_start < f.cutoff)
+	 + (SELECT count(*) FROM apikey_usage.usage_minute_codes WHERE bucket_start < f.cutoff)
+	 + (SELECT count(*) FROM apikey_usage.usage_hourly_codes WHERE bucket_start < f.cutoff)
+	 + (SELECT count(*) FROM apikey_usage.usage_daily_codes WHERE bucket_start < f.cutoff)
+	 + (SELECT count(*) FROM apikey_usage.usage_hourly_methods WHERE bucket_start < f.cutoff)
+	 + (SELECT count(*) FROM apikey_usage.usage_daily_methods WHERE bucket_start < f.cutoff)
+	 + (SELECT count(*) FROM apikey_usage.usage_hourly_endpoints WHERE bucket_start < f.cutoff)
+	 + (SELECT count(*) FROM apikey_usage.usage_daily_endpoints WHERE bucket_start < f.cutoff) AS forget_left,
+	   (SELECT count(*) FROM grain_mismatch) AS forget_bad,
+	   (SELECT count(*) FROM summary_mismatch) AS forget_summary_bad
+  FROM forget_at f \gset
+ROLLBACK TO SAVEPOINT before_forget;	-- (also rolls back pgTAP's record of tests run here)
+SELECT is(:forget_left::bigint, 0::bigint, '_rollup_forget deletes the rows of every grain before the cutoff');
+SELECT is(:forget_bad::bigint + :forget_summary_bad::bigint, 0::bigint,
+		  'after _rollup_forget (and the raw rows of those days dropped) the grains and usage_summary still agree with the raw log');
+SELECT throws_ok($$SELECT apikey_usage._rollup_forget('2026-01-01 10:00:00+00')$$, '22023', NULL,
+				 '_rollup_forget refuses a cutoff that is not a UTC midnight');
+
 ------------------------------------------------------------------------
--- Bulk import: validated, all or nothing, raw log and rollups agree
+-- The live edge: rows in the current hour, on minute boundaries, at
+-- exactly now(), and future-dated within the coming hour; bounds inside
+-- the current hour, equal to now(), open; rows flushed between two calls
 ------------------------------------------------------------------------
+CREATE TEMP TABLE live AS
+SELECT i, (SELECT key_id FROM tk WHERE n = 1 + i % 2) AS key_id,
+	   (ARRAY['GET', 'POST', 'PUT'])[1 + i % 3] AS method,
+	   (ARRAY['/live/a', '/live/b', '/live/c', '/live/d'])[1 + (i * 7) % 4] AS endpoint,
+	   (ARRAY[200, 201, 404, 429, 500, 302])[1 + (i * 5) % 6] AS response_code,
+	   CASE WHEN i % 50 = 0 THEN now()
+			WHEN i % 37 = 0 THEN date_bin('1 minute', now() - make_interval(mins => i % 70), 'epoch')
+			WHEN i % 10 = 0 THEN now() + make_interval(secs => (i * 7919) % 3500 + 0.25)
+			ELSE now() - make_interval(secs => (i::bigint * 104729) % 4000 + (i % 1000) / 1000.0)
+	   END AS requested_at
+  FROM generate_series(1, 3000) AS i;
+SELECT count(apikey_usage.log_request(key_id, method, endpoint, response_code, NULL, NULL, requested_at))
+  FROM live \gset live_logged_
+SELECT apikey_usage.flush() >= 0 AS flushed \gset
+
+CREATE TEMP TABLE tr_hist AS SELECT * FROM tr;
+DELETE FROM tr;
+INSERT INTO tr (j, key_id, since, until)
+SELECT j,
+	   CASE j % 4 WHEN 0 THEN NULL WHEN 3 THEN '00000000-0000-4000-8000-00000000abcd'::uuid
+			ELSE (SELECT key_id FROM tk WHERE n = j % 4) END,
+	   CASE j % 6
+			WHEN 0 THEN date_trunc('hour', now()) + make_interval(secs => (j * 7919) % 3600 + (j % 997) / 1000.0)
+			WHEN 1 THEN now() - interval '30 days'
+			WHEN 2 THEN now() - make_interval(secs => (j * 104729) % 3000 + (j % 991) / 1000.0)
+			WHEN 3 THEN now()
+			WHEN 4 THEN date_trunc('hour', now())
+			ELSE date_bin('1 minute', now(), 'epoch') - make_interval(mins => j % 5) END,
+	   CASE j % 6
+			WHEN 0 THEN now()
+			WHEN 1 THEN now()
+			WHEN 2 THEN now() + make_interval(secs => (j * 613) % 3600 - 1200 + (j % 13) / 100.0)
+			WHEN 3 THEN now() + make_interval(secs => 1 + (j * 389) % 3599)
+			WHEN 4 THEN now()
+			ELSE NULL END
+  FROM generate_series(1, 48) AS j;
+UPDATE tr SET since = until, until = since WHERE since > until;
+
+SELECT ok((SELECT count(*) FROM tr WHERE until = now()) >= 16
+		  AND (SELECT count(*) FROM tr WHERE since = now()) >= 4
+		  AND (SELECT count(*) FROM tr WHERE since >= date_trunc('hour', now()) AND until < date_trunc('hour', now()) + interval '1 hour') >= 8
+		  AND (SELECT count(*) FROM tr WHERE until > now() OR until IS NULL) >= 10
+		  AND (SELECT count(*) FROM live l WHERE l.requested_at > now()) >= 200
+		  AND (SELECT count(*) FROM live l WHERE l.requested_at = now()) >= 50,
+		  'live triples: bounds inside the current hour, until = now(), since = now(), future and open ends; future-dated rows and rows at now()');
+SELECT is_empty('SELECT * FROM summary_mismatch', 'live edge: usage_summary equals the plain count for every triple');
+SELECT is_empty('SELECT * FROM by_method_mismatch', 'live edge: usage_by_method equals the plain count for every triple');
+SELECT is_empty('SELECT * FROM by_status_mismatch', 'live edge: usage_by_response_status equals the plain count for every triple');
+SELECT is_empty('SELECT * FROM top_endpoints_mismatch', 'live edge: top_endpoints equals the plain count for every triple');
+SELECT is_empty('SELECT * FROM timeseries_mismatch', 'live edge: usage_timeseries (1, 5, 7.5 and 60 minute buckets) equals the plain count per bucket');
+SELECT is_empty('SELECT * FROM timeseries_sum_mismatch', 'live edge: the buckets of usage_timeseries sum to usage_summary');
+SELECT ok((SELECT sum(total_requests) FROM tr, apikey_usage.usage_summary(tr.key_id, tr.since, tr.until)
+			WHERE tr.key_id IS NOT NULL) > 5000,
+		  'the live triples count many requests (the comparisons are not vacuous)');
+
+-- the live dashboard: default bounds and the last hour per minute
+CREATE TEMP TABLE live_before AS
+SELECT (SELECT s::text FROM apikey_usage.usage_summary(k.key_id) s) AS summary,
+	   (SELECT array_agg(x::text ORDER BY x.bucket_start) FROM apikey_usage.usage_timeseries(k.key_id, now() - interval '1 hour', now(), '1 minute') x) AS series
+  FROM tk k WHERE k.n = 1;
+SELECT count(apikey_usage.log_request((SELECT key_id FROM tk WHERE n = 1), 'GET', '/live/late', 200 + (i % 2) * 229, NULL, NULL,
+									  now() - make_interval(secs => i * 2.5)))
+  FROM generate_series(1, 25) AS i \gset late_
+SELECT apikey_usage.flush() >= 0 AS flushed \gset
+SELECT is((SELECT s::text FROM apikey_usage.usage_summary(k.key_id) s),
+		  (SELECT e::text FROM pg_temp.raw_summary(k.key_id, now() - interval '30 days', now()) e),
+		  'rows flushed between two calls: the second usage_summary with default bounds counts them')
+  FROM tk k WHERE k.n = 1;
+SELECT is((SELECT total_requests FROM apikey_usage.usage_summary(k.key_id)) - split_part(trim(both '()' FROM b.summary), ',', 1)::bigint,
+		  25::bigint, 'the second call counts exactly the 25 rows flushed in between')
+  FROM tk k, live_before b WHERE k.n = 1;
+SELECT isnt((SELECT array_agg(x::text ORDER BY x.bucket_start) FROM apikey_usage.usage_timeseries(k.key_id, now() - interval '1 hour', now(), '1 minute') x),
+			b.series, 'the last hour per minute changes after the flush')
+  FROM tk k, live_before b WHERE k.n = 1;
+DELETE FROM tr;
+INSERT INTO tr VALUES (1, (SELECT key_id FROM tk WHERE n = 1), now() - interval '1 hour', now()),
+					  (2, NULL, now() - interval '1 hour', now()),
+					  (3, (SELECT key_id FROM tk WHERE n = 1), now() - interval '30 days', now());
+SELECT is_empty('SELECT * FROM timeseries_mismatch UNION ALL SELECT j, NULL, NULL, NULL FROM summary_mismatch
+				 UNION ALL SELECT j, NULL, NULL, NULL FROM by_method_mismatch UNION ALL SELECT j, NULL, NULL, NULL FROM top_endpoints_mismatch',
+				'after the flush: the last hour per minute, default summary, by method and top endpoints equal the plain counts');
+
+------------------------------------------------------------------------
+-- request_count: the rows request_log pages through, same filters
+------------------------------------------------------------------------
+CREATE TEMP TABLE rc_cases AS
+SELECT c.*, row_number() OVER () AS j FROM (VALUES
+	(1, NULL::text, NULL::interval, NULL::interval, NULL::text, NULL::text, NULL::text, NULL::integer),
+	(2, NULL, interval '20 days', NULL, 'failed', NULL, NULL, NULL),
+	(3, NULL, interval '29 days 7 hours', interval '1 day 13 seconds', NULL, NULL, NULL, 429),
+	(NULL, NULL, interval '2 days', NULL, 'completed', NULL, NULL, NULL),
+	(1, 'doc-3', NULL, NULL, NULL, NULL, NULL, NULL),
+	(2, NULL, interval '35 days', interval '5 hours', 'completed', 'get', NULL, NULL),
+	(3, NULL, NULL, NULL, NULL, NULL, '/v1/users', 200),
+	(NULL, NULL, interval '1 hour', NULL, 'rate_limited', NULL, NULL, NULL),
+	(1, NULL, interval '50 minutes', interval '0', NULL, NULL, NULL, NULL)
+) AS c(kn, res, since_ago, until_ago, st, m, e, code);
+SELECT is_empty($$
+	SELECT c.j FROM rc_cases c LEFT JOIN tk ON tk.n = c.kn
+	 WHERE apikey_usage.request_count(tk.key_id, c.res, now() - c.since_ago, now() - c.until_ago, c.st, c.m, c.e, c.code)
+		   IS DISTINCT FROM
+		   (SELECT count(*) FROM pg_temp.raw_log(tk.key_id, c.res, now() - c.since_ago, now() - c.until_ago, c.st, c.m, c.e, c.code, 100000000))$$,
+	'request_count equals the number of rows request_log pages through, for nine filter combinations');
+SELECT ok((SELECT min(apikey_usage.request_count(tk.key_id, c.res, now() - c.since_ago, now() - c.until_ago, c.st, c.m, c.e, c.code))
+			 FROM rc_cases c LEFT JOIN tk ON tk.n = c.kn) > 0,
+		  'every request_count case counts rows (not vacuous)');
+SELECT is(apikey_usage.request_count('00000000-0000-4000-8000-00000000abcd'), 0::bigint, 'request_count of an unknown key is 0');
+SELECT throws_ok($$SELECT apikey_usage.request_count(status => 'succeeded')$$, '22023', NULL, 'request_count: unknown status');
+SELECT throws_ok($$SELECT apikey_usage.request_count(since => now(), until => now() - interval '1 second')$$, '22023', NULL, 'request_count: since > until');
+
+------------------------------------------------------------------------
+-- Local-time buckets (time_zone): rows put straight into the raw log and
+-- the rollups (as the writer does) around fixed dates, so the cases do
+-- not depend on today: Europe/Berlin changes to summer time on
+-- 2025-03-30 01:00 UTC (a 23-hour day) and back on 2025-10-26 01:00 UTC
+-- (a 25-hour day, local 02:00-03:00 twice); Asia/Kolkata is +05:30.
+------------------------------------------------------------------------
+INSERT INTO tk SELECT 4, key_id FROM apikey_usage.generate_key('pgtap-analytics-tz', 'Local');
+CREATE TEMP TABLE tzrows AS
+SELECT gen_random_uuid() AS request_id, (SELECT key_id FROM tk WHERE n = 4) AS key_id,
+	   (ARRAY['GET', 'POST'])[1 + i % 2] AS method, '/tz/' || (i % 3) AS endpoint,
+	   (ARRAY[200, 404, 429, 503, 201])[1 + (i * 3) % 5]::smallint AS response_code,
+	   b.base + make_interval(secs => (i::bigint * 7919) % 345600 + (i % 1000) / 1000.0) AS requested_at
+  FROM (VALUES (timestamptz '2025-03-28 00:00:00+00'), (timestamptz '2025-10-24 00:00:00+00')) AS b(base),
+	   generate_series(1, 3000) AS i
+UNION ALL	-- on and just before local midnights and local hours
+SELECT gen_random_uuid(), (SELECT key_id FROM tk WHERE n = 4), 'GET', '/tz/edge', 200::smallint, t.t - d.d
+  FROM unnest(ARRAY['2025-03-29 18:30:00+00', '2025-03-29 23:00:00+00', '2025-03-30 00:00:00+00', '2025-03-30 01:00:00+00',
+					'2025-03-30 22:00:00+00', '2025-10-25 22:00:00+00', '2025-10-26 00:00:00+00', '2025-10-26 01:00:00+00',
+					'2025-10-26 23:00:00+00', '2025-10-25 18:30:00+00', '2025-10-26 02:30:00+00']::timestamptz[]) AS t(t),
+	   unnest(ARRAY[interval '0', interval '1 microsecond']) AS d(d);
+SELECT count(apikey_usage._ensure_partition(d))
+  FROM (SELECT DISTINCT date_bin('1 day', requested_at, 'epoch') AS d FROM tzrows) x \gset
+INSERT INTO apikey_usage.request_log_raw (requested_at, request_id, api_key_id, method, endpoint, response_code)
+SELECT requested_at, request_id, key_id, method, endpoint, response_code FROM tzrows;
+SELECT count(*) FROM (
+	SELECT apikey_usage._rollup_apply(array_agg(key_id), array_agg(m), array_agg(method), array_agg(endpoint),
+									  array_agg(response_code), array_agg(n))
+	  FROM (SELECT key_id, date_bin('1 minute', requested_at, 'epoch') AS m, method, endpoint, response_code, count(*) AS n
+			  FROM tzrows GROUP BY 1, 2, 3, 4, 5) g) x \gset
+
+-- cases: zone, bucket, bounds, and the expected bucket of a time,
+-- written independently of the extension
+CREATE TEMP TABLE tz_cases (j int, tz text, bucket interval, since timestamptz, until timestamptz, rule text);
+INSERT INTO tz_cases VALUES
+	(1, 'Europe/Berlin', '1 day', '2025-10-23 13:17:05.5+00', '2025-10-28 02:00:00+00', 'berlin_day'),
+	(2, 'Europe/Berlin', '1 hour', '2025-10-25 20:10:00+00', '2025-10-26 05:00:07+00', 'utc_hour'),
+	(3, 'Europe/Berlin', '1 day', '2025-03-28 10:00:00+00', '2025-04-01 00:00:00+00', 'berlin_day'),
+	(4, 'Europe/Berlin', '1 hour', '2025-03-29 22:00:00+00', '2025-03-30 04:30:00+00', 'utc_hour'),
+	(5, 'Asia/Kolkata', '1 day', '2025-03-28 05:00:01+00', '2025-03-31 19:00:00+00', 'kolkata_day'),
+	(6, 'Asia/Kolkata', '1 hour', '2025-03-29 16:45:30+00', '2025-03-30 03:10:00+00', 'kolkata_hour'),
+	(7, 'Asia/Kolkata', '1 day', '2025-10-24 00:00:00+00', '2025-10-28 00:00:00+00', 'kolkata_day'),
+	(8, 'Asia/Kolkata', '30 minutes', '2025-10-25 17:59:59+00', '2025-10-26 03:00:00+00', 'utc_half_hour'),
+	(9, 'Europe/Berlin', '2 days', '2025-10-22 00:00:00+00', '2025-10-28 00:00:00+00', 'berlin_2days');
+CREATE FUNCTION pg_temp.local_bucket(rule text, ts timestamptz) RETURNS timestamptz LANGUAGE sql IMMUTABLE AS $$
+	SELECT CASE rule
+		WHEN 'berlin_day' THEN date_trunc('day', ts AT TIME ZONE 'Europe/Berlin') AT TIME ZONE 'Europe/Berlin'
+		WHEN 'berlin_2days' THEN (date_trunc('day', ts AT TIME ZONE 'Europe/Berlin')
+								  - make_interval(days => ((ts AT TIME ZONE 'Europe/Berlin')::date - date '1970-01-01') % 2))
+								 AT TIME ZONE 'Europe/Berlin'
+		WHEN 'utc_hour' THEN date_bin('1 hour', ts, timestamptz '1970-01-01 00:00:00+00')
+		WHEN 'utc_half_hour' THEN date_bin('30 minutes', ts, timestamptz '1970-01-01 00:00:00+00')
+		WHEN 'kolkata_day' THEN date_bin('1 day', ts, timestamptz '1970-01-01 18:30:00+00')
+		WHEN 'kolkata_hour' THEN date_bin('1 hour', ts, timestamptz '1970-01-01 00:30:00+00')
+	END
+$$;
+CREATE TEMP VIEW tz_mismatch AS
+SELECT c.j, k.key_id, f.got, e.expected
+  FROM tz_cases c, (SELECT key_id FROM tk WHERE n = 4 UNION ALL SELECT NULL) k,
+	   LATERAL (SELECT array_agg(x::text ORDER BY x.bucket_start) AS got
+				  FROM apikey_usage.usage_timeseries(k.key_id, c.since, c.until, c.bucket, c.tz) x) f,
+	   LATERAL (
+		WITH starts AS (	-- every bucket overlapping [since, until): the buckets of its microseconds
+			SELECT DISTINCT pg_temp.local_bucket(c.rule, t) AS bucket_start
+			  FROM generate_series(c.since, c.until - interval '1 microsecond', interval '15 minutes') AS t
+			UNION SELECT pg_temp.local_bucket(c.rule, c.until - interval '1 microsecond')),
+		counted AS (
+			SELECT pg_temp.local_bucket(c.rule, r.requested_at) AS bucket_start, count(*) AS total,
+				   count(*) FILTER (WHERE r.response_code < 400) AS completed,
+				   count(*) FILTER (WHERE r.response_code >= 400 AND r.response_code <> 429) AS failed,
+				   count(*) FILTER (WHERE r.response_code = 429) AS rate_limited
+			  FROM pg_temp.raw(k.key_id, c.since, c.until) r GROUP BY 1)
+		SELECT array_agg(ROW(s.bucket_start, coalesce(n.total, 0), coalesce(n.completed, 0),
+							 coalesce(n.failed, 0), coalesce(n.rate_limited, 0))::text
+						 ORDER BY s.bucket_start) AS expected
+		  FROM starts s LEFT JOIN counted n USING (bucket_start)) e
+ WHERE f.got IS DISTINCT FROM e.expected;
+SELECT is_empty('SELECT * FROM tz_mismatch',
+				'local-day and local-hour buckets in Europe/Berlin (both DST changes) and Asia/Kolkata (+05:30) equal the plain counts per local bucket');
+SELECT ok((SELECT count(*) FROM apikey_usage.request_log_raw r JOIN tk ON tk.n = 4 AND tk.key_id = r.api_key_id) >= 6000
+		  AND (SELECT min(x.total_requests) FROM tz_cases c, apikey_usage.usage_timeseries((SELECT key_id FROM tk WHERE n = 4),
+				c.since, c.until, c.bucket, c.tz) x WHERE c.bucket = '1 day' AND x.bucket_start > c.since AND x.bucket_start < c.until - interval '1 day') > 0,
+		  'the local-time cases count many requests (not vacuous)');
+SELECT is((SELECT array_agg(h ORDER BY b) FROM (
+			 SELECT x.bucket_start AS b, EXTRACT(epoch FROM lead(x.bucket_start) OVER (ORDER BY x.bucket_start) - x.bucket_start)::integer / 3600 AS h
+			   FROM apikey_usage.usage_timeseries(NULL, '2025-10-24 12:00:00+00', '2025-10-28 00:00:00+00', '1 day', 'Europe/Berlin') x) d)::text,
+		  '{24,24,25,24,NULL}', 'Berlin local days: the day of the change back to winter time is 25 hours long');
+SELECT is((SELECT array_agg(to_char(x.bucket_start AT TIME ZONE 'Europe/Berlin', 'DD HH24:MI') ORDER BY x.bucket_start)
+			 FROM apikey_usage.usage_timeseries(NULL, '2025-10-25 23:00:00+00', '2025-10-26 03:00:00+00', '1 hour', 'Europe/Berlin') x)::text,
+		  '{"26 01:00","26 02:00","26 02:00","26 03:00"}', 'Berlin local hours: the repeated local hour 02:00 has two buckets');
+SELECT is((SELECT array_agg(to_char(x.bucket_start AT TIME ZONE 'Asia/Kolkata', 'DD HH24:MI') ORDER BY x.bucket_start)
+			 FROM apikey_usage.usage_timeseries(NULL, '2025-03-28 05:00:01+00', '2025-03-30 00:00:00+00', '1 day', 'Asia/Kolkata') x)::text,
+		  '{"28 00:00","29 00:00","30 00:00"}', 'Kolkata local days start at local midnight (18:30 UTC)');
+SELECT is_empty($$
+	SELECT c.j FROM tz_cases c, apikey_usage.usage_summary((SELECT key_id FROM tk WHERE n = 4), c.since, c.until) s,
+		   LATERAL (SELECT sum(x.total_requests) AS t FROM apikey_usage.usage_timeseries((SELECT key_id FROM tk WHERE n = 4),
+					c.since, c.until, c.bucket, c.tz) x) ts
+	 WHERE ts.t <> s.total_requests$$, 'local-time buckets sum to usage_summary');
+SELECT throws_ok($$SELECT * FROM apikey_usage.usage_timeseries(NULL, now() - interval '1 day', now(), '1 hour', 'Mars/Olympus_Mons')$$,
+				 '22023', NULL, 'usage_timeseries: an unknown time zone is 22023');
+SELECT throws_ok($$SELECT * FROM apikey_usage.usage_timeseries(NULL, now() - interval '1 day', now(), '7 hours', 'Europe/Berlin')$$,
+				 '22023', NULL, 'usage_timeseries: with a time zone, a bucket that neither divides a day nor is whole days is 22023');
+SELECT results_eq($$SELECT * FROM apikey_usage.usage_timeseries(NULL, now() - interval '3 days', now(), '1 hour', 'UTC')$$,
+				  $$SELECT * FROM apikey_usage.usage_timeseries(NULL, now() - interval '3 days', now(), '1 hour')$$,
+				  'time_zone UTC gives the buckets of no time zone');
+
+------------------------------------------------------------------------
+-- Bulk import: validated, all or nothing, raw log and rollups agree.
+-- (Last before the visibility cases: import_requests goes through the
+-- log writer, whose lock the transaction then holds, so no flush()
+-- can follow it.)  The 72 triples are back in tr.
+------------------------------------------------------------------------
+DELETE FROM tr;
+INSERT INTO tr SELECT * FROM tr_hist;
 CREATE TEMP TABLE staging AS
 SELECT CASE WHEN i % 4 = 0 THEN NULL ELSE gen_random_uuid() END AS request_id,
 	   ((SELECT t0 FROM t0) + make_interval(secs => i * 523.25))::text AS requested_at,	-- text columns cast
@@ -533,8 +779,8 @@ SELECT is((SELECT count(*) FROM apikey_usage.request_log_raw WHERE endpoint LIKE
 			 AND abs(extract(epoch FROM requested_at) * 1000
 					 - ('x' || substr(replace(request_id::text, '-', ''), 1, 12))::bit(48)::bigint) < 1), 1250::bigint,
 		  'rows without a request_id get a UUIDv7 of their requested_at');
-SELECT is_empty('SELECT * FROM rollup_mismatch UNION ALL SELECT side, api_key_id, bucket_start, method, endpoint, response_code, requests FROM daily_mismatch',
-				'after the import the hourly and daily rollups still agree with the raw log (merged into existing hours)');
+SELECT is_empty('SELECT * FROM grain_mismatch',
+				'after the import every rollup grain still agrees with the raw log (merged into existing units)');
 SELECT is_empty('SELECT * FROM summary_mismatch UNION ALL SELECT j, NULL, NULL FROM timeseries_mismatch',
 				'after the import the analytics still equal the plain counts');
 
@@ -555,17 +801,37 @@ SELECT throws_ok($$SELECT apikey_usage.import_requests('bad_staging')$$, '22023'
 SELECT is((SELECT count(*) FROM apikey_usage.request_log_raw WHERE endpoint LIKE '/import/%' OR endpoint = '/ok'), 5000::bigint,
 		  'a rejected import imports nothing');
 
--- the derived rollups follow deletes (retention), decreases and increases of hourly rows
-SAVEPOINT before_delete;
-DELETE FROM apikey_usage.usage_hourly
- WHERE api_key_id = (SELECT key_id FROM tk WHERE n = 2) AND bucket_start < (SELECT t0 FROM t0) + interval '10 days 5 hours';
-UPDATE apikey_usage.usage_hourly SET requests = requests - 1
- WHERE api_key_id = (SELECT key_id FROM tk WHERE n = 1) AND bucket_start < (SELECT t0 FROM t0) + interval '20 days';
-UPDATE apikey_usage.usage_hourly SET requests = requests + 2
- WHERE api_key_id = (SELECT key_id FROM tk WHERE n = 3) AND method = 'GET';
-SELECT count(*) AS daily_bad FROM daily_mismatch \gset
-ROLLBACK TO SAVEPOINT before_delete;	-- (also rolls back pgTAP's record of tests run here)
-SELECT is(:daily_bad::bigint, 0::bigint, 'the derived rollups follow deletes, decreases and increases of hourly rows');
+------------------------------------------------------------------------
+-- Visibility: a key the caller may not see counts as an unknown key
+-- (the stub is replaced for this transaction only)
+------------------------------------------------------------------------
+DO $$
+BEGIN
+	EXECUTE format('CREATE OR REPLACE FUNCTION apikey_usage._visible_key_ids() RETURNS uuid[]'
+				   ' LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp'
+				   ' AS $f$ SELECT %L::uuid[] $f$',
+				   (SELECT array_agg(key_id) FROM tk WHERE n IN (1, 2)));
+END
+$$;
+SELECT results_eq(format('SELECT * FROM apikey_usage.usage_summary(%L, NULL, NULL)', key_id),
+				  $$VALUES (0::bigint, 0::bigint, 0::bigint, 0::bigint)$$,
+				  'an invisible key: usage_summary is zeros')
+  FROM tk WHERE n = 3;
+SELECT is_empty(format($$SELECT method, requests FROM apikey_usage.usage_by_method(%1$L, NULL, NULL)
+						 UNION ALL SELECT endpoint, requests FROM apikey_usage.top_endpoints(%1$L, NULL, NULL)
+						 UNION ALL SELECT response_code::text, requests FROM apikey_usage.usage_by_response_status(%1$L, NULL, NULL)
+						 UNION ALL SELECT request_id::text, 0 FROM apikey_usage.request_log(%1$L)
+						 UNION ALL SELECT key_name, requests FROM apikey_usage.hourly_usage WHERE key_id = %1$L
+						 UNION ALL SELECT key_name, requests FROM apikey_usage.daily_usage WHERE key_id = %1$L
+						 UNION ALL SELECT 'ts', total_requests FROM apikey_usage.usage_timeseries(%1$L) WHERE total_requests > 0
+						 UNION ALL SELECT 'count', apikey_usage.request_count(%1$L) WHERE apikey_usage.request_count(%1$L) > 0$$, key_id),
+				'an invisible key: no rows in any analytics function or view, request_count 0')
+  FROM tk WHERE n = 3;
+SELECT is((SELECT total_requests FROM apikey_usage.usage_summary(NULL, NULL, NULL)),
+		  (SELECT count(*) FROM apikey_usage.request_log_raw r JOIN tk ON tk.key_id = r.api_key_id AND tk.n IN (1, 2)),
+		  'key NULL counts exactly the visible keys');
+SELECT is((SELECT count(*) FROM apikey_usage.request_log(max_rows => 10000) l JOIN tk ON tk.key_id = l.api_key_id AND tk.n NOT IN (1, 2)),
+		  0::bigint, 'request_log without a key shows only visible keys');
 
 SELECT * FROM finish();
 ROLLBACK;

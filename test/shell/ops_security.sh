@@ -50,6 +50,7 @@ logs=("$CLUSTER_LOG" "$CLUSTER_DATA"/log/*)
 for k in "${KEYS[@]}"; do
 	if grep -qF -- "$k" "${logs[@]}"; then
 		grep -F -- "$k" "${logs[@]}" | head -n 3 >&2
+		[ -n "${KEEP_LOGS:-}" ] && cp -r "$CLUSTER_DATA/log" "$CLUSTER_LOG" "$KEEP_LOGS/"
 		fail "a presented key is in the server log"
 	fi
 	# the tail after the prefix never appears either (not even split)
@@ -95,3 +96,19 @@ cluster_wait_worker
 got=$(cluster_psql -c "SELECT reason FROM apikey_usage.verify_key('$K0')")
 [ "$got" = valid ] || fail "after restoring the secret file: $got"
 echo "ok: secret file refused with FATAL at modes 0640 and 0604 and sizes 33 and 31; the original starts"
+
+# keys of a fleet node (two more base62 digits) are recognised as well
+echo "apikey_usage.node_id = 5" >>"$CLUSTER_DATA/postgresql.conf"
+cluster_restart fast
+cluster_wait_worker
+KN=$(cluster_psql -c "SELECT api_key FROM apikey_usage.generate_key('sec', 'node five')")
+tail_n=${KN#*_}
+[ ${#tail_n} -eq 51 ] || fail "expected a node key with 51 characters after the prefix"
+
+cluster_psql -c "SELECT valid FROM apikey_usage.verify_key('$KN')" >/dev/null
+psql -X -qAt -c "SELECT apikey_usage.verify_key('$KN')::text::int" >/dev/null 2>&1 || true
+cluster_psql -c "SELECT pg_sleep(0.2)" >/dev/null
+grep -qF -- "$KN" "$CLUSTER_LOG" "$CLUSTER_DATA"/log/* && fail "a node key is in the server log"
+grep -qF -- "ak_***************************************************'" "$CLUSTER_LOG" "$CLUSTER_DATA"/log/* ||
+	fail "redacted form of the node key not found"
+echo "ok: a key of fleet node 5 is redacted too"
