@@ -17,7 +17,9 @@
 #   BENCH_BUDGET (seconds; the 10M dataset step is skipped when the
 #   measured load rate says it would not fit), BENCH_OUT (results dir),
 #   BENCH_KEYCACHE=0 (skip the key-cache section, bench/keycache.sh, which
-#   takes about 8 minutes in full mode and 2 in quick mode).
+#   takes about 8 minutes in full mode and 2 in quick mode),
+#   BENCH_FLUSHER_MIX=0 (skip bench/flusher_mix.sh: about 2 minutes full,
+#   1 quick).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -422,6 +424,19 @@ if [ "${BENCH_KEYCACHE:-1}" = 1 ]; then
 		{ echo; cat "$OUT/keycache.md"; } >>"$OUT/summary.md"
 	else
 		log "bench/keycache.sh failed (see raw/keycache.log)"
+	fi
+fi
+# ---------------------------------------------------------------------
+# 6. The flusher on the live mix against COPY into a bare table, and
+# log_request / SELECT 1 at 2 clients (bench/flusher_mix.sh, own cluster),
+# appended to the summary.
+# ---------------------------------------------------------------------
+if [ "${BENCH_FLUSHER_MIX:-1}" = 1 ]; then
+	log "flusher on the live mix (bench/flusher_mix.sh $MODE)"
+	if bash bench/flusher_mix.sh "$MODE" "$OUT" >"$OUT/raw/flusher_mix.log" 2>&1; then
+		{ echo; echo "### Flusher on the live mix (bench/flusher_mix.sh)"; echo; cat "$OUT/flusher_mix.md"; } >>"$OUT/summary.md"
+	else
+		log "bench/flusher_mix.sh failed (see raw/flusher_mix.log)"
 	fi
 fi
 for gp in bench/plot_throughput.gp bench/plot_dashboards.gp; do
