@@ -249,6 +249,8 @@ err=$(coord_psql -v VERBOSITY=verbose -c "SELECT * FROM apikey_usage.usage_summa
 [[ "$err" == *"08006"*"node 2 is unavailable"* ]] || fail "fleet-wide error does not name node 2: $err"
 err=$(coord_psql -c "SELECT count(*) FROM apikey_usage.request_log()" 2>&1) && fail "fleet-wide request_log answered with node 2 down"
 [[ "$err" == *"node 2 is unavailable"* ]] || fail "fleet-wide request_log error: $err"
+err=$(coord_psql -c "SELECT count(*) FROM apikey_usage.keys" 2>&1) && fail "fleet-wide keys answered with node 2 down"
+[[ "$err" == *"node 2 is unavailable"* ]] || fail "fleet-wide keys error: $err"
 echo "ok: node 2 down: nodes 0 and 1 keep serving (request path, key management); node 2's calls fail naming its address; fleet-wide calls fail naming node 2 (08006)"
 
 node_pgctl 2 start
