@@ -872,12 +872,17 @@ COMMENT ON FUNCTION apikey_usage._request_filter(uuid, text, text, text, text, i
  *
  * The page is read in time windows, newest first: the last day below the
  * upper bound (until, before_requested_at, or open above now()), then 2,
- * 4 and 8 days before it, then the rest; each window's query is planned
- * with its bounds, so it touches one to a few day partitions instead of
- * all of them, and the walk stops once the page is full.
+ * 4 and 8 days before it, then the rest, stopping once the page is full.
+ * The queries are static, one per access path (by key, by resource id,
+ * by time), with generic plans (plan_cache_mode): planned once per
+ * session, their day partitions pruned at executor start-up from the
+ * window's bounds, so a first page plans nothing and touches the one to
+ * three partitions of its window.  NULL filters are off.
  *
- * The work is done here; request_log() below only gives it the names of
- * API.md (PL/pgSQL refuses result columns named like its arguments).
+ * The work is done here (SECURITY DEFINER); request_log() below only
+ * gives it the names of API.md (PL/pgSQL refuses result columns named
+ * like its arguments), as a plain SQL function that the planner inlines
+ * into the caller's query.
  */
 CREATE OR REPLACE FUNCTION apikey_usage._request_log(
 	key_id uuid, resource_id text, since timestamptz, until timestamptz, status text,
@@ -886,12 +891,12 @@ CREATE OR REPLACE FUNCTION apikey_usage._request_log(
 	RETURNS TABLE (out_request_id uuid, out_requested_at timestamptz, out_api_key_id uuid,
 				   out_method text, out_endpoint text, out_status text,
 				   out_response_code integer, out_resource_id text)
-	LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, pg_temp AS $$
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
 	vis			uuid[] := apikey_usage._visible_key_ids();
-	cond		text;
-	query		text;
+	m			text := pg_catalog.upper(method);
+	code		smallint;
 	w_lo		timestamptz;
 	w_hi		timestamptz;
 	width		interval := '1 day';
@@ -905,44 +910,97 @@ BEGIN
 	IF max_rows NOT BETWEEN 1 AND 10000 THEN
 		RAISE EXCEPTION 'max_rows must be between 1 and 10000' USING ERRCODE = '22023';
 	END IF;
-	PERFORM apikey_usage._check_bounds(since, until);
+	IF since > until THEN
+		PERFORM apikey_usage._check_bounds(since, until);
+	END IF;
 	IF (before_requested_at IS NULL) <> (before_request_id IS NULL) THEN
 		RAISE EXCEPTION 'before_requested_at and before_request_id go together'
 			USING ERRCODE = '22023',
 				  HINT = 'Pass the requested_at and request_id of the last row of the previous page.';
 	END IF;
-	cond := apikey_usage._request_filter(key_id, resource_id, status, method, endpoint, response_code, vis);
-	IF cond IS NULL THEN
-		RETURN;
+	IF status NOT IN ('completed', 'rate_limited', 'failed') THEN
+		RAISE EXCEPTION 'unknown status "%"', status
+			USING ERRCODE = '22023',
+				  HINT = 'status is one of completed, failed, rate_limited.';
 	END IF;
-	IF before_requested_at IS NOT NULL THEN
-		cond := cond || ' AND (r.requested_at, r.request_id) < ($9, $10)';
+	IF key_id IS NOT NULL AND vis IS NOT NULL AND NOT key_id = ANY (vis) THEN
+		RETURN;		-- a key the caller may not see: no rows
 	END IF;
-	query := 'SELECT r.request_id, r.requested_at, r.api_key_id, r.method, r.endpoint,'
-		' apikey_usage.status_of(r.response_code), r.response_code::integer, r.resource_id'
-		' FROM apikey_usage.request_log_raw r WHERE true' || cond;
+	IF response_code NOT BETWEEN -32768 AND 32767 THEN
+		RETURN;		-- no smallint code equals it
+	END IF;
+	code := response_code;
 
-	-- the upper bound of the first window (NULL: open)
-	w_hi := LEAST(until, before_requested_at + interval '1 microsecond');
+	-- the upper bound of the first window (infinity: open)
+	w_hi := COALESCE(LEAST(until, before_requested_at + interval '1 microsecond'), 'infinity');
 	remaining := max_rows;
 	FOR i IN 1 .. 5 LOOP
-		w_lo := COALESCE(w_hi, pg_catalog.now()) - width;
-		IF i = 5 THEN
-			w_lo := NULL;
-		END IF;
-		IF since IS NOT NULL AND (w_lo IS NULL OR w_lo <= since) THEN
+		w_lo := CASE WHEN i = 5 THEN '-infinity'
+					 ELSE LEAST(w_hi, pg_catalog.now()) - width END;
+		IF since IS NOT NULL AND w_lo <= since THEN
 			w_lo := since;
 			last := true;
 		END IF;
-		RETURN QUERY EXECUTE query
-			|| CASE WHEN w_lo IS NOT NULL THEN ' AND r.requested_at OPERATOR(pg_catalog.>=) $7' ELSE '' END
-			|| CASE WHEN w_hi IS NOT NULL THEN ' AND r.requested_at OPERATOR(pg_catalog.<) $8' ELSE '' END
-			|| ' ORDER BY r.requested_at DESC, r.request_id DESC LIMIT $11'
-			USING key_id, resource_id, method, endpoint, response_code, vis, w_lo, w_hi,
-				  before_requested_at, before_request_id, remaining;
+		IF _request_log.key_id IS NOT NULL THEN
+			RETURN QUERY
+			SELECT r.request_id, r.requested_at, r.api_key_id, r.method, r.endpoint,
+				   apikey_usage.status_of(r.response_code), r.response_code::integer, r.resource_id
+			  FROM apikey_usage.request_log_raw r
+			 WHERE r.api_key_id OPERATOR(pg_catalog.=) _request_log.key_id
+			   AND r.requested_at OPERATOR(pg_catalog.>=) w_lo AND r.requested_at OPERATOR(pg_catalog.<) w_hi
+			   AND (_request_log.resource_id IS NULL OR r.resource_id OPERATOR(pg_catalog.=) _request_log.resource_id)
+			   AND (_request_log.status IS NULL
+					OR (_request_log.status OPERATOR(pg_catalog.=) 'completed' AND r.response_code BETWEEN 100 AND 399)
+					OR (_request_log.status OPERATOR(pg_catalog.=) 'rate_limited' AND r.response_code OPERATOR(pg_catalog.=) 429)
+					OR (_request_log.status OPERATOR(pg_catalog.=) 'failed' AND r.response_code NOT BETWEEN 100 AND 399
+						AND r.response_code OPERATOR(pg_catalog.<>) 429))
+			   AND (m IS NULL OR r.method OPERATOR(pg_catalog.=) m)
+			   AND (_request_log.endpoint IS NULL OR r.endpoint OPERATOR(pg_catalog.=) _request_log.endpoint)
+			   AND (code IS NULL OR r.response_code OPERATOR(pg_catalog.=) code)
+			   AND (before_requested_at IS NULL OR (r.requested_at, r.request_id) < (before_requested_at, before_request_id))
+			 ORDER BY r.requested_at DESC, r.request_id DESC
+			 LIMIT remaining;
+		ELSIF _request_log.resource_id IS NOT NULL THEN
+			RETURN QUERY
+			SELECT r.request_id, r.requested_at, r.api_key_id, r.method, r.endpoint,
+				   apikey_usage.status_of(r.response_code), r.response_code::integer, r.resource_id
+			  FROM apikey_usage.request_log_raw r
+			 WHERE r.resource_id OPERATOR(pg_catalog.=) _request_log.resource_id
+			   AND r.requested_at OPERATOR(pg_catalog.>=) w_lo AND r.requested_at OPERATOR(pg_catalog.<) w_hi
+			   AND (vis IS NULL OR r.api_key_id OPERATOR(pg_catalog.=) ANY (vis))
+			   AND (_request_log.status IS NULL
+					OR (_request_log.status OPERATOR(pg_catalog.=) 'completed' AND r.response_code BETWEEN 100 AND 399)
+					OR (_request_log.status OPERATOR(pg_catalog.=) 'rate_limited' AND r.response_code OPERATOR(pg_catalog.=) 429)
+					OR (_request_log.status OPERATOR(pg_catalog.=) 'failed' AND r.response_code NOT BETWEEN 100 AND 399
+						AND r.response_code OPERATOR(pg_catalog.<>) 429))
+			   AND (m IS NULL OR r.method OPERATOR(pg_catalog.=) m)
+			   AND (_request_log.endpoint IS NULL OR r.endpoint OPERATOR(pg_catalog.=) _request_log.endpoint)
+			   AND (code IS NULL OR r.response_code OPERATOR(pg_catalog.=) code)
+			   AND (before_requested_at IS NULL OR (r.requested_at, r.request_id) < (before_requested_at, before_request_id))
+			 ORDER BY r.requested_at DESC, r.request_id DESC
+			 LIMIT remaining;
+		ELSE
+			RETURN QUERY
+			SELECT r.request_id, r.requested_at, r.api_key_id, r.method, r.endpoint,
+				   apikey_usage.status_of(r.response_code), r.response_code::integer, r.resource_id
+			  FROM apikey_usage.request_log_raw r
+			 WHERE r.requested_at OPERATOR(pg_catalog.>=) w_lo AND r.requested_at OPERATOR(pg_catalog.<) w_hi
+			   AND (vis IS NULL OR r.api_key_id OPERATOR(pg_catalog.=) ANY (vis))
+			   AND (_request_log.status IS NULL
+					OR (_request_log.status OPERATOR(pg_catalog.=) 'completed' AND r.response_code BETWEEN 100 AND 399)
+					OR (_request_log.status OPERATOR(pg_catalog.=) 'rate_limited' AND r.response_code OPERATOR(pg_catalog.=) 429)
+					OR (_request_log.status OPERATOR(pg_catalog.=) 'failed' AND r.response_code NOT BETWEEN 100 AND 399
+						AND r.response_code OPERATOR(pg_catalog.<>) 429))
+			   AND (m IS NULL OR r.method OPERATOR(pg_catalog.=) m)
+			   AND (_request_log.endpoint IS NULL OR r.endpoint OPERATOR(pg_catalog.=) _request_log.endpoint)
+			   AND (code IS NULL OR r.response_code OPERATOR(pg_catalog.=) code)
+			   AND (before_requested_at IS NULL OR (r.requested_at, r.request_id) < (before_requested_at, before_request_id))
+			 ORDER BY r.requested_at DESC, r.request_id DESC
+			 LIMIT remaining;
+		END IF;
 		GET DIAGNOSTICS got = ROW_COUNT;
 		remaining := remaining - got;
-		EXIT WHEN remaining <= 0 OR last OR w_lo IS NULL;
+		EXIT WHEN remaining <= 0 OR last OR w_lo = '-infinity';
 		w_hi := w_lo;
 		width := width * 2;
 	END LOOP;
@@ -965,8 +1023,7 @@ CREATE OR REPLACE FUNCTION apikey_usage.request_log(
 	before_request_id uuid DEFAULT NULL)
 	RETURNS TABLE (request_id uuid, requested_at timestamptz, api_key_id uuid, method text,
 				   endpoint text, status text, response_code integer, resource_id text)
-	LANGUAGE sql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp
+	LANGUAGE sql STABLE
 	AS $$
 	SELECT * FROM apikey_usage._request_log($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 $$;
@@ -1104,3 +1161,8 @@ GRANT EXECUTE ON FUNCTION
 	apikey_usage._visible_key_ids()
 	TO apikey_usage_reader;
 GRANT SELECT ON apikey_usage.hourly_usage, apikey_usage.daily_usage TO apikey_usage_reader;
+-- request_log() is inlined into the caller's query: the caller calls
+-- _request_log (SECURITY DEFINER) itself
+GRANT EXECUTE ON FUNCTION
+	apikey_usage._request_log(uuid, text, timestamptz, timestamptz, text, text, text, integer, integer, timestamptz, uuid)
+	TO apikey_usage_reader, apikey_usage_tenant;
