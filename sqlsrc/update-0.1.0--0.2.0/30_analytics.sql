@@ -321,19 +321,22 @@ COMMENT ON FUNCTION apikey_usage._usage_pieces(timestamptz[], timestamptz[], int
  * the future (at until = now(): the end of the current day or bucket).
  * Both ways are exact; the choice only decides what is read.
  *
- * The query is built from fixed fragments and run with EXECUTE ... USING
- * (planned for its arguments: a NULL key drops its condition, raw-log
- * ranges prune the day partitions at plan time).  Parameters: $1 key_id,
- * $2 the visible key ids, $3 cuts, $4-$12 lo/hi/sign arrays of the three
- * rollup levels, $13-$15 lo/hi/sign arrays of the raw ranges, $16 the
- * positive raw ranges as a multirange (used when there are many).
+ * The rollup ranges are read by static queries (one per grain and access
+ * path: by key, or every visible key), planned once per session; the raw
+ * ranges, if any, by a query built from fixed fragments and run with
+ * EXECUTE ... USING, planned for its bounds so that they prune the day
+ * partitions at plan time.  Parameters of that query: $1 key_id, $2 the
+ * visible key ids, $3 cuts, $13-$15 lo/hi/sign arrays of the raw ranges,
+ * $16 the positive raw ranges as a multirange (used when there are many).
+ * A (bucket, dimension, code) may come in a row from each part, and
+ * counts may be 0: callers sum per what they show.
  */
 CREATE OR REPLACE FUNCTION apikey_usage._usage_counts(
 	key_id uuid, since timestamptz, until timestamptz, grain text,
 	cuts timestamptz[] DEFAULT NULL, cuts_end timestamptz DEFAULT NULL, cut_level integer DEFAULT NULL)
 	RETURNS TABLE (b_start timestamptz, b_dim text, b_code smallint, b_requests bigint)
 	LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, pg_temp AS $$
+	SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
 	epoch		constant timestamptz := '1970-01-01 00:00:00+00';
 	-- no row is older or newer than these (log_request keeps
@@ -488,17 +491,117 @@ BEGIN
 	  INTO l1_lo, l1_hi, l1_sign, l2_lo, l2_hi, l2_sign, l3_lo, l3_hi, l3_sign, r_lo, r_hi, r_sign, r_pos
 	  FROM apikey_usage._usage_pieces(seg_lo, seg_hi, seg_sign, seg_first, levels) p;
 
-	-- one branch per rollup level, joined to its ranges
-	FOR k IN 1 .. pg_catalog.cardinality(levels) LOOP
-		IF (k = 1 AND l1_lo IS NOT NULL) OR (k = 2 AND l2_lo IS NOT NULL) OR (k = 3 AND l3_lo IS NOT NULL) THEN
-			parts := parts || pg_catalog.format(
-				'SELECT r.bucket_start AS ts, %s AS dim, %s AS code, r.requests * p.sign AS n'
-				' FROM unnest($%s, $%s, $%s) AS p(lo, hi, sign)'
-				' JOIN apikey_usage.%I r ON r.bucket_start OPERATOR(pg_catalog.>=) p.lo'
-				' AND r.bucket_start OPERATOR(pg_catalog.<) p.hi%s',
-				roll_dim, roll_code, 3 * k + 1, 3 * k + 2, 3 * k + 3, tabs[k], key_cond);
+	-- the rollup ranges: static queries (one per grain and access path),
+	-- planned once per session, each level joined to its ranges
+	IF l1_lo IS NOT NULL OR l2_lo IS NOT NULL OR l3_lo IS NOT NULL THEN
+		IF grain = 'codes' AND _usage_counts.key_id IS NOT NULL THEN
+			RETURN QUERY
+			SELECT CASE WHEN cuts IS NULL THEN NULL::timestamptz ELSE cuts[pg_catalog.width_bucket(s.ts, cuts)] END,
+				   s.dim, s.code, pg_catalog.sum(s.n)::bigint
+			  FROM (
+				SELECT r.bucket_start, NULL::text, r.response_code, r.requests * p.sign
+				  FROM unnest(l1_lo, l1_hi, l1_sign) AS p(lo, hi, sign)
+				  JOIN apikey_usage.usage_daily_codes r ON r.api_key_id OPERATOR(pg_catalog.=) _usage_counts.key_id
+				   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+				UNION ALL
+				SELECT r.bucket_start, NULL::text, r.response_code, r.requests * p.sign
+				  FROM unnest(l2_lo, l2_hi, l2_sign) AS p(lo, hi, sign)
+				  JOIN apikey_usage.usage_hourly_codes r ON r.api_key_id OPERATOR(pg_catalog.=) _usage_counts.key_id
+				   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+				UNION ALL
+				SELECT r.bucket_start, NULL::text, r.response_code, r.requests * p.sign
+				  FROM unnest(l3_lo, l3_hi, l3_sign) AS p(lo, hi, sign)
+				  JOIN apikey_usage.usage_minute_codes r ON r.api_key_id OPERATOR(pg_catalog.=) _usage_counts.key_id
+				   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+			  ) AS s(ts, dim, code, n)
+			 GROUP BY 1, 2, 3;
+		ELSIF grain = 'codes' THEN
+			RETURN QUERY
+			SELECT CASE WHEN cuts IS NULL THEN NULL::timestamptz ELSE cuts[pg_catalog.width_bucket(s.ts, cuts)] END,
+				   s.dim, s.code, pg_catalog.sum(s.n)::bigint
+			  FROM (
+				SELECT r.bucket_start, NULL::text, r.response_code, r.requests * p.sign
+				  FROM unnest(l1_lo, l1_hi, l1_sign) AS p(lo, hi, sign)
+				  JOIN apikey_usage.usage_daily_codes r ON (vis IS NULL OR r.api_key_id OPERATOR(pg_catalog.=) ANY (vis))
+				   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+				UNION ALL
+				SELECT r.bucket_start, NULL::text, r.response_code, r.requests * p.sign
+				  FROM unnest(l2_lo, l2_hi, l2_sign) AS p(lo, hi, sign)
+				  JOIN apikey_usage.usage_hourly_codes r ON (vis IS NULL OR r.api_key_id OPERATOR(pg_catalog.=) ANY (vis))
+				   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+				UNION ALL
+				SELECT r.bucket_start, NULL::text, r.response_code, r.requests * p.sign
+				  FROM unnest(l3_lo, l3_hi, l3_sign) AS p(lo, hi, sign)
+				  JOIN apikey_usage.usage_minute_codes r ON (vis IS NULL OR r.api_key_id OPERATOR(pg_catalog.=) ANY (vis))
+				   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+			  ) AS s(ts, dim, code, n)
+			 GROUP BY 1, 2, 3;
+		ELSIF grain = 'method' AND _usage_counts.key_id IS NOT NULL THEN
+			RETURN QUERY
+			SELECT CASE WHEN cuts IS NULL THEN NULL::timestamptz ELSE cuts[pg_catalog.width_bucket(s.ts, cuts)] END,
+				   s.dim, s.code, pg_catalog.sum(s.n)::bigint
+			  FROM (
+				SELECT r.bucket_start, r.method::text, NULL::smallint, r.requests * p.sign
+				  FROM unnest(l1_lo, l1_hi, l1_sign) AS p(lo, hi, sign)
+				  JOIN apikey_usage.usage_daily_methods r ON r.api_key_id OPERATOR(pg_catalog.=) _usage_counts.key_id
+				   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+				UNION ALL
+				SELECT r.bucket_start, r.method::text, NULL::smallint, r.requests * p.sign
+				  FROM unnest(l2_lo, l2_hi, l2_sign) AS p(lo, hi, sign)
+				  JOIN apikey_usage.usage_hourly_methods r ON r.api_key_id OPERATOR(pg_catalog.=) _usage_counts.key_id
+				   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+			  ) AS s(ts, dim, code, n)
+			 GROUP BY 1, 2, 3;
+		ELSIF grain = 'method' THEN
+			RETURN QUERY
+			SELECT CASE WHEN cuts IS NULL THEN NULL::timestamptz ELSE cuts[pg_catalog.width_bucket(s.ts, cuts)] END,
+				   s.dim, s.code, pg_catalog.sum(s.n)::bigint
+			  FROM (
+				SELECT r.bucket_start, r.method::text, NULL::smallint, r.requests * p.sign
+				  FROM unnest(l1_lo, l1_hi, l1_sign) AS p(lo, hi, sign)
+				  JOIN apikey_usage.usage_daily_methods r ON (vis IS NULL OR r.api_key_id OPERATOR(pg_catalog.=) ANY (vis))
+				   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+				UNION ALL
+				SELECT r.bucket_start, r.method::text, NULL::smallint, r.requests * p.sign
+				  FROM unnest(l2_lo, l2_hi, l2_sign) AS p(lo, hi, sign)
+				  JOIN apikey_usage.usage_hourly_methods r ON (vis IS NULL OR r.api_key_id OPERATOR(pg_catalog.=) ANY (vis))
+				   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+			  ) AS s(ts, dim, code, n)
+			 GROUP BY 1, 2, 3;
+		ELSIF _usage_counts.key_id IS NOT NULL THEN
+			RETURN QUERY
+			SELECT CASE WHEN cuts IS NULL THEN NULL::timestamptz ELSE cuts[pg_catalog.width_bucket(s.ts, cuts)] END,
+				   s.dim, s.code, pg_catalog.sum(s.n)::bigint
+			  FROM (
+				SELECT r.bucket_start, r.endpoint::text, NULL::smallint, r.requests * p.sign
+				  FROM unnest(l1_lo, l1_hi, l1_sign) AS p(lo, hi, sign)
+				  JOIN apikey_usage.usage_daily_endpoints r ON r.api_key_id OPERATOR(pg_catalog.=) _usage_counts.key_id
+				   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+				UNION ALL
+				SELECT r.bucket_start, r.endpoint::text, NULL::smallint, r.requests * p.sign
+				  FROM unnest(l2_lo, l2_hi, l2_sign) AS p(lo, hi, sign)
+				  JOIN apikey_usage.usage_hourly_endpoints r ON r.api_key_id OPERATOR(pg_catalog.=) _usage_counts.key_id
+				   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+			  ) AS s(ts, dim, code, n)
+			 GROUP BY 1, 2, 3;
+		ELSE
+			RETURN QUERY
+			SELECT CASE WHEN cuts IS NULL THEN NULL::timestamptz ELSE cuts[pg_catalog.width_bucket(s.ts, cuts)] END,
+				   s.dim, s.code, pg_catalog.sum(s.n)::bigint
+			  FROM (
+				SELECT r.bucket_start, r.endpoint::text, NULL::smallint, r.requests * p.sign
+				  FROM unnest(l1_lo, l1_hi, l1_sign) AS p(lo, hi, sign)
+				  JOIN apikey_usage.usage_daily_endpoints r ON (vis IS NULL OR r.api_key_id OPERATOR(pg_catalog.=) ANY (vis))
+				   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+				UNION ALL
+				SELECT r.bucket_start, r.endpoint::text, NULL::smallint, r.requests * p.sign
+				  FROM unnest(l2_lo, l2_hi, l2_sign) AS p(lo, hi, sign)
+				  JOIN apikey_usage.usage_hourly_endpoints r ON (vis IS NULL OR r.api_key_id OPERATOR(pg_catalog.=) ANY (vis))
+				   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+			  ) AS s(ts, dim, code, n)
+			 GROUP BY 1, 2, 3;
 		END IF;
-	END LOOP;
+	END IF;
 
 	-- the raw ranges: one branch each (their bounds prune the day
 	-- partitions at plan time), or, when there are many (buckets that are
@@ -527,7 +630,7 @@ BEGIN
 				ELSE '$3[pg_catalog.width_bucket(s.ts, $3)]' END
 		|| ', s.dim, s.code, pg_catalog.sum(s.n)::bigint FROM ('
 		|| pg_catalog.array_to_string(parts, ' UNION ALL ')
-		|| ') s GROUP BY 1, 2, 3 HAVING pg_catalog.sum(s.n) OPERATOR(pg_catalog.<>) 0';
+		|| ') s GROUP BY 1, 2, 3';
 	RETURN QUERY EXECUTE query
 		USING key_id, vis, cuts, l1_lo, l1_hi, l1_sign, l2_lo, l2_hi, l2_sign, l3_lo, l3_hi, l3_sign,
 			  r_lo, r_hi, r_sign, r_pos;
@@ -563,9 +666,11 @@ CREATE OR REPLACE FUNCTION apikey_usage.usage_by_method(
 	LANGUAGE sql STABLE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 	AS $$
-	SELECT c.b_dim, c.b_requests
+	SELECT c.b_dim, pg_catalog.sum(c.b_requests)::bigint AS n
 	  FROM apikey_usage._usage_counts($1, $2, $3, 'method') c
-	 ORDER BY c.b_requests DESC, c.b_dim COLLATE "C"
+	 GROUP BY c.b_dim
+	HAVING pg_catalog.sum(c.b_requests) OPERATOR(pg_catalog.<>) 0
+	 ORDER BY n DESC, c.b_dim COLLATE "C"
 $$;
 COMMENT ON FUNCTION apikey_usage.usage_by_method(uuid, timestamptz, timestamptz) IS
 	'Requests of a key (NULL = every key) in [since, until) per HTTP method, most requested first.';
@@ -578,9 +683,11 @@ CREATE OR REPLACE FUNCTION apikey_usage.usage_by_response_status(
 	LANGUAGE sql STABLE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 	AS $$
-	SELECT c.b_code::integer, c.b_requests
+	SELECT c.b_code::integer, pg_catalog.sum(c.b_requests)::bigint AS n
 	  FROM apikey_usage._usage_counts($1, $2, $3, 'codes') c
-	 ORDER BY c.b_requests DESC, c.b_code
+	 GROUP BY c.b_code
+	HAVING pg_catalog.sum(c.b_requests) OPERATOR(pg_catalog.<>) 0
+	 ORDER BY n DESC, c.b_code
 $$;
 COMMENT ON FUNCTION apikey_usage.usage_by_response_status(uuid, timestamptz, timestamptz) IS
 	'Requests of a key (NULL = every key) in [since, until) per HTTP response code, most frequent first.';
@@ -601,10 +708,12 @@ BEGIN
 		RAISE EXCEPTION 'max_rows must be between 1 and 10000' USING ERRCODE = '22023';
 	END IF;
 	RETURN QUERY
-		SELECT c.b_dim, c.b_requests
+		SELECT c.b_dim, pg_catalog.sum(c.b_requests)::bigint
 		  FROM apikey_usage._usage_counts(top_endpoints.key_id, top_endpoints.since,
 										  top_endpoints.until, 'endpoint') c
-		 ORDER BY c.b_requests DESC, c.b_dim COLLATE "C"
+		 GROUP BY c.b_dim
+		HAVING pg_catalog.sum(c.b_requests) OPERATOR(pg_catalog.<>) 0
+		 ORDER BY 2 DESC, c.b_dim COLLATE "C"
 		 LIMIT top_endpoints.max_rows;
 END
 $$;
