@@ -9,6 +9,9 @@ EXTENSION = apikey_usage
 # test/tap/ compares an upgraded catalog with a fresh one.
 EXTVERSION = 0.2.0
 DATA = apikey_usage--0.1.0.sql apikey_usage--$(EXTVERSION).sql apikey_usage--0.1.0--$(EXTVERSION).sql
+# coordinator/: the second extension, apikey_usage_fleet (PL/Proxy
+# coordinator of a fleet; README, "Scaling out"), installed alongside.
+DATA += coordinator/apikey_usage_fleet.control coordinator/apikey_usage_fleet--$(EXTVERSION).sql
 EXTRA_CLEAN = apikey_usage--$(EXTVERSION).sql apikey_usage--0.1.0--$(EXTVERSION).sql
 PGFILEDESC = "apikey_usage - API keys, rate limits and usage analytics"
 

@@ -350,6 +350,27 @@ def main():
                   f"{fx(ratio(rp('log', c), rp('naive_insert_async', c)))} | `naive_insert_async` |")
         md.append("")
 
+    # ---- a served request through a real driver ----
+    drv_clients = sorted({int(m["clients"]) for m in metrics if m["phase"] == "driver" and m["clients"]})
+    if drv_clients:
+        md.append("## A served request through a real driver")
+        md.append("")
+        md.append("`bench/driver.js`: Node with node-postgres, one connection per client, bind parameters (as "
+                  "`examples/gateway` does). Per served request: `pair` = `check_request` then `log_request`; "
+                  "`noop_pair` = two no-op statements of the same shape (same parameters and result columns); "
+                  "`batched` = `check_request`, and one `log_requests` per 50 requests of a client. Medians of the "
+                  "interleaved runs; µs per served request = 1 / throughput.")
+        md.append("")
+        md.append("| clients | scenario | served/s | µs per served request | p50 latency µs | ÷ noop_pair (cost) |")
+        md.append("|--:|---|--:|--:|--:|--:|")
+        for c in drv_clients:
+            base = one("driver", "noop_pair", f"c{c}", "", "us_per_served")
+            for scen in ("noop_pair", "pair", "batched"):
+                us = one("driver", scen, f"c{c}", "", "us_per_served")
+                md.append(f"| {c} | `{scen}` | {fmt(one('driver', scen, f'c{c}', '', 'served_per_s'))} | {fmt(us, 1)} | "
+                          f"{fmt(one('driver', scen, f'c{c}', '', 'p50_us'))} | {fx(ratio(us, base))} |")
+        md.append("")
+
     # ---- flusher ----
     md.append("## Flusher")
     md.append("")

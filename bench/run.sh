@@ -16,9 +16,11 @@
 #   BENCH_T (seconds per request-path pgbench run), BENCH_REPS,
 #   BENCH_BUDGET (seconds; the 10M dataset step is skipped when the
 #   measured load rate says it would not fit), BENCH_OUT (results dir),
-#   BENCH_PHASES (default "request flusher keys dashboards live"),
+#   BENCH_PHASES (default "request driver flusher keys dashboards live"),
 #   BENCH_DATA (dataset levels of the dashboards, e.g. "1000000 3000000"),
-#   BENCH_LIVE (row levels of the live scenario, e.g. "1000000 5000000").
+#   BENCH_LIVE (row levels of the live scenario, e.g. "1000000 5000000"),
+#   BENCH_KEYCACHE=0 (skip the key-cache section, bench/keycache.sh, which
+#   takes about 8 minutes in full mode and 2 in quick mode).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -28,7 +30,7 @@ START=$(date +%s)
 
 case $MODE in
 quick)
-	CLIENTS="2 8"; REPS=2; T=1
+	CLIENTS="2 8"; REPS=2; T=1; DRIVER_T=2
 	SCALE_CLIENTS="2"; SCALE_REPS=2; SCALE_T=1; KEY_LEVELS="1000 100000"
 	FLUSH_N=50000; DRAIN_REPS=2
 	DATA_LEVELS="1000000"; DASH_REPS=2; DASH_RUN="-T 1"
@@ -36,7 +38,7 @@ quick)
 	BUDGET=170 ;;
 full | "")
 	MODE=full
-	CLIENTS="1 2 8"; REPS=3; T=3
+	CLIENTS="1 2 8"; REPS=3; T=3; DRIVER_T=5
 	SCALE_CLIENTS="2"; SCALE_REPS=3; SCALE_T=3; KEY_LEVELS="1000 100000 1000000"
 	FLUSH_N=1000000; DRAIN_REPS=3
 	DATA_LEVELS="1000000 3000000 10000000"; DASH_REPS=3; DASH_RUN="-T 2"
@@ -48,7 +50,7 @@ esac
 T=${BENCH_T:-$T}
 REPS=${BENCH_REPS:-$REPS}
 BUDGET=${BENCH_BUDGET:-$BUDGET}
-PHASES=${BENCH_PHASES:-request flusher keys dashboards live}
+PHASES=${BENCH_PHASES:-request driver flusher keys dashboards live}
 DATA_LEVELS=${BENCH_DATA:-$DATA_LEVELS}
 LIVE_LEVELS=${BENCH_LIVE:-$LIVE_LEVELS}
 phase_on() { [[ " $PHASES " == *" $1 "* ]]; }
@@ -157,7 +159,7 @@ chmod 600 "$WORK/api_keys.txt"
 DVARS=()
 while IFS='|' read -r n kid key; do
 	DVARS+=(-D "k$n=$key")
-	[ "$n" = 1 ] && DVARS+=(-D "k=$key" -D "kid=$kid")
+	[ "$n" = 1 ] && { DVARS+=(-D "k=$key" -D "kid=$kid"); HOT_KEY=$key; HOT_KID=$kid; }
 done <"$WORK/api_keys.txt"
 # 100-key scenarios: one script per key (pgbench picks one at random per
 # transaction), the key passed as a parameter like a gateway does.
@@ -209,6 +211,26 @@ for rep in $(seq 1 "$REPS"); do
 	done
 done
 metric request phase "" "" "" "" seconds "$(elapsed "$t_phase" "$(now)")" s
+fi
+
+# ---------------------------------------------------------------------
+# 1b. A served request through a real driver (node-postgres, bind
+# parameters, as examples/gateway does it): check_request + log_request
+# against two no-op statements of the same shape, and with log_requests
+# batches, interleaved (bench/driver.js).
+# ---------------------------------------------------------------------
+if phase_on driver; then
+(cd examples/gateway && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+t_phase=$(now)
+log "driver: noop_pair / pair / batched x clients (2 8) x $REPS repeats x ${DRIVER_T}s (node-postgres)"
+while IFS=$'\t' read -r scen c rep tps us p50; do
+	metric driver "$scen" "c$c" "$c" "" "$rep" served_per_s "$tps" 1/s
+	metric driver "$scen" "c$c" "$c" "" "$rep" us_per_served "$us" us
+	metric driver "$scen" "c$c" "$c" "" "$rep" p50_us "$p50" us
+	log "  rep $rep c=$c $scen: $tps served/s, $us us per served request"
+done < <(KEY=$HOT_KEY KEY_ID=$HOT_KID DURATION=$DRIVER_T CLIENTS="2 8" REPS=$REPS node bench/driver.js)
+flush_ >/dev/null
+metric driver phase "" "" "" "" seconds "$(elapsed "$t_phase" "$(now)")" s
 fi
 
 # ---------------------------------------------------------------------
@@ -465,6 +487,19 @@ trap - EXIT
 metric env total "" "" "" "" seconds $(($(date +%s) - START)) s
 
 python3 bench/report.py "$OUT"
+
+# ---------------------------------------------------------------------
+# 5. The key cache at scale: its own cluster per apikey_usage.max_keys
+# level (bench/keycache.sh), appended to the summary.
+# ---------------------------------------------------------------------
+if [ "${BENCH_KEYCACHE:-1}" = 1 ]; then
+	log "key cache at scale (bench/keycache.sh $MODE)"
+	if bash bench/keycache.sh "$MODE" "$OUT" >"$OUT/raw/keycache.log" 2>&1; then
+		{ echo; cat "$OUT/keycache.md"; } >>"$OUT/summary.md"
+	else
+		log "bench/keycache.sh failed (see raw/keycache.log)"
+	fi
+fi
 for gp in bench/plot_throughput.gp bench/plot_dashboards.gp; do
 	gnuplot -e "dir='$OUT'" "$gp" || log "gnuplot $gp failed"
 done

@@ -128,7 +128,13 @@ typedef struct KeyCacheEntry
 	char		workspace[APIKEY_WORKSPACE_INLINE];	/* "" when longer */
 } KeyCacheEntry;
 
-#define ENTRY_SIZE	TYPEALIGN(PG_CACHE_LINE_SIZE, sizeof(KeyCacheEntry))
+/*
+ * Entries are aligned to the 64-byte cache line of current x86 and ARM
+ * cores (PG_CACHE_LINE_SIZE is a conservative 128, which would waste 64
+ * bytes per key): a lookup reads one line of each entry it compares.
+ */
+#define KEYCACHE_LINE_SIZE	64
+#define ENTRY_SIZE	TYPEALIGN(KEYCACHE_LINE_SIZE, sizeof(KeyCacheEntry))
 
 /* limiter state of evicted keys (see the header comment) */
 typedef struct EvictedState
@@ -234,10 +240,14 @@ bucket_count(int32 capacity)
 	return n;
 }
 
+/*
+ * Records of the last_used ring: one per cached key, at most 262,144 (the
+ * worker drains it every second; a full ring only delays a write).
+ */
 static int
 dirty_ring_capacity(void)
 {
-	return Min(Max(apikey_max_keys, 65536), 262144);
+	return Min(Max(apikey_max_keys, 1024), 262144);
 }
 
 /* Offsets of the arrays in the one shared block. */
@@ -313,6 +323,8 @@ keycache_shmem_init(void)
 	char	   *base;
 	int			nparts = partition_count();
 
+	StaticAssertStmt(offsetof(KeyCacheEntry, rate_limit) == KEYCACHE_LINE_SIZE,
+					 "a lookup must find what it reads in an entry's first cache line");
 	compute_layout(&layout);
 	base = ShmemInitStruct("apikey_usage key cache", layout.total, &found);
 	base = (char *) CACHELINEALIGN(base);

@@ -97,7 +97,8 @@ typedef struct KeyTableInfo
 {
 	bool		valid;
 	Oid			relid;
-	Oid			hash_index;		/* btree on (key_hash) */
+	Oid			hash_index;		/* hash (else btree) index on (key_hash) */
+	StrategyNumber hash_strategy;	/* its equality strategy */
 	Oid			id_index;		/* btree on (key_id) */
 	Oid			previous_hash_index;	/* btree on (previous_key_hash), if any */
 	AttrNumber	att_key_id;
@@ -110,6 +111,10 @@ typedef struct KeyTableInfo
 	AttrNumber	att_deleted_at;
 	AttrNumber	att_previous_key_hash;	/* roll_key; Invalid before 0.2.0 */
 	AttrNumber	att_previous_key_expires_at;
+	/* the attributes above that exist, and the highest of them */
+	AttrNumber	needed[16];
+	int			nneeded;
+	AttrNumber	max_needed;
 } KeyTableInfo;
 
 static KeyTableInfo key_table;
@@ -134,25 +139,25 @@ key_table_attnum(Oid relid, const char *name)
 	return attnum;
 }
 
-static bool
-index_is_btree(Oid indexoid)
+static Oid
+index_am(Oid indexoid)
 {
 	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(indexoid));
-	bool		btree;
+	Oid			am;
 
 	if (!HeapTupleIsValid(tuple))
-		return false;
-	btree = ((Form_pg_class) GETSTRUCT(tuple))->relam == BTREE_AM_OID;
+		return InvalidOid;
+	am = ((Form_pg_class) GETSTRUCT(tuple))->relam;
 	ReleaseSysCache(tuple);
-	return btree;
+	return am;
 }
 
 /*
- * The valid single-column btree index of the key table on attnum, without
- * a predicate; InvalidOid if there is none.
+ * A valid single-column index of access method am of the key table on
+ * attnum, without a predicate; InvalidOid if there is none.
  */
 static Oid
-key_table_index_on(Relation rel, AttrNumber attnum)
+key_table_index_on(Relation rel, AttrNumber attnum, Oid am)
 {
 	List	   *indexes = RelationGetIndexList(rel);
 	ListCell   *lc;
@@ -171,7 +176,7 @@ key_table_index_on(Relation rel, AttrNumber attnum)
 			index->indkey.values[0] == attnum &&
 			heap_attisnull(tuple, Anum_pg_index_indpred, NULL) &&
 			heap_attisnull(tuple, Anum_pg_index_indexprs, NULL) &&
-			index_is_btree(indexoid))
+			index_am(indexoid) == am)
 			found = indexoid;
 		ReleaseSysCache(tuple);
 		if (OidIsValid(found))
@@ -215,22 +220,55 @@ key_table_load(void)
 	key_table.att_previous_key_hash = get_attnum(relid, "previous_key_hash");
 	key_table.att_previous_key_expires_at = get_attnum(relid, "previous_key_expires_at");
 	rel = table_open(relid, AccessShareLock);
-	key_table.hash_index = key_table_index_on(rel, key_table.att_key_hash);
-	key_table.id_index = key_table_index_on(rel, key_table.att_key_id);
+	/* a hash index answers an equality probe with fewer page visits */
+	key_table.hash_index = key_table_index_on(rel, key_table.att_key_hash, HASH_AM_OID);
+	key_table.hash_strategy = HTEqualStrategyNumber;
+	if (!OidIsValid(key_table.hash_index))
+	{
+		key_table.hash_index = key_table_index_on(rel, key_table.att_key_hash, BTREE_AM_OID);
+		key_table.hash_strategy = BTEqualStrategyNumber;
+	}
+	key_table.id_index = key_table_index_on(rel, key_table.att_key_id, BTREE_AM_OID);
 	key_table.previous_hash_index = InvalidOid;
 	if (key_table.att_previous_key_hash != InvalidAttrNumber &&
 		key_table.att_previous_key_expires_at != InvalidAttrNumber)
 		key_table.previous_hash_index =
-			key_table_index_on(rel, key_table.att_previous_key_hash);
+			key_table_index_on(rel, key_table.att_previous_key_hash, BTREE_AM_OID);
 	table_close(rel, AccessShareLock);
 	if (!OidIsValid(key_table.hash_index) || !OidIsValid(key_table.id_index))
 		elog(ERROR, "apikey_usage.api_keys lacks its index on key_hash or key_id");
+
+	/*
+	 * The columns key_table_fetch() deforms and copies: every att_* above
+	 * (a column read through KT_VALUE must be listed here).
+	 */
+	{
+		AttrNumber	atts[] = {key_table.att_key_id, key_table.att_workspace,
+			key_table.att_key_hash, key_table.att_expires_at,
+			key_table.att_rate_limit, key_table.att_rate_window,
+			key_table.att_last_used_at, key_table.att_deleted_at,
+			key_table.att_previous_key_hash,
+		key_table.att_previous_key_expires_at};
+		int			i;
+
+		StaticAssertStmt(lengthof(atts) <= lengthof(key_table.needed),
+						 "KeyTableInfo.needed too small");
+		key_table.nneeded = 0;
+		key_table.max_needed = 0;
+		for (i = 0; i < lengthof(atts); i++)
+		{
+			if (atts[i] == InvalidAttrNumber)
+				continue;
+			key_table.needed[key_table.nneeded++] = atts[i];
+			key_table.max_needed = Max(key_table.max_needed, atts[i]);
+		}
+	}
 	key_table.valid = true;
 }
 
 /*
  * Fetch the one row of the key table whose indexed column equals value
- * (through index indexoid, equality function eqproc), with the latest
+ * (through index indexoid, its equality strategy and function eqproc), with the latest
  * snapshot, into values/nulls (palloc'd in the caller's context, all
  * columns deformed).  With committed_only, the calling transaction's own
  * changes are hidden (rows it inserted or updated are invisible, rows it
@@ -239,8 +277,8 @@ key_table_load(void)
  * rolled back.  Returns false when there is no such row.
  */
 static bool
-key_table_fetch(Oid indexoid, RegProcedure eqproc, Datum value,
-				bool committed_only, Datum **values, bool **nulls)
+key_table_fetch(Oid indexoid, StrategyNumber strategy, RegProcedure eqproc,
+				Datum value, bool committed_only, Datum **values, bool **nulls)
 {
 	Relation	rel;
 	Relation	index;
@@ -255,7 +293,7 @@ key_table_fetch(Oid indexoid, RegProcedure eqproc, Datum value,
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	if (committed_only)
 		snapshot->curcid = FirstCommandId;
-	ScanKeyInit(&skey, 1, BTEqualStrategyNumber, eqproc, value);
+	ScanKeyInit(&skey, 1, strategy, eqproc, value);
 	slot = table_slot_create(rel, NULL);
 	scan = index_beginscan(rel, index, snapshot, 1, 0);
 	index_rescan(scan, &skey, 1, NULL, 0);
@@ -264,16 +302,20 @@ key_table_fetch(Oid indexoid, RegProcedure eqproc, Datum value,
 		int			natts = RelationGetDescr(rel)->natts;
 		int			i;
 
-		slot_getallattrs(slot);
-		*values = palloc(sizeof(Datum) * natts);
+		/* deform and copy only the columns the lookups read */
+		slot_getsomeattrs(slot, key_table.max_needed);
+		*values = palloc0(sizeof(Datum) * natts);
 		*nulls = palloc(sizeof(bool) * natts);
-		for (i = 0; i < natts; i++)
+		memset(*nulls, true, sizeof(bool) * natts);
+		for (i = 0; i < key_table.nneeded; i++)
 		{
-			Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rel), i);
+			int			at = key_table.needed[i] - 1;
+			Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rel), at);
 
-			(*nulls)[i] = slot->tts_isnull[i];
-			(*values)[i] = slot->tts_isnull[i] ? (Datum) 0 :
-				datumCopy(slot->tts_values[i], att->attbyval, att->attlen);
+			(*nulls)[at] = slot->tts_isnull[at];
+			if (!slot->tts_isnull[at])
+				(*values)[at] = datumCopy(slot->tts_values[at], att->attbyval,
+										  att->attlen);
 		}
 		found = true;
 	}
@@ -313,12 +355,12 @@ key_table_lookup_by_hash(const uint8 hash[APIKEY_HASH_BYTES], KeyInfo *info,
 	memcpy(VARDATA(hash_datum), hash, APIKEY_HASH_BYTES);
 	key_table_load();
 	info->via_previous = false;
-	if (!key_table_fetch(key_table.hash_index, F_BYTEAEQ,
+	if (!key_table_fetch(key_table.hash_index, key_table.hash_strategy, F_BYTEAEQ,
 						 PointerGetDatum(hash_datum), true, &values, &nulls))
 	{
 		/* a rolled key's previous key?  (see roll_key) */
 		if (!OidIsValid(key_table.previous_hash_index) ||
-			!key_table_fetch(key_table.previous_hash_index, F_BYTEAEQ,
+			!key_table_fetch(key_table.previous_hash_index, BTEqualStrategyNumber, F_BYTEAEQ,
 							 PointerGetDatum(hash_datum), true, &values, &nulls) ||
 			KT_NULL(key_table.att_previous_key_expires_at) ||
 			KT_NULL(key_table.att_key_hash))
@@ -432,7 +474,7 @@ key_workspace(const pg_uuid_t *key_id)
 		bool	   *nulls;
 
 		key_table_load();
-		if (key_table_fetch(key_table.id_index, F_UUID_EQ,
+		if (key_table_fetch(key_table.id_index, BTEqualStrategyNumber, F_UUID_EQ,
 							UUIDPGetDatum(unconstify(pg_uuid_t *, key_id)),
 							false, &values, &nulls))
 			workspace = TextDatumGetCString(KT_VALUE(key_table.att_workspace));

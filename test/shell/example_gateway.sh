@@ -16,7 +16,9 @@
 #  - the header contract (Retry-After, RateLimit, RateLimit-Policy,
 #    WWW-Authenticate, X-Request-Id) holds on every response;
 #  - the gateway lost no log call; fail-closed answers 503 when the
-#    database is unreachable, fail-open serves.
+#    database is unreachable, fail-open serves;
+#  - control: the same driver with named prepared statements does fail
+#    through this pgbouncer (what README's pooling advice prevents).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
@@ -49,6 +51,15 @@ cluster_psql -c "CREATE ROLE gateway_app LOGIN IN ROLE apikey_usage_app"
 cluster_wait_worker
 DB_HOST=$PGHOST DB_PORT=$PGPORT
 
+# http_get URL [KEY]: "<status> <Retry-After>" of a GET (node: no curl needed)
+http_get() {
+	KEY=${2:-} node -e "
+		const headers = process.env.KEY ? { Authorization: 'Bearer ' + process.env.KEY } : {};
+		fetch(process.argv[1], { headers })
+			.then((r) => console.log(r.status + ' ' + (r.headers.get('retry-after') || '')))
+			.catch(() => console.log('000 '));" "$1"
+}
+
 # start_gateway NAME HOST PORT [env...]: the example server, as gateway_app
 start_gateway() {
 	local name=$1 host=$2 port=$3; shift 3
@@ -58,7 +69,7 @@ start_gateway() {
 	GW_PID=$!
 	local i
 	for i in $(seq 1 100); do
-		curl -sf "http://127.0.0.1:$GW_PORT/_gateway/stats" >/dev/null 2>&1 && return 0
+		[ "$(http_get "http://127.0.0.1:$GW_PORT/_gateway/stats")" = "200 " ] && return 0
 		sleep 0.1
 	done
 	echo "gateway $name did not start" >&2; cat "$CLUSTER_DIR/gateway-$name.log" >&2; return 1
@@ -123,8 +134,9 @@ SQL
 	local drive_rc=0
 	wait "$drive" || drive_rc=$?
 	check "$name: every response kept the header contract" test "$drive_rc" -eq 0
-	curl -sf "http://127.0.0.1:$GW_PORT/_gateway/stats" >"$CLUSTER_DIR/stats-$name.json"
 	stop_gateway
+	# the counters after the drain, as the gateway printed them on exit
+	sed -n 's/^gateway: stopped //p' "$CLUSTER_DIR/gateway-$name.log" >"$CLUSTER_DIR/stats-$name.json"
 	tail -n 1 "$CLUSTER_DIR/gateway-$name.log"
 	check "$name: the gateway lost no log call and always reached the database" \
 		node -e "const s = require('$CLUSTER_DIR/stats-$name.json'); process.exit(s.log_lost === 0 && s.db_unavailable === 0 ? 0 : 1)"
@@ -238,19 +250,40 @@ check "pgbouncer $(pgbouncer --version | head -n 1 | awk '{print $2}') in transa
 one_pass pgbouncer 127.0.0.1 "$BOUNCER_PORT" LOG_BATCH=25
 check "pgbouncer: the gateway's clients shared at most 3 server connections" \
 	test "$(cluster_psql -c "SELECT count(*) FROM pg_stat_activity WHERE usename = 'gateway_app'")" -le 3
+# Control: what README warns about.  The same driver with *named* prepared
+# statements (a query config with a name) through the same pgbouncer: 8
+# clients, 3 server connections that keep what was prepared on them, so at
+# least 5 of the first 8 calls prepare a name that already exists there.
+named_errors=$(PGHOST=127.0.0.1 PGPORT=$BOUNCER_PORT PGUSER=gateway_app PGDATABASE=apikey node -e "
+	const { Client } = require('$APP/node_modules/pg');
+	(async () => {
+		const clients = [];
+		for (let i = 0; i < 8; i++) { const c = new Client(); await c.connect(); clients.push(c); }
+		let errors = 0;
+		await Promise.all(clients.map(async (c) => {
+			for (let j = 0; j < 5; j++) {
+				try {
+					await c.query({ name: 'verify', text: 'SELECT reason FROM apikey_usage.verify_key(\$1)', values: ['ak_x'] });
+				} catch (err) { errors++; }
+			}
+		}));
+		for (const c of clients) await c.end();
+		console.log(errors);
+	})();")
+check "control: named prepared statements through pgbouncer 1.18 in transaction mode fail ($named_errors of 40 calls)" \
+	test "$named_errors" -ge 5
 
 # 3. the database unreachable: fail-closed answers 503, fail-open serves
 dead_port=$(free_port)
 key=$(cluster_psql -c "SELECT api_key FROM public.keys_direct WHERE name = 'unlimited'")
 start_gateway closed 127.0.0.1 "$dead_port" FAIL_MODE=closed
-code=$(curl -s -o /dev/null -w '%{http_code} %header{retry-after}' -H "Authorization: Bearer $key" \
-	"http://127.0.0.1:$GW_PORT/v1/documents/doc_1")
+code=$(http_get "http://127.0.0.1:$GW_PORT/v1/documents/doc_1" "$key")
 stop_gateway
 check "database unreachable, fail-closed: 503 with Retry-After ($code)" test "$code" = "503 1"
 start_gateway open 127.0.0.1 "$dead_port" FAIL_MODE=open
-code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $key" "http://127.0.0.1:$GW_PORT/v1/documents/doc_1")
+code=$(http_get "http://127.0.0.1:$GW_PORT/v1/documents/doc_1" "$key")
 stop_gateway
-check "database unreachable, fail-open: served ($code)" test "$code" = 200
+check "database unreachable, fail-open: served ($code)" test "$code" = "200 "
 
 check "no API key in the server log" test "$(grep -c -E 'ak_[0-9A-Za-z]{20,}' "$CLUSTER_LOG" || true)" -eq 0
 exit $fail
