@@ -304,6 +304,7 @@ COMMENT ON FUNCTION apikey_usage._usage_pieces(timestamptz[], timestamptz[], int
 /*
  * THE place that counts: the requests of key_id (NULL = every visible
  * key) in [since, until) at a grain -- 'codes' (per response code),
+ * 'status' (per status class, named by one code each: 200, 429, 500),
  * 'method' or 'endpoint' -- summed per bucket when cuts is given (cuts:
  * the bucket starts, ascending, cuts[1] <= since; cuts_end: the end of
  * the last bucket; cut_level: when every bucket between the first and the
@@ -336,7 +337,8 @@ CREATE OR REPLACE FUNCTION apikey_usage._usage_counts(
 	cuts timestamptz[] DEFAULT NULL, cuts_end timestamptz DEFAULT NULL, cut_level integer DEFAULT NULL)
 	RETURNS TABLE (b_start timestamptz, b_dim text, b_code smallint, b_requests bigint)
 	LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
+	SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan
+	SET max_parallel_workers_per_gather = 0 AS $$
 DECLARE
 	epoch		constant timestamptz := '1970-01-01 00:00:00+00';
 	-- no row is older or newer than these (log_request keeps
@@ -374,16 +376,20 @@ DECLARE
 	r_lo timestamptz[]; r_hi timestamptz[]; r_sign integer[];
 	r_pos		pg_catalog.tstzmultirange;
 	parts		text[] := '{}';
+	cut_step	interval;
 	raw_select	text;
 	query		text;
 BEGIN
 	PERFORM apikey_usage._check_bounds(since, until);
 	CASE grain
-		WHEN 'codes' THEN
+		WHEN 'codes', 'status' THEN
 			levels := ARRAY[86400, 3600, 60];
 			tabs := ARRAY['usage_daily_codes', 'usage_hourly_codes', 'usage_minute_codes'];
 			roll_dim := 'NULL::text'; roll_code := 'r.response_code';
-			raw_dim := 'NULL::text'; raw_code := 'r.response_code';
+			raw_dim := 'NULL::text';
+			raw_code := CASE WHEN grain = 'status'
+							 THEN 'CASE WHEN r.response_code BETWEEN 100 AND 399 THEN 200::smallint WHEN r.response_code OPERATOR(pg_catalog.=) 429 THEN 429::smallint ELSE 500::smallint END'
+							 ELSE 'r.response_code' END;
 		WHEN 'method' THEN
 			levels := ARRAY[86400, 3600];
 			tabs := ARRAY['usage_daily_methods', 'usage_hourly_methods'];
@@ -492,112 +498,190 @@ BEGIN
 	  FROM apikey_usage._usage_pieces(seg_lo, seg_hi, seg_sign, seg_first, levels) p;
 
 	-- the rollup ranges: static queries (one per grain and access path),
-	-- planned once per session, each level joined to its ranges
+	-- planned once per session; each range is its own index range scan
+	-- (a LATERAL subquery kept apart by OFFSET 0: a generic plan must not
+	-- read every row of the key and filter the ranges afterwards)
 	IF l1_lo IS NOT NULL OR l2_lo IS NOT NULL OR l3_lo IS NOT NULL THEN
-		IF grain = 'codes' AND _usage_counts.key_id IS NOT NULL THEN
+		-- equal buckets (always without a time zone): date_bin from the
+		-- first start; else a binary search of the starts (slower per
+		-- row: PL/pgSQL keeps array arguments expanded, and width_bucket
+		-- flattens them on every call)
+		IF n >= 2 THEN
+			cut_step := cuts[2] - cuts[1];
+			IF cuts_end - cuts[n] <> cut_step
+			   OR EXISTS (SELECT FROM pg_catalog.generate_series(3, n) AS i
+						   WHERE cuts[i] - cuts[i - 1] <> cut_step) THEN
+				cut_step := NULL;
+			END IF;
+		END IF;
+		IF grain IN ('codes', 'status') AND _usage_counts.key_id IS NOT NULL THEN
 			RETURN QUERY
-			SELECT CASE WHEN cuts IS NULL THEN NULL::timestamptz ELSE cuts[pg_catalog.width_bucket(s.ts, cuts)] END,
-				   s.dim, s.code, pg_catalog.sum(s.n)::bigint
+			SELECT CASE WHEN cut_step IS NOT NULL THEN pg_catalog.date_bin(cut_step, s.ts, cuts[1])
+						WHEN cuts IS NOT NULL THEN cuts[pg_catalog.width_bucket(s.ts, cuts)] END,
+				   s.dim, CASE WHEN grain OPERATOR(pg_catalog.=) 'status' THEN CASE WHEN s.code BETWEEN 100 AND 399 THEN 200::smallint WHEN s.code OPERATOR(pg_catalog.=) 429 THEN 429::smallint ELSE 500::smallint END ELSE s.code END,
+				   pg_catalog.sum(s.n)::bigint
 			  FROM (
-				SELECT r.bucket_start, NULL::text, r.response_code, r.requests * p.sign
+				SELECT r.bucket_start, r.dim, r.code, r.requests * p.sign
 				  FROM unnest(l1_lo, l1_hi, l1_sign) AS p(lo, hi, sign)
-				  JOIN apikey_usage.usage_daily_codes r ON r.api_key_id OPERATOR(pg_catalog.=) _usage_counts.key_id
-				   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+				 CROSS JOIN LATERAL (
+					SELECT r.bucket_start, NULL::text AS dim, r.response_code AS code, r.requests
+					  FROM apikey_usage.usage_daily_codes r
+					 WHERE r.api_key_id OPERATOR(pg_catalog.=) _usage_counts.key_id
+					   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+					OFFSET 0) AS r
 				UNION ALL
-				SELECT r.bucket_start, NULL::text, r.response_code, r.requests * p.sign
+				SELECT r.bucket_start, r.dim, r.code, r.requests * p.sign
 				  FROM unnest(l2_lo, l2_hi, l2_sign) AS p(lo, hi, sign)
-				  JOIN apikey_usage.usage_hourly_codes r ON r.api_key_id OPERATOR(pg_catalog.=) _usage_counts.key_id
-				   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+				 CROSS JOIN LATERAL (
+					SELECT r.bucket_start, NULL::text AS dim, r.response_code AS code, r.requests
+					  FROM apikey_usage.usage_hourly_codes r
+					 WHERE r.api_key_id OPERATOR(pg_catalog.=) _usage_counts.key_id
+					   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+					OFFSET 0) AS r
 				UNION ALL
-				SELECT r.bucket_start, NULL::text, r.response_code, r.requests * p.sign
+				SELECT r.bucket_start, r.dim, r.code, r.requests * p.sign
 				  FROM unnest(l3_lo, l3_hi, l3_sign) AS p(lo, hi, sign)
-				  JOIN apikey_usage.usage_minute_codes r ON r.api_key_id OPERATOR(pg_catalog.=) _usage_counts.key_id
-				   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+				 CROSS JOIN LATERAL (
+					SELECT r.bucket_start, NULL::text AS dim, r.response_code AS code, r.requests
+					  FROM apikey_usage.usage_minute_codes r
+					 WHERE r.api_key_id OPERATOR(pg_catalog.=) _usage_counts.key_id
+					   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+					OFFSET 0) AS r
 			  ) AS s(ts, dim, code, n)
 			 GROUP BY 1, 2, 3;
-		ELSIF grain = 'codes' THEN
+		ELSIF grain IN ('codes', 'status') THEN
 			RETURN QUERY
-			SELECT CASE WHEN cuts IS NULL THEN NULL::timestamptz ELSE cuts[pg_catalog.width_bucket(s.ts, cuts)] END,
-				   s.dim, s.code, pg_catalog.sum(s.n)::bigint
+			SELECT CASE WHEN cut_step IS NOT NULL THEN pg_catalog.date_bin(cut_step, s.ts, cuts[1])
+						WHEN cuts IS NOT NULL THEN cuts[pg_catalog.width_bucket(s.ts, cuts)] END,
+				   s.dim, CASE WHEN grain OPERATOR(pg_catalog.=) 'status' THEN CASE WHEN s.code BETWEEN 100 AND 399 THEN 200::smallint WHEN s.code OPERATOR(pg_catalog.=) 429 THEN 429::smallint ELSE 500::smallint END ELSE s.code END,
+				   pg_catalog.sum(s.n)::bigint
 			  FROM (
-				SELECT r.bucket_start, NULL::text, r.response_code, r.requests * p.sign
+				SELECT r.bucket_start, r.dim, r.code, r.requests * p.sign
 				  FROM unnest(l1_lo, l1_hi, l1_sign) AS p(lo, hi, sign)
-				  JOIN apikey_usage.usage_daily_codes r ON (vis IS NULL OR r.api_key_id OPERATOR(pg_catalog.=) ANY (vis))
-				   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+				 CROSS JOIN LATERAL (
+					SELECT r.bucket_start, NULL::text AS dim, r.response_code AS code, r.requests
+					  FROM apikey_usage.usage_daily_codes r
+					 WHERE (vis IS NULL OR r.api_key_id OPERATOR(pg_catalog.=) ANY (vis))
+					   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+					OFFSET 0) AS r
 				UNION ALL
-				SELECT r.bucket_start, NULL::text, r.response_code, r.requests * p.sign
+				SELECT r.bucket_start, r.dim, r.code, r.requests * p.sign
 				  FROM unnest(l2_lo, l2_hi, l2_sign) AS p(lo, hi, sign)
-				  JOIN apikey_usage.usage_hourly_codes r ON (vis IS NULL OR r.api_key_id OPERATOR(pg_catalog.=) ANY (vis))
-				   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+				 CROSS JOIN LATERAL (
+					SELECT r.bucket_start, NULL::text AS dim, r.response_code AS code, r.requests
+					  FROM apikey_usage.usage_hourly_codes r
+					 WHERE (vis IS NULL OR r.api_key_id OPERATOR(pg_catalog.=) ANY (vis))
+					   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+					OFFSET 0) AS r
 				UNION ALL
-				SELECT r.bucket_start, NULL::text, r.response_code, r.requests * p.sign
+				SELECT r.bucket_start, r.dim, r.code, r.requests * p.sign
 				  FROM unnest(l3_lo, l3_hi, l3_sign) AS p(lo, hi, sign)
-				  JOIN apikey_usage.usage_minute_codes r ON (vis IS NULL OR r.api_key_id OPERATOR(pg_catalog.=) ANY (vis))
-				   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+				 CROSS JOIN LATERAL (
+					SELECT r.bucket_start, NULL::text AS dim, r.response_code AS code, r.requests
+					  FROM apikey_usage.usage_minute_codes r
+					 WHERE (vis IS NULL OR r.api_key_id OPERATOR(pg_catalog.=) ANY (vis))
+					   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+					OFFSET 0) AS r
 			  ) AS s(ts, dim, code, n)
 			 GROUP BY 1, 2, 3;
 		ELSIF grain = 'method' AND _usage_counts.key_id IS NOT NULL THEN
 			RETURN QUERY
-			SELECT CASE WHEN cuts IS NULL THEN NULL::timestamptz ELSE cuts[pg_catalog.width_bucket(s.ts, cuts)] END,
+			SELECT CASE WHEN cut_step IS NOT NULL THEN pg_catalog.date_bin(cut_step, s.ts, cuts[1])
+						WHEN cuts IS NOT NULL THEN cuts[pg_catalog.width_bucket(s.ts, cuts)] END,
 				   s.dim, s.code, pg_catalog.sum(s.n)::bigint
 			  FROM (
-				SELECT r.bucket_start, r.method::text, NULL::smallint, r.requests * p.sign
+				SELECT r.bucket_start, r.dim, r.code, r.requests * p.sign
 				  FROM unnest(l1_lo, l1_hi, l1_sign) AS p(lo, hi, sign)
-				  JOIN apikey_usage.usage_daily_methods r ON r.api_key_id OPERATOR(pg_catalog.=) _usage_counts.key_id
-				   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+				 CROSS JOIN LATERAL (
+					SELECT r.bucket_start, r.method::text AS dim, NULL::smallint AS code, r.requests
+					  FROM apikey_usage.usage_daily_methods r
+					 WHERE r.api_key_id OPERATOR(pg_catalog.=) _usage_counts.key_id
+					   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+					OFFSET 0) AS r
 				UNION ALL
-				SELECT r.bucket_start, r.method::text, NULL::smallint, r.requests * p.sign
+				SELECT r.bucket_start, r.dim, r.code, r.requests * p.sign
 				  FROM unnest(l2_lo, l2_hi, l2_sign) AS p(lo, hi, sign)
-				  JOIN apikey_usage.usage_hourly_methods r ON r.api_key_id OPERATOR(pg_catalog.=) _usage_counts.key_id
-				   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+				 CROSS JOIN LATERAL (
+					SELECT r.bucket_start, r.method::text AS dim, NULL::smallint AS code, r.requests
+					  FROM apikey_usage.usage_hourly_methods r
+					 WHERE r.api_key_id OPERATOR(pg_catalog.=) _usage_counts.key_id
+					   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+					OFFSET 0) AS r
 			  ) AS s(ts, dim, code, n)
 			 GROUP BY 1, 2, 3;
 		ELSIF grain = 'method' THEN
 			RETURN QUERY
-			SELECT CASE WHEN cuts IS NULL THEN NULL::timestamptz ELSE cuts[pg_catalog.width_bucket(s.ts, cuts)] END,
+			SELECT CASE WHEN cut_step IS NOT NULL THEN pg_catalog.date_bin(cut_step, s.ts, cuts[1])
+						WHEN cuts IS NOT NULL THEN cuts[pg_catalog.width_bucket(s.ts, cuts)] END,
 				   s.dim, s.code, pg_catalog.sum(s.n)::bigint
 			  FROM (
-				SELECT r.bucket_start, r.method::text, NULL::smallint, r.requests * p.sign
+				SELECT r.bucket_start, r.dim, r.code, r.requests * p.sign
 				  FROM unnest(l1_lo, l1_hi, l1_sign) AS p(lo, hi, sign)
-				  JOIN apikey_usage.usage_daily_methods r ON (vis IS NULL OR r.api_key_id OPERATOR(pg_catalog.=) ANY (vis))
-				   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+				 CROSS JOIN LATERAL (
+					SELECT r.bucket_start, r.method::text AS dim, NULL::smallint AS code, r.requests
+					  FROM apikey_usage.usage_daily_methods r
+					 WHERE (vis IS NULL OR r.api_key_id OPERATOR(pg_catalog.=) ANY (vis))
+					   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+					OFFSET 0) AS r
 				UNION ALL
-				SELECT r.bucket_start, r.method::text, NULL::smallint, r.requests * p.sign
+				SELECT r.bucket_start, r.dim, r.code, r.requests * p.sign
 				  FROM unnest(l2_lo, l2_hi, l2_sign) AS p(lo, hi, sign)
-				  JOIN apikey_usage.usage_hourly_methods r ON (vis IS NULL OR r.api_key_id OPERATOR(pg_catalog.=) ANY (vis))
-				   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+				 CROSS JOIN LATERAL (
+					SELECT r.bucket_start, r.method::text AS dim, NULL::smallint AS code, r.requests
+					  FROM apikey_usage.usage_hourly_methods r
+					 WHERE (vis IS NULL OR r.api_key_id OPERATOR(pg_catalog.=) ANY (vis))
+					   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+					OFFSET 0) AS r
 			  ) AS s(ts, dim, code, n)
 			 GROUP BY 1, 2, 3;
 		ELSIF _usage_counts.key_id IS NOT NULL THEN
 			RETURN QUERY
-			SELECT CASE WHEN cuts IS NULL THEN NULL::timestamptz ELSE cuts[pg_catalog.width_bucket(s.ts, cuts)] END,
+			SELECT CASE WHEN cut_step IS NOT NULL THEN pg_catalog.date_bin(cut_step, s.ts, cuts[1])
+						WHEN cuts IS NOT NULL THEN cuts[pg_catalog.width_bucket(s.ts, cuts)] END,
 				   s.dim, s.code, pg_catalog.sum(s.n)::bigint
 			  FROM (
-				SELECT r.bucket_start, r.endpoint::text, NULL::smallint, r.requests * p.sign
+				SELECT r.bucket_start, r.dim, r.code, r.requests * p.sign
 				  FROM unnest(l1_lo, l1_hi, l1_sign) AS p(lo, hi, sign)
-				  JOIN apikey_usage.usage_daily_endpoints r ON r.api_key_id OPERATOR(pg_catalog.=) _usage_counts.key_id
-				   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+				 CROSS JOIN LATERAL (
+					SELECT r.bucket_start, r.endpoint::text AS dim, NULL::smallint AS code, r.requests
+					  FROM apikey_usage.usage_daily_endpoints r
+					 WHERE r.api_key_id OPERATOR(pg_catalog.=) _usage_counts.key_id
+					   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+					OFFSET 0) AS r
 				UNION ALL
-				SELECT r.bucket_start, r.endpoint::text, NULL::smallint, r.requests * p.sign
+				SELECT r.bucket_start, r.dim, r.code, r.requests * p.sign
 				  FROM unnest(l2_lo, l2_hi, l2_sign) AS p(lo, hi, sign)
-				  JOIN apikey_usage.usage_hourly_endpoints r ON r.api_key_id OPERATOR(pg_catalog.=) _usage_counts.key_id
-				   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+				 CROSS JOIN LATERAL (
+					SELECT r.bucket_start, r.endpoint::text AS dim, NULL::smallint AS code, r.requests
+					  FROM apikey_usage.usage_hourly_endpoints r
+					 WHERE r.api_key_id OPERATOR(pg_catalog.=) _usage_counts.key_id
+					   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+					OFFSET 0) AS r
 			  ) AS s(ts, dim, code, n)
 			 GROUP BY 1, 2, 3;
 		ELSE
 			RETURN QUERY
-			SELECT CASE WHEN cuts IS NULL THEN NULL::timestamptz ELSE cuts[pg_catalog.width_bucket(s.ts, cuts)] END,
+			SELECT CASE WHEN cut_step IS NOT NULL THEN pg_catalog.date_bin(cut_step, s.ts, cuts[1])
+						WHEN cuts IS NOT NULL THEN cuts[pg_catalog.width_bucket(s.ts, cuts)] END,
 				   s.dim, s.code, pg_catalog.sum(s.n)::bigint
 			  FROM (
-				SELECT r.bucket_start, r.endpoint::text, NULL::smallint, r.requests * p.sign
+				SELECT r.bucket_start, r.dim, r.code, r.requests * p.sign
 				  FROM unnest(l1_lo, l1_hi, l1_sign) AS p(lo, hi, sign)
-				  JOIN apikey_usage.usage_daily_endpoints r ON (vis IS NULL OR r.api_key_id OPERATOR(pg_catalog.=) ANY (vis))
-				   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+				 CROSS JOIN LATERAL (
+					SELECT r.bucket_start, r.endpoint::text AS dim, NULL::smallint AS code, r.requests
+					  FROM apikey_usage.usage_daily_endpoints r
+					 WHERE (vis IS NULL OR r.api_key_id OPERATOR(pg_catalog.=) ANY (vis))
+					   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+					OFFSET 0) AS r
 				UNION ALL
-				SELECT r.bucket_start, r.endpoint::text, NULL::smallint, r.requests * p.sign
+				SELECT r.bucket_start, r.dim, r.code, r.requests * p.sign
 				  FROM unnest(l2_lo, l2_hi, l2_sign) AS p(lo, hi, sign)
-				  JOIN apikey_usage.usage_hourly_endpoints r ON (vis IS NULL OR r.api_key_id OPERATOR(pg_catalog.=) ANY (vis))
-				   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+				 CROSS JOIN LATERAL (
+					SELECT r.bucket_start, r.endpoint::text AS dim, NULL::smallint AS code, r.requests
+					  FROM apikey_usage.usage_hourly_endpoints r
+					 WHERE (vis IS NULL OR r.api_key_id OPERATOR(pg_catalog.=) ANY (vis))
+					   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+					OFFSET 0) AS r
 			  ) AS s(ts, dim, code, n)
 			 GROUP BY 1, 2, 3;
 		END IF;
@@ -653,7 +737,7 @@ CREATE OR REPLACE FUNCTION apikey_usage.usage_summary(
 		   COALESCE(pg_catalog.sum(c.b_requests) FILTER (WHERE c.b_code NOT BETWEEN 100 AND 399
 						AND c.b_code OPERATOR(pg_catalog.<>) 429), 0)::bigint,
 		   COALESCE(pg_catalog.sum(c.b_requests) FILTER (WHERE c.b_code OPERATOR(pg_catalog.=) 429), 0)::bigint
-	  FROM apikey_usage._usage_counts($1, $2, $3, 'codes') c
+	  FROM apikey_usage._usage_counts($1, $2, $3, 'status') c
 $$;
 COMMENT ON FUNCTION apikey_usage.usage_summary(uuid, timestamptz, timestamptz) IS
 	'Requests of a key (NULL = every key) in [since, until) (default: the last 30 days; NULL = unbounded), by status; always one row.';
@@ -844,15 +928,14 @@ BEGIN
 			RAISE EXCEPTION 'with a time zone, bucket must divide a day or be a whole number of days'
 				USING ERRCODE = '22023', DETAIL = pg_catalog.format('bucket = %s', bucket);
 		END IF;
-		IF NOT EXISTS (SELECT FROM pg_catalog.pg_timezone_names z WHERE z.name = time_zone)
-		   AND NOT EXISTS (SELECT FROM pg_catalog.pg_timezone_abbrevs z WHERE z.abbrev = time_zone) THEN
-			BEGIN
-				PERFORM pg_catalog.now() AT TIME ZONE time_zone;
-			EXCEPTION WHEN OTHERS THEN
-				RAISE EXCEPTION 'time zone "%" is not recognized', time_zone
-					USING ERRCODE = '22023', HINT = 'Use a name from pg_timezone_names, e.g. Europe/Berlin.';
-			END;
-		END IF;
+		-- (pg_timezone_names reads the whole time zone database: far
+		-- slower than letting AT TIME ZONE judge the name)
+		BEGIN
+			PERFORM pg_catalog.now() AT TIME ZONE time_zone;
+		EXCEPTION WHEN invalid_parameter_value OR feature_not_supported THEN
+			RAISE EXCEPTION 'time zone "%" is not recognized', time_zone
+				USING ERRCODE = '22023', HINT = 'Use a name from pg_timezone_names, e.g. Europe/Berlin.';
+		END;
 	END IF;
 	-- whole multiples of the bucket from the epoch (in a time zone the
 	-- count differs by at most the daylight-saving shifts)
@@ -874,17 +957,19 @@ BEGIN
 			bucket, pg_catalog.cardinality(b.cuts) USING ERRCODE = '22023';
 	END IF;
 	RETURN QUERY
-		SELECT g.g,
-			   COALESCE(pg_catalog.sum(c.b_requests), 0)::bigint,
-			   COALESCE(pg_catalog.sum(c.b_requests) FILTER (WHERE c.b_code BETWEEN 100 AND 399), 0)::bigint,
-			   COALESCE(pg_catalog.sum(c.b_requests) FILTER (WHERE c.b_code NOT BETWEEN 100 AND 399
-							AND c.b_code OPERATOR(pg_catalog.<>) 429), 0)::bigint,
-			   COALESCE(pg_catalog.sum(c.b_requests) FILTER (WHERE c.b_code OPERATOR(pg_catalog.=) 429), 0)::bigint
+		SELECT g.g, COALESCE(c.total, 0)::bigint, COALESCE(c.ok, 0)::bigint,
+			   COALESCE(c.failed, 0)::bigint, COALESCE(c.limited, 0)::bigint
 		  FROM unnest(b.cuts) AS g(g)
-		  LEFT JOIN apikey_usage._usage_counts(usage_timeseries.key_id, usage_timeseries.since,
-											   usage_timeseries.until, 'codes', b.cuts, b.cuts_end, b.cut_level) c
+		  LEFT JOIN (
+			SELECT u.b_start, pg_catalog.sum(u.b_requests) AS total,
+				   pg_catalog.sum(u.b_requests) FILTER (WHERE u.b_code BETWEEN 100 AND 399) AS ok,
+				   pg_catalog.sum(u.b_requests) FILTER (WHERE u.b_code NOT BETWEEN 100 AND 399
+								AND u.b_code OPERATOR(pg_catalog.<>) 429) AS failed,
+				   pg_catalog.sum(u.b_requests) FILTER (WHERE u.b_code OPERATOR(pg_catalog.=) 429) AS limited
+			  FROM apikey_usage._usage_counts(usage_timeseries.key_id, usage_timeseries.since,
+											  usage_timeseries.until, 'status', b.cuts, b.cuts_end, b.cut_level) u
+			 GROUP BY u.b_start) c
 			ON c.b_start OPERATOR(pg_catalog.=) g.g
-		 GROUP BY g.g
 		 ORDER BY g.g;
 END
 $$;
