@@ -8,6 +8,7 @@
 #   bench/results/<date>[-quick]/results.csv   every measurement
 #   bench/results/<date>[-quick]/summary.md    medians and ratios
 #   bench/results/<date>[-quick]/*.png         plots (gnuplot)
+#   bench/results/<date>[-quick]/fleet.md      fleet figures (bench/fleet.sh)
 #   bench/results/<date>[-quick]/raw/          pgbench output (not committed)
 # bench/README.md explains the scenarios and how to read the results.
 #
@@ -20,7 +21,9 @@
 #   BENCH_DATA (dataset levels of the dashboards, e.g. "1000000 3000000"),
 #   BENCH_LIVE (row levels of the live scenario, e.g. "1000000 5000000"),
 #   BENCH_KEYCACHE=0 (skip the key-cache section, bench/keycache.sh, which
-#   takes about 8 minutes in full mode and 2 in quick mode).
+#   takes about 8 minutes in full mode and 2 in quick mode),
+#   BENCH_FLUSHER_MIX=0 (skip bench/flusher_mix.sh: about 2 minutes full,
+#   1 quick).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -500,7 +503,30 @@ if [ "${BENCH_KEYCACHE:-1}" = 1 ]; then
 		log "bench/keycache.sh failed (see raw/keycache.log)"
 	fi
 fi
+# ---------------------------------------------------------------------
+# 6. The flusher on the live mix against COPY into a bare table, and
+# log_request / SELECT 1 at 2 clients (bench/flusher_mix.sh, own cluster),
+# appended to the summary.
+# ---------------------------------------------------------------------
+if [ "${BENCH_FLUSHER_MIX:-1}" = 1 ]; then
+	log "flusher on the live mix (bench/flusher_mix.sh $MODE)"
+	if bash bench/flusher_mix.sh "$MODE" "$OUT" >"$OUT/raw/flusher_mix.log" 2>&1; then
+		{ echo; echo "### Flusher on the live mix (bench/flusher_mix.sh)"; echo; cat "$OUT/flusher_mix.md"; } >>"$OUT/summary.md"
+	else
+		log "bench/flusher_mix.sh failed (see raw/flusher_mix.log)"
+	fi
+fi
 for gp in bench/plot_throughput.gp bench/plot_dashboards.gp; do
 	gnuplot -e "dir='$OUT'" "$gp" || log "gnuplot $gp failed"
 done
+# the fleet figures (issue 15): their own clusters, appended to summary.md
+if [ "$MODE" = quick ]; then
+	export BENCH_FLEET_T=${BENCH_FLEET_T:-2} BENCH_FLEET_REPS=${BENCH_FLEET_REPS:-1} BENCH_FLEET_ROWS=${BENCH_FLEET_ROWS:-60000}
+fi
+log "fleet: 3 nodes + a PL/Proxy coordinator (bench/fleet.sh)"
+if bash bench/fleet.sh "$OUT"; then
+	{ echo; sed 's/^# /## /' "$OUT/fleet.md"; } >>"$OUT/summary.md"
+else
+	log "bench/fleet.sh failed"
+fi
 log "done: ${OUT#"$ROOT"/}/summary.md"

@@ -453,7 +453,12 @@ COMMENT ON FUNCTION apikey_usage.flush() IS
 ------------------------------------------------------------------------
 
 -- The indexes of one day partition of the raw log (see request_log_raw).
--- Text columns are "C"; ascending order, see there.
+-- Text columns are "C"; ascending order, see there.  The resource filter
+-- is an equality on ids that arrive in no order: a hash index (one bucket
+-- page per insert, no tree descent) costs the writer far less than the
+-- (resource_id, requested_at, request_id) btree it replaces (0.2.0; COPY
+-- of 300,000 rows of the live mix: +0.7 s against +1.9 s over a bare
+-- table); the rows of one resource are sorted after the lookup.
 CREATE FUNCTION apikey_usage._index_partition(part regclass) RETURNS void
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp AS $$
@@ -468,7 +473,7 @@ BEGIN
 							  name || '_key_time_idx', name);
 	EXECUTE pg_catalog.format('CREATE INDEX IF NOT EXISTS %I ON apikey_usage.%I (requested_at, request_id)',
 							  name || '_time_idx', name);
-	EXECUTE pg_catalog.format('CREATE INDEX IF NOT EXISTS %I ON apikey_usage.%I (resource_id, requested_at, request_id) WHERE resource_id IS NOT NULL',
+	EXECUTE pg_catalog.format('CREATE INDEX IF NOT EXISTS %I ON apikey_usage.%I USING hash (resource_id) WHERE resource_id IS NOT NULL',
 							  name || '_resource_idx', name);
 END
 $$;

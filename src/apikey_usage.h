@@ -218,6 +218,7 @@ extern void logbuf_stats(int64 *logged, int64 *flushed, int64 *fallbacks,
 						 int *worker_pid, int64 *recovered);
 extern void logbuf_count_flush(int64 n, bool recovered);
 extern void logbuf_count_error(void);
+extern void logbuf_heartbeat(void);
 extern void logbuf_count_outcome(int64 duplicates, int64 quarantined,
 								 int64 discarded);
 extern void logbuf_outcome_stats(int64 *duplicates, int64 *quarantined,

@@ -400,7 +400,23 @@ bucket_of(KeyCachePartition *part, const uint8 hash[APIKEY_HASH_BYTES])
 					((uint32) (hash_word(hash, 0) >> 32) & part->bucket_mask)];
 }
 
-/* Partition lock held: the entry with this hash, or NULL. */
+/* Ask the CPU for the cache lines of an entry (a hint only). */
+static inline void
+prefetch_entry(const KeyCacheEntry *entry)
+{
+#ifdef __GNUC__
+	__builtin_prefetch(entry);
+	__builtin_prefetch((const char *) entry + KEYCACHE_LINE_SIZE);
+	__builtin_prefetch((const char *) entry + 2 * KEYCACHE_LINE_SIZE);
+#endif
+}
+
+/*
+ * Partition lock held: the entry with this hash, or NULL.  At a million
+ * keys the bucket and the entry are rarely in the CPU cache: the entry's
+ * three lines are all prefetched as soon as its index is known, so that a
+ * hit waits for one memory access instead of three in a row.
+ */
 static inline KeyCacheEntry *
 find_entry(KeyCachePartition *part, const uint8 hash[APIKEY_HASH_BYTES])
 {
@@ -411,6 +427,7 @@ find_entry(KeyCachePartition *part, const uint8 hash[APIKEY_HASH_BYTES])
 	{
 		KeyCacheEntry *entry = ENTRY(i);
 
+		prefetch_entry(entry);
 		if (hash_word(entry->key_hash, 0) == first &&
 			memcmp(entry->key_hash, hash, APIKEY_HASH_BYTES) == 0)
 			return entry;
@@ -796,6 +813,10 @@ keycache_verify(const uint8 lookup_hash[APIKEY_HASH_BYTES], bool apply_limit,
 		TimestampTz now;
 		KeyLookupResult result;
 
+#ifdef __GNUC__
+		/* fetch the bucket while the lock is being taken */
+		__builtin_prefetch(bucket_of(part, hash));
+#endif
 		LWLockAcquire(part->lock, LW_SHARED);
 		entry = find_entry(part, hash);
 		if (entry != NULL && entry->invalidating == 0)
@@ -832,11 +853,18 @@ keycache_verify(const uint8 lookup_hash[APIKEY_HASH_BYTES], bool apply_limit,
 			CHECK_FOR_INTERRUPTS();
 			continue;
 		}
-		key_remember_workspace(&info->key_id, workspace);
+		/*
+		 * A short workspace travels inline (cache entry, KeyInfo); a long
+		 * one is kept in the backend's key_id -> workspace map, where
+		 * KEYINFO_WORKSPACE finds it without a second table read.
+		 */
 		if (strlen(workspace) < APIKEY_WORKSPACE_INLINE)
 			strcpy(info->workspace, workspace);
 		else
+		{
+			key_remember_workspace(&info->key_id, workspace);
 			info->workspace[0] = '\0';
+		}
 
 		/*
 		 * A deleted key (KEY_REVOKED: its tombstone keeps the hash) is never

@@ -110,6 +110,7 @@ typedef struct LogBufShared
 	pg_atomic_uint64 errors;
 	pg_atomic_uint64 recovered;
 	pg_atomic_uint64 last_flush;
+	pg_atomic_uint64 heartbeat;	/* bumped by the writer per chunk of rows */
 	pg_atomic_uint64 duplicates;
 	pg_atomic_uint64 quarantined;
 	pg_atomic_uint64 discarded;
@@ -290,6 +291,7 @@ logbuf_shmem_init(void)
 		pg_atomic_init_u64(&shared->errors, 0);
 		pg_atomic_init_u64(&shared->last_flush, 0);
 		pg_atomic_init_u32(&shared->sql_version_mismatch, 0);
+		pg_atomic_init_u64(&shared->heartbeat, 0);
 		pg_atomic_init_u64(&shared->duplicates, 0);
 		pg_atomic_init_u64(&shared->quarantined, 0);
 		pg_atomic_init_u64(&shared->discarded, discarded_at_map);
@@ -413,21 +415,30 @@ try_append(const LogEntry *entry, uint64 *seq_out)
 
 /*
  * Log one entry.  Buffered mode returns once it is in the ring (or the
- * spool); synchronous mode once it is in the tables.  When the ring stays
- * full for a while (about 10 ms) the entry goes to a spool file of its own
- * (counted as a fall-back): never a silent drop, and never written in the
- * caller's transaction, so a rollback cannot take it back.
+ * spool); synchronous mode once it is in the tables.  A full ring slows
+ * the caller down to the worker's pace while the worker makes progress
+ * (its flushed sequence or its heartbeat moves; up to 1 s); when it stays
+ * full with no progress for about 50 ms (the worker is stalled: a spool
+ * file costs two fsyncs, as much as a slow commit of the worker) the
+ * entry goes to a spool file of its own (counted as a fall-back): never a
+ * silent drop, and never written in the caller's transaction, so a
+ * rollback cannot take it back.
  */
 void
 logbuf_append(const LogEntry *entry)
 {
 	uint64		seq;
 	int			attempt;
+	int			stalled = 0;
+	uint64		progress = pg_atomic_read_u64(&ring->flushed_seq) +
+		pg_atomic_read_u64(&shared->heartbeat);
 	char		name[MAXPGPATH];
 	char	   *names[1];
 
-	for (attempt = 0; attempt < 50; attempt++)
+	for (attempt = 0; attempt < 5000 && stalled < 250; attempt++)
 	{
+		uint64		now_progress;
+
 		if (try_append(entry, &seq))
 		{
 			if (apikey_log_mode == LOG_MODE_SYNCHRONOUS)
@@ -436,6 +447,15 @@ logbuf_append(const LogEntry *entry)
 		}
 		logbuf_wake_worker();
 		pg_usleep(200L);
+		now_progress = pg_atomic_read_u64(&ring->flushed_seq) +
+			pg_atomic_read_u64(&shared->heartbeat);
+		if (now_progress != progress)
+		{
+			progress = now_progress;
+			stalled = 0;
+		}
+		else
+			stalled++;
 	}
 	spool_write(entry, name);
 	pg_atomic_fetch_add_u64(&shared->fallbacks, 1);
@@ -650,6 +670,13 @@ void
 logbuf_count_error(void)
 {
 	pg_atomic_fetch_add_u64(&shared->errors, 1);
+}
+
+/* The writer is making progress (a chunk of rows inserted). */
+void
+logbuf_heartbeat(void)
+{
+	pg_atomic_fetch_add_u64(&shared->heartbeat, 1);
 }
 
 /* Count what a batch did not write (writer.c). */

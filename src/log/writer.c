@@ -493,6 +493,8 @@ insert_day(Oid relid, LogEntry **rows, bool *dup, int n)
 			written += nslots;
 			nslots = 0;
 			MemoryContextReset(chunk_context);
+			/* callers waiting for room in a full ring see progress */
+			logbuf_heartbeat();
 		}
 	}
 	MemoryContextSwitchTo(old);

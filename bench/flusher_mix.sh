@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# The flusher on the live mix, against COPY into a bare table (part of
+# `make bench`; also runs alone: `bash bench/flusher_mix.sh [quick] [OUTDIR]`).
+#
+# The live mix: 100 keys, 4 methods, 40 endpoints, 8 response codes,
+# 100,000 resource ids, requested_at = now().  Interleaved A B A B ...:
+#   A  flusher: one backend logs FM_N entries (300,000; quick: 100,000)
+#      with log_request in one statement; then flush(); rows/s = FM_N /
+#      (time from the first call until flush() returned: end to end)
+#   B  COPY of the same rows (written to a file once) into a bare copy of
+#      request_log_raw (same columns, no index, not partitioned)
+# and prints the ratio of the medians.  Then log_request ÷ SELECT 1 at 2
+# clients (pgbench -M prepared, FM_T seconds each, interleaved, the worker
+# running and flushing what is logged).
+# Cluster: fsync on, synchronous_commit on, shared_buffers 1GB, the
+# extension's defaults (ring of 16,384 entries, flush_interval 200 ms).
+#
+# Writes OUTDIR/flusher_mix.csv and OUTDIR/flusher_mix.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+MODE=${1:-full}
+OUT=${2:-$ROOT/bench/results/$(date -u +%Y-%m-%d)-flusher}
+case $MODE in
+quick) N=${FM_N:-100000}; REPS=${FM_REPS:-2}; T=${FM_T:-5} ;;
+*) N=${FM_N:-300000}; REPS=${FM_REPS:-3}; T=${FM_T:-10} ;;
+esac
+mkdir -p "$OUT"
+CSV=$OUT/flusher_mix.csv
+echo "scenario,repeat,rows,seconds,rows_per_s,spooled" >"$CSV"
+
+make -s >/dev/null && make -s install >/dev/null
+source scripts/cluster.sh
+WORK=$(mktemp -d /tmp/aku-fm.XXXXXX)
+chmod 755 "$WORK"; chown postgres:postgres "$WORK"
+cleanup() { cluster_stop; rm -rf "$WORK"; }
+trap cleanup EXIT
+cluster_start flmix "shared_buffers = 1GB" "fsync = on" "synchronous_commit = on" \
+	"max_wal_size = 8GB" "checkpoint_timeout = 30min"
+psql_() { cluster_psql "$@"; }
+psql_ -c "CREATE EXTENSION apikey_usage"
+cluster_wait_worker
+psql_ -q <<'SQL'
+CREATE SCHEMA bench;
+CREATE TABLE bench.keys AS
+	SELECT n, (apikey_usage.generate_key('bench-mix', 'mix key ' || n)).key_id FROM generate_series(1, 100) n;
+CREATE TABLE bench.bare (LIKE apikey_usage.request_log_raw);
+-- the mix, as log_request arguments
+CREATE FUNCTION bench.log_mix(n integer) RETURNS bigint LANGUAGE sql AS $$
+	SELECT count(apikey_usage.log_request(
+		k.ids[1 + (i::bigint * 7919) % 100],
+		(ARRAY['GET', 'POST', 'PUT', 'DELETE'])[1 + i % 4],
+		'/v1/resource' || (i * 31) % 40 || '/{id}',
+		(ARRAY[200, 201, 204, 400, 401, 404, 429, 500])[1 + (i * 13) % 8],
+		'res-' || (i::bigint * 104729) % 100000))
+	  FROM (SELECT array_agg(key_id ORDER BY n) AS ids FROM bench.keys) k, generate_series(1, n) i $$;
+SQL
+# the same rows as COPY input (requested_at now, as the live mix)
+psql_ -c "COPY (SELECT now() AS requested_at, gen_random_uuid() AS request_id, k.key_id AS api_key_id,
+		(ARRAY['GET', 'POST', 'PUT', 'DELETE'])[1 + i % 4] AS method,
+		'/v1/resource' || (i * 31) % 40 || '/{id}' AS endpoint,
+		(ARRAY[200, 201, 204, 400, 401, 404, 429, 500])[1 + (i * 13) % 8] AS response_code,
+		'res-' || (i::bigint * 104729) % 100000 AS resource_id
+	  FROM generate_series(1, $N) i JOIN bench.keys k ON k.n = 1 + (i::bigint * 7919) % 100) TO '$WORK/mix.copy'"
+
+now() { date +%s.%N; }
+el() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+for rep in $(seq 1 "$REPS"); do
+	sp0=$(psql_ -c "SELECT sync_fallbacks FROM apikey_usage.runtime_stats")
+	t0=$(now)
+	psql_ -c "SELECT bench.log_mix($N)" >/dev/null
+	psql_ -c "SELECT apikey_usage.flush()" >/dev/null
+	t1=$(now)
+	sp1=$(psql_ -c "SELECT sync_fallbacks FROM apikey_usage.runtime_stats")
+	s=$(el "$t0" "$t1")
+	echo "flusher,$rep,$N,$s,$(awk -v n="$N" -v s="$s" 'BEGIN { printf "%.0f", n / s }'),$((sp1 - sp0))" >>"$CSV"
+	psql_ -c "CHECKPOINT"
+	t0=$(now)
+	psql_ -c "COPY bench.bare FROM '$WORK/mix.copy'"
+	t1=$(now)
+	s=$(el "$t0" "$t1")
+	echo "copy_bare,$rep,$N,$s,$(awk -v n="$N" -v s="$s" 'BEGIN { printf "%.0f", n / s }'),0" >>"$CSV"
+	psql_ -c "TRUNCATE bench.bare"
+	psql_ -c "CHECKPOINT"
+	echo "  rep $rep: $(tail -n 2 "$CSV" | tr '\n' ' ')"
+done
+
+# log_request ÷ SELECT 1 at 2 clients
+echo 'SELECT 1;' >"$WORK/select1.sql"
+cat >"$WORK/log.sql" <<'SQL'
+\set n random(1, 100)
+\set e random(0, 39)
+\set c random(1, 8)
+\set r random(0, 99999)
+SELECT apikey_usage.log_request((SELECT key_id FROM bench.keys WHERE n = :n), 'GET',
+	'/v1/resource' || :e || '/{id}', (ARRAY[200, 201, 204, 400, 401, 404, 429, 500])[:c], 'res-' || :r);
+SQL
+for rep in $(seq 1 "$REPS"); do
+	for v in select1 log; do
+		tps=$(pgbench -n -M prepared -c 2 -j 2 -T "$T" -f "$WORK/$v.sql" 2>&1 | sed -n 's/^tps = \([0-9.]*\) .*/\1/p')
+		echo "pgbench_$v,$rep,,$T,$tps,0" >>"$CSV"
+	done
+	psql_ -c "SELECT apikey_usage.flush()" >/dev/null
+	echo "  rep $rep: $(tail -n 2 "$CSV" | tr '\n' ' ')"
+done
+
+python3 - "$CSV" "$OUT/flusher_mix.md" "$N" <<'PY'
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+med = lambda s: statistics.median(float(r["rows_per_s"]) for r in rows if r["scenario"] == s)
+fl, cp = med("flusher"), med("copy_bare")
+s1, lg = med("pgbench_select1"), med("pgbench_log")
+spooled = sum(int(r["spooled"]) for r in rows if r["scenario"] == "flusher")
+md = [f"| measure ({sys.argv[3]} rows of the live mix) | median | goal |", "|---|--:|--:|",
+      f"| flusher end to end (log, then flush()) | {fl:,.0f} rows/s | |",
+      f"| COPY into a bare table | {cp:,.0f} rows/s | |",
+      f"| flusher ÷ COPY | {fl / cp:.2f}× | ≥ 0.25× |",
+      f"| entries spooled (ring full) during the flusher runs | {spooled} | |",
+      f"| log_request ÷ SELECT 1, 2 clients | {lg:,.0f} / {s1:,.0f} TPS = {lg / s1:.2f}× | ≥ 0.8× |"]
+open(sys.argv[2], "w").write("\n".join(md) + "\n")
+print("\n".join(md))
+PY
