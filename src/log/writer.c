@@ -370,7 +370,6 @@ insert_day(Oid relid, LogEntry **rows, bool *dup, int n)
 	int			nslots = 0;
 	int			i;
 	int			a;
-
 	RangeTblEntry *rte = makeNode(RangeTblEntry);
 	bool		check_constraints = (desc->constr != NULL);
 
