@@ -6,7 +6,8 @@
 #      throwaway cluster with seeded traffic and returns the shapes the
 #      panels need and the counts of the analytics functions,
 #   c. structural lints (panel ids and grid, data source uids, variables,
-#      macros, provisioning paths).
+#      macros, provisioning paths),
+#   d. the same SQL for a tenant login (grant_workspace): only its workspace.
 # Exits non-zero on the first failing part; removes its cluster and files.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -43,3 +44,7 @@ grep -q 'GRANT apikey_usage_reader TO grafana' "$CLUSTER_DIR/grafana_role.sql"
 cluster_psql -f "$CLUSTER_DIR/grafana_role.sql"
 cluster_psql -f "$TEST_DIR/seed.sql" >/dev/null
 node "$TEST_DIR/sql_check.mjs" grafana
+
+echo "# d. the same dashboard for a tenant login: only its workspace"
+cluster_psql -c "CREATE ROLE grafana_acme LOGIN" -c "SELECT apikey_usage.grant_workspace('grafana_acme', 'acme')" >/dev/null
+GRAFANA_TENANT_WORKSPACE=acme node "$TEST_DIR/sql_check.mjs" grafana_acme

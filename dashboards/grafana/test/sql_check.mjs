@@ -18,6 +18,9 @@ import { ALL, calculateIntervalMs, expand, rfc3339Nano, selfTest } from './grafa
 const here = dirname(fileURLToPath(import.meta.url));
 const dashboard = JSON.parse(readFileSync(process.env.GRAFANA_DASHBOARD ?? join(here, '..', 'dashboards', 'apikey_usage.json'), 'utf8'));
 const GRAFANA_ROLE = process.argv[2] ?? 'grafana';
+// a tenant login (grant_workspace): the one workspace it may see; the
+// reference queries (as superuser) are then restricted to it
+const TENANT_WORKSPACE = process.env.GRAFANA_TENANT_WORKSPACE;
 const SUPERUSER = process.env.PGUSER ?? 'postgres';
 // the data source's min interval (provisioning: jsonData.timeInterval)
 const DATASOURCE_MIN_INTERVAL = '1m';
@@ -111,7 +114,7 @@ function resolveVariables(scenario) {
 
 const selected = (v) => (v.value === ALL ? v.options : v.value);
 // All keys of all workspaces: every key there is, deleted or not
-const everyKey = (vars) => vars.key.value === ALL && vars.workspace.value === ALL;
+const everyKey = (vars) => TENANT_WORKSPACE === undefined && vars.key.value === ALL && vars.workspace.value === ALL;
 
 /* The reference filter over apikey_usage.requests for a selection. */
 function referenceWhere(scenario, vars, { logFilters }) {
@@ -121,6 +124,8 @@ function referenceWhere(scenario, vars, { logFilters }) {
 	];
 	if (vars.key.value !== ALL) {
 		conds.push(`api_key_id = ANY (${arr(vars.key.value, 'uuid')})`);
+	} else if (TENANT_WORKSPACE !== undefined && vars.workspace.value === ALL) {
+		conds.push(`workspace = ${lit(TENANT_WORKSPACE)}`);
 	} else if (vars.workspace.value !== ALL) {
 		// the workspace's keys, deleted ones included
 		conds.push(`workspace = ANY (${arr(vars.workspace.value, 'text')})`);
@@ -211,9 +216,11 @@ function runScenario(scenario) {
 
 	// the variables' options against plain queries
 	const ws = selected(vars.workspace);
-	check(same(vars.workspace.options, rowsOf(`SELECT workspace FROM apikey_usage.keys UNION
+	const wantWorkspaces = TENANT_WORKSPACE !== undefined ? [TENANT_WORKSPACE] : rowsOf(`SELECT workspace FROM apikey_usage.keys UNION
 		SELECT workspace FROM apikey_usage.requests WHERE requested_at >= ${lit(scenario.from)} AND requested_at < ${lit(scenario.to)}
-		ORDER BY 1`).map((r) => r[0])), `${scenario.name}: workspace options = workspaces of live keys and of requests in range`);
+		ORDER BY 1`).map((r) => r[0]);
+	check(same(vars.workspace.options, wantWorkspaces), `${scenario.name}: workspace options = workspaces of live keys and of requests in range`,
+		diff(vars.workspace.options, wantWorkspaces));
 	const wantKeys = rowsOf(`SELECT key_id::text FROM apikey_usage.keys WHERE workspace = ANY (${arr(ws, 'text')})
 		UNION SELECT api_key_id::text FROM apikey_usage.requests WHERE workspace = ANY (${arr(ws, 'text')})
 		AND requested_at >= ${lit(scenario.from)} AND requested_at < ${lit(scenario.to)} ORDER BY 1`).map((r) => r[0]);
@@ -280,7 +287,7 @@ function runScenario(scenario) {
 		diff((results['Request log'] ?? []).slice(0, 3), log.slice(0, 3)));
 
 	// the key list and the unused keys of the chosen workspaces
-	const wsFilter = vars.workspace.value === ALL ? 'true' : `workspace = ANY (${arr(vars.workspace.value, 'text')})`;
+	const wsFilter = `workspace = ANY (${arr(ws, 'text')})`;
 	const keyList = rowsOf(`SELECT name, key_prefix || '…', workspace, last_used_at, requests_30d, expires_at
 		FROM apikey_usage.keys WHERE ${wsFilter} ORDER BY created_at, key_id`);
 	check(same(results['API keys'], keyList), `${scenario.name}: API keys = the live keys of the chosen workspaces (${keyList.length})`,
@@ -315,6 +322,18 @@ function runScenario(scenario) {
 selfTest();
 console.log('ok     - grafana_sql.mjs reproduces Grafana\'s formats and macros (self-test)');
 passed++;
+
+if (TENANT_WORKSPACE !== undefined) {
+	// the same dashboard for a tenant login: only its workspace, everywhere
+	const nowT = Date.now();
+	const t = runScenario({ name: `tenant ${GRAFANA_ROLE} (workspace ${TENANT_WORKSPACE}), All, last 3 days`,
+		fromMs: nowT - 3 * 86400e3, toMs: nowT, select: {} });
+	check(t.total > 0 && (t.results['API keys'] ?? []).every((r) => r[2] === TENANT_WORKSPACE) &&
+		(t.results['API keys'] ?? []).length > 0,
+	`tenant: its traffic is there and the key list shows only ${TENANT_WORKSPACE}`);
+	console.log(`\n${passed} passed, ${failed} failed`);
+	process.exit(failed ? 1 : 0);
+}
 
 const keyOf = (name) => rowsOf(`SELECT DISTINCT api_key_id::text FROM apikey_usage.requests WHERE key_name = ${lit(name)}`)[0][0];
 const now = Date.now();
