@@ -8,6 +8,7 @@
 #   bench/results/<date>[-quick]/results.csv   every measurement
 #   bench/results/<date>[-quick]/summary.md    medians and ratios
 #   bench/results/<date>[-quick]/*.png         plots (gnuplot)
+#   bench/results/<date>[-quick]/fleet.md      fleet figures (bench/fleet.sh)
 #   bench/results/<date>[-quick]/raw/          pgbench output (not committed)
 # bench/README.md explains the scenarios and how to read the results.
 #
@@ -442,4 +443,14 @@ fi
 for gp in bench/plot_throughput.gp bench/plot_dashboards.gp; do
 	gnuplot -e "dir='$OUT'" "$gp" || log "gnuplot $gp failed"
 done
+# the fleet figures (issue 15): their own clusters, appended to summary.md
+if [ "$MODE" = quick ]; then
+	export BENCH_FLEET_T=${BENCH_FLEET_T:-2} BENCH_FLEET_REPS=${BENCH_FLEET_REPS:-1} BENCH_FLEET_ROWS=${BENCH_FLEET_ROWS:-60000}
+fi
+log "fleet: 3 nodes + a PL/Proxy coordinator (bench/fleet.sh)"
+if bash bench/fleet.sh "$OUT"; then
+	{ echo; sed 's/^# /## /' "$OUT/fleet.md"; } >>"$OUT/summary.md"
+else
+	log "bench/fleet.sh failed"
+fi
 log "done: ${OUT#"$ROOT"/}/summary.md"

@@ -432,9 +432,20 @@ $$;
 COMMENT ON FUNCTION apikey_usage._flush_all() IS 'Internal: flush() on every node.';
 
 CREATE FUNCTION apikey_usage.flush() RETURNS bigint
-	LANGUAGE sql VOLATILE
+	LANGUAGE plpgsql VOLATILE
 	SET search_path = pg_catalog, pg_temp AS $$
-	SELECT COALESCE(pg_catalog.sum(n), 0)::bigint FROM apikey_usage._flush_all() n
+DECLARE
+	err_state	text;
+	err_message	text;
+	err_detail	text;
+	err_hint	text;
+BEGIN
+	RETURN (SELECT COALESCE(pg_catalog.sum(n), 0)::bigint FROM apikey_usage._flush_all() n);
+EXCEPTION WHEN OTHERS THEN
+	GET STACKED DIAGNOSTICS err_state = RETURNED_SQLSTATE, err_message = MESSAGE_TEXT,
+		err_detail = PG_EXCEPTION_DETAIL, err_hint = PG_EXCEPTION_HINT;
+	PERFORM apikey_usage._fleet_reraise(err_state, err_message, err_detail, err_hint);
+END
 $$;
 COMMENT ON FUNCTION apikey_usage.flush() IS 'flush() on every node; the entries written, in total.';
 
@@ -950,11 +961,34 @@ CREATE FUNCTION apikey_usage._keys_all(
 $$;
 COMMENT ON FUNCTION apikey_usage._keys_all() IS 'Internal: the keys view of every node.';
 
+CREATE FUNCTION apikey_usage._fleet_keys(
+	OUT key_id uuid, OUT workspace text, OUT name text, OUT key_prefix text,
+	OUT created_at timestamptz, OUT last_used_at timestamptz, OUT expires_at timestamptz,
+	OUT rate_limit integer, OUT rate_window interval, OUT requests_30d bigint,
+	OUT previous_key_expires_at timestamptz)
+	RETURNS SETOF record
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	err_state	text;
+	err_message	text;
+	err_detail	text;
+	err_hint	text;
+BEGIN
+	RETURN QUERY SELECT * FROM apikey_usage._keys_all();
+EXCEPTION WHEN OTHERS THEN
+	GET STACKED DIAGNOSTICS err_state = RETURNED_SQLSTATE, err_message = MESSAGE_TEXT,
+		err_detail = PG_EXCEPTION_DETAIL, err_hint = PG_EXCEPTION_HINT;
+	PERFORM apikey_usage._fleet_reraise(err_state, err_message, err_detail, err_hint);
+END
+$$;
+COMMENT ON FUNCTION apikey_usage._fleet_keys() IS 'Internal: the keys view of every node (errors name the node that failed).';
+
 CREATE VIEW apikey_usage.keys AS
 	SELECT k.key_id, k.workspace, k.name, k.key_prefix, k.created_at, k.last_used_at,
 		   k.expires_at, k.rate_limit, k.rate_window, k.requests_30d, k.previous_key_expires_at,
 		   apikey_usage.node_of(k.key_id) AS node
-	  FROM apikey_usage._keys_all() k;
+	  FROM apikey_usage._fleet_keys() k;
 COMMENT ON VIEW apikey_usage.keys IS 'Live API keys of every node (each node applies the caller''s visibility), with the node at the end.';
 COMMENT ON COLUMN apikey_usage.keys.key_id IS 'Id of the key (not secret).';
 COMMENT ON COLUMN apikey_usage.keys.workspace IS 'Workspace (tenant) that owns the key.';
@@ -1026,7 +1060,7 @@ GRANT EXECUTE ON FUNCTION
 	apikey_usage._fleet_reraise(text, text, text, text),
 	apikey_usage._request_log_on(integer, uuid, text, timestamptz, timestamptz, text, text, text, integer, integer, timestamptz, uuid),
 	apikey_usage._request_log_all(uuid, text, timestamptz, timestamptz, text, text, text, integer, integer, timestamptz, uuid),
-	apikey_usage._keys_all(),
+	apikey_usage._keys_all(), apikey_usage._fleet_keys(),
 	apikey_usage.request_count(uuid, text, timestamptz, timestamptz, text, text, text, integer),
 	apikey_usage._request_count_on(integer, uuid, text, timestamptz, timestamptz, text, text, text, integer),
 	apikey_usage._request_count_all(uuid, text, timestamptz, timestamptz, text, text, text, integer),

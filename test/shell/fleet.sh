@@ -195,6 +195,22 @@ got=$(coord_psql -c "SELECT node FROM apikey_usage.alert_rules WHERE rule_id = $
 [ "$(coord_psql -c "SELECT apikey_usage.drop_alert_rule($rule, 1)")" = "t" ] || fail "drop_alert_rule on node 1"
 echo "ok: roll_key keeps the node; log_requests split per node; unused_keys, keys, alert rules across nodes"
 
+# ---- 3c. the caller's role reaches the nodes --------------------------------
+for i in 0 1 2; do node_psql $i -c "CREATE ROLE fleet_app LOGIN IN ROLE apikey_usage_app"; done
+# (the coordinator lets it through to the node, which refuses: the node decides)
+coord_psql -c "CREATE ROLE fleet_app LOGIN IN ROLE apikey_usage_app" -c "GRANT SELECT ON t_keys TO fleet_app" \
+	-c "GRANT EXECUTE ON FUNCTION apikey_usage._generate_key_on(integer, text, text, integer, interval, timestamptz, text) TO fleet_app"
+got=$(psql -X -qAt -h "$COORD_DIR" -p "$COORD_PORT" -U fleet_app -d fleet \
+	-c "SELECT count(*) FILTER (WHERE (apikey_usage.check_request(api_key, 'GET', '/role')).key_id = key_id) FROM t_keys WHERE NOT limited" 2>&1)
+[ "$got" = "14" ] || fail "fleet_app through the coordinator: '$got'"
+err=$(psql -X -qAt -h "$COORD_DIR" -p "$COORD_PORT" -U fleet_app -d fleet \
+	-c "SELECT * FROM apikey_usage._generate_key_on(0, 'w', 'n', NULL, '1 minute', NULL, 'ak')" 2>&1) && fail "app role generated a key"
+[[ "$err" == *"REMOTE ERROR: permission denied"* ]] || fail "app role generate_key on node 0: $err"
+err=$(psql -X -qAt -h "$COORD_DIR" -p "$COORD_PORT" -U fleet_app -d fleet \
+	-c "SELECT count(*) FROM apikey_usage.request_log()" 2>&1) && fail "app role read the log"
+[[ "$err" == *"permission denied"* ]] || fail "app role request_log: $err"
+echo "ok: the coordinator calls the nodes as the calling role (an app login checks requests on every node; node 0 refuses it generate_key)"
+
 # ---- 4. failures ----------------------------------------------------------
 # a coordinator session kept open across the failures (one PL/Proxy backend)
 mkfifo "$WORK/in"
@@ -233,6 +249,8 @@ err=$(coord_psql -v VERBOSITY=verbose -c "SELECT * FROM apikey_usage.usage_summa
 [[ "$err" == *"08006"*"node 2 is unavailable"* ]] || fail "fleet-wide error does not name node 2: $err"
 err=$(coord_psql -c "SELECT count(*) FROM apikey_usage.request_log()" 2>&1) && fail "fleet-wide request_log answered with node 2 down"
 [[ "$err" == *"node 2 is unavailable"* ]] || fail "fleet-wide request_log error: $err"
+err=$(coord_psql -c "SELECT count(*) FROM apikey_usage.keys" 2>&1) && fail "fleet-wide keys answered with node 2 down"
+[[ "$err" == *"node 2 is unavailable"* ]] || fail "fleet-wide keys error: $err"
 echo "ok: node 2 down: nodes 0 and 1 keep serving (request path, key management); node 2's calls fail naming its address; fleet-wide calls fail naming node 2 (08006)"
 
 node_pgctl 2 start
