@@ -17,6 +17,9 @@
 #   BENCH_T (seconds per request-path pgbench run), BENCH_REPS,
 #   BENCH_BUDGET (seconds; the 10M dataset step is skipped when the
 #   measured load rate says it would not fit), BENCH_OUT (results dir),
+#   BENCH_PHASES (default "request driver flusher keys dashboards live"),
+#   BENCH_DATA (dataset levels of the dashboards, e.g. "1000000 3000000"),
+#   BENCH_LIVE (row levels of the live scenario, e.g. "1000000 5000000"),
 #   BENCH_KEYCACHE=0 (skip the key-cache section, bench/keycache.sh, which
 #   takes about 8 minutes in full mode and 2 in quick mode),
 #   BENCH_FLUSHER_MIX=0 (skip bench/flusher_mix.sh: about 2 minutes full,
@@ -34,6 +37,7 @@ quick)
 	SCALE_CLIENTS="2"; SCALE_REPS=2; SCALE_T=1; KEY_LEVELS="1000 100000"
 	FLUSH_N=50000; DRAIN_REPS=2
 	DATA_LEVELS="1000000"; DASH_REPS=2; DASH_RUN="-T 1"
+	LIVE_LEVELS="200000 1000000"
 	BUDGET=170 ;;
 full | "")
 	MODE=full
@@ -41,6 +45,7 @@ full | "")
 	SCALE_CLIENTS="2"; SCALE_REPS=3; SCALE_T=3; KEY_LEVELS="1000 100000 1000000"
 	FLUSH_N=1000000; DRAIN_REPS=3
 	DATA_LEVELS="1000000 3000000 10000000"; DASH_REPS=3; DASH_RUN="-T 2"
+	LIVE_LEVELS="1000000 5000000"
 	BUDGET=1470 ;;
 *)
 	echo "usage: bench/run.sh [quick]" >&2; exit 2 ;;
@@ -48,6 +53,10 @@ esac
 T=${BENCH_T:-$T}
 REPS=${BENCH_REPS:-$REPS}
 BUDGET=${BENCH_BUDGET:-$BUDGET}
+PHASES=${BENCH_PHASES:-request driver flusher keys dashboards live}
+DATA_LEVELS=${BENCH_DATA:-$DATA_LEVELS}
+LIVE_LEVELS=${BENCH_LIVE:-$LIVE_LEVELS}
+phase_on() { [[ " $PHASES " == *" $1 "* ]]; }
 
 DAY=$(date -u +%Y-%m-%d)
 SUFFIX=""
@@ -128,9 +137,19 @@ run_pgb() {
 }
 tps_of() { sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$1" | head -1; }
 # latency (ms) of the N-th statement of the script (pgbench -r)
+# (meta commands such as \if are not counted)
 statement_lat_of() {
 	awk -v n="$2" '/^statement latencies/ { on = 1; next }
-		on && $1 ~ /^[0-9.]+$/ && ++i == n { print $1; exit }' "$1"
+		on && $1 ~ /^[0-9.]+$/ && $3 !~ /^\\/ && ++i == n { print $1; exit }' "$1"
+}
+# pair OURS NAIVE > script: ours then naive in every transaction; the
+# first transaction of each connection runs them once unmeasured (other
+# lines of the script), so the figures are a warm connection's (a pool's);
+# pass -D warm=0 to pgbench
+pair() {
+	printf '\\if :warm\n'; cat "$1" "$2"
+	printf '\\else\n'; cat "$1" "$2"
+	printf '\\set warm 1\n\\endif\n'
 }
 
 # ---------------------------------------------------------------------
@@ -176,6 +195,7 @@ RP[naive_gateway_100]=$(render100 naive_gateway.sql gateway100)
 RP_ORDER="select1 verify_hot naive_verify_hot check_hot naive_limit_hot check_100 naive_limit_100
 	log naive_insert_sync naive_insert_async check_log_100 naive_gateway_100"
 
+if phase_on request; then
 t_phase=$(now)
 log "request path: $(echo "$RP_ORDER" | wc -w) scenarios x clients ($CLIENTS) x $REPS repeats x ${T}s"
 for rep in $(seq 1 "$REPS"); do
@@ -194,6 +214,7 @@ for rep in $(seq 1 "$REPS"); do
 	done
 done
 metric request phase "" "" "" "" seconds "$(elapsed "$t_phase" "$(now)")" s
+fi
 
 # ---------------------------------------------------------------------
 # 1b. A served request through a real driver (node-postgres, bind
@@ -201,6 +222,7 @@ metric request phase "" "" "" "" seconds "$(elapsed "$t_phase" "$(now)")" s
 # against two no-op statements of the same shape, and with log_requests
 # batches, interleaved (bench/driver.js).
 # ---------------------------------------------------------------------
+if phase_on driver; then
 (cd examples/gateway && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 t_phase=$(now)
 log "driver: noop_pair / pair / batched x clients (2 8) x $REPS repeats x ${DRIVER_T}s (node-postgres)"
@@ -212,6 +234,7 @@ while IFS=$'\t' read -r scen c rep tps us p50; do
 done < <(KEY=$HOT_KEY KEY_ID=$HOT_KID DURATION=$DRIVER_T CLIENTS="2 8" REPS=$REPS node bench/driver.js)
 flush_ >/dev/null
 metric driver phase "" "" "" "" seconds "$(elapsed "$t_phase" "$(now)")" s
+fi
 
 # ---------------------------------------------------------------------
 # Memory: shared memory per key and per buffered entry, worker RSS.
@@ -240,6 +263,7 @@ memory_snapshot() {	# LABEL
 # 2. Flusher: log FLUSH_N entries (2 clients, 100 keys, 40 endpoints) and
 # measure until flush() returns and every row is in request_log_raw.
 # ---------------------------------------------------------------------
+if phase_on flusher; then
 t_phase=$(now)
 flush_ >/dev/null
 psql_ -c "TRUNCATE apikey_usage.request_log_raw, apikey_usage.usage_hourly, apikey_usage.usage_daily, apikey_usage.usage_minute_codes, apikey_usage.usage_hourly_codes, apikey_usage.usage_daily_codes, apikey_usage.usage_hourly_methods, apikey_usage.usage_daily_methods, apikey_usage.usage_hourly_endpoints, apikey_usage.usage_daily_endpoints"
@@ -278,10 +302,12 @@ psql_ -c "ALTER SYSTEM RESET apikey_usage.flush_interval"
 psql_ -c "SELECT pg_reload_conf()" >/dev/null
 memory_snapshot after_flusher
 metric flusher phase "" "" "" "" seconds "$(elapsed "$t_phase" "$(now)")" s
+fi
 
 # ---------------------------------------------------------------------
 # 3. Verify cost against the number of keys (cumulative levels).
 # ---------------------------------------------------------------------
+if phase_on keys; then
 t_phase=$(now)
 lo=1
 for level in $KEY_LEVELS; do
@@ -325,11 +351,13 @@ for level in $KEY_LEVELS; do
 done
 memory_snapshot after_keys
 metric keys phase "" "" "" "" seconds "$(elapsed "$t_phase" "$(now)")" s
+fi
 
 # ---------------------------------------------------------------------
 # 4. Dashboards over a growing dataset (heavy key = 20 % of the rows),
 # imported with apikey_usage.import_requests; the same rows in naive.log.
 # ---------------------------------------------------------------------
+if phase_on dashboards; then
 DASH="summary by_method by_status top_endpoints timeseries log_page1 log_page100"
 HEAVY=$(psql_ -c "SELECT key_id FROM bench.dataset_keys WHERE i = 1")
 flush_ >/dev/null
@@ -386,13 +414,13 @@ for target in $DATA_LEVELS; do
 	done < <(psql_ -f "$B/check_dataset.sql")
 
 	ta=$(now)
-	DV=(-D "h=$HEAVY" -D "bts=$bts" -D "bid=$bid")
+	DV=(-D "h=$HEAVY" -D "bts=$bts" -D "bid=$bid" -D warm=0)
 	# ours and naive in one script, one after the other in every
 	# transaction (A B A B ... in the same backend); pgbench -r reports the
 	# latency of each statement
 	mkdir -p "$WORK/dash"
 	for d in $DASH; do
-		cat "$B/dash_${d}_ours.sql" "$B/dash_${d}_naive.sql" >"$WORK/dash/$d.sql"
+		pair "$B/dash_${d}_ours.sql" "$B/dash_${d}_naive.sql" >"$WORK/dash/$d.sql"
 	done
 	for rep in $(seq 1 "$DASH_REPS"); do
 		line=""
@@ -406,6 +434,54 @@ for target in $DATA_LEVELS; do
 	dash_seconds=$(elapsed "$ta" "$(now)")
 done
 metric dashboard phase "" "" "" "" seconds "$dash_seconds" s
+fi
+
+# ---------------------------------------------------------------------
+# 5. The live edge: one key with LIVE_LEVELS requests in the 40 minutes
+# before each load (straight into the raw log and, in the same
+# statement, into the rollups through _rollup_apply, as the log writer
+# does; the same rows in naive.live), every dashboard call with its
+# default bounds [now() - 30 days, now()) and the last hour in 1-minute
+# buckets, ours and naive side by side (A B A B ... in one backend).
+# ---------------------------------------------------------------------
+if phase_on live; then
+t_phase=$(now)
+LIVE="summary by_method by_status top_endpoints timeseries minutes log_page1"
+psql_ -c "CREATE TABLE bench.live_key AS SELECT key_id FROM apikey_usage.generate_key('bench-live', 'live edge')"
+LIVEK=$(psql_ -c "SELECT key_id FROM bench.live_key")
+mkdir -p "$WORK/live"
+for d in $LIVE; do
+	pair "$B/live_${d}_ours.sql" "$B/live_${d}_naive.sql" >"$WORK/live/$d.sql"
+done
+loaded=0
+for target in $LIVE_LEVELS; do
+	log "live: loading rows $((loaded + 1))..$target of one key, spread over the 40 minutes before now"
+	ta=$(now)
+	PGOPTIONS="-c work_mem=256MB" psql_ -v lo=$((loaded + 1)) -v hi="$target" \
+		-v t_end="$(date -u '+%Y-%m-%d %H:%M:%S.%N+00')" -f "$B/live_load.sql" >/dev/null
+	psql_ -c "VACUUM ANALYZE naive.live" -c "VACUUM ANALYZE apikey_usage.request_log_raw" \
+		-c "VACUUM ANALYZE apikey_usage.usage_minute_codes" -c "VACUUM ANALYZE apikey_usage.usage_hourly_codes" \
+		-c "VACUUM ANALYZE apikey_usage.usage_hourly_methods" -c "VACUUM ANALYZE apikey_usage.usage_hourly_endpoints"
+	loaded=$target
+	metric live load total "" "$target" 1 seconds "$(elapsed "$ta" "$(now)")" s
+	log "  loaded in $(elapsed "$ta" "$(now)") s"
+	while IFS='|' read -r what ok; do
+		metric dataset check "$what" "" "$target" "" ok "$ok" ""
+		[ "$ok" = t ] || log "  WARNING: $what is false: ours and naive disagree"
+	done < <(psql_ -f "$B/check_live.sql")
+	for rep in $(seq 1 "$DASH_REPS"); do
+		line=""
+		for d in $LIVE; do
+			# shellcheck disable=SC2086
+			run_pgb live "$d" pair 1 "$target" "$rep" $DASH_RUN -r -D "h=$LIVEK" -D warm=0 -f "$WORK/live/$d.sql"
+			line+=" $d=$(statement_lat_of "$PGB_LAST" 1)/$(statement_lat_of "$PGB_LAST" 2)"
+		done
+		log "  rep $rep latency ms, ours/naive:$line"
+	done
+done
+metric live phase "" "" "" "" seconds "$(elapsed "$t_phase" "$(now)")" s
+fi
+
 
 memory_snapshot end
 metric env machine "" "" "" "" loadavg_end "$(cut -d' ' -f1 /proc/loadavg)" ""

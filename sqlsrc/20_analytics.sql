@@ -331,6 +331,7 @@ COMMENT ON FUNCTION apikey_usage._usage_pieces(timestamptz[], timestamptz[], int
 /*
  * THE place that counts: the requests of key_id (NULL = every visible
  * key) in [since, until) at a grain -- 'codes' (per response code),
+ * 'status' (per status class, named by one code each: 200, 429, 500),
  * 'method' or 'endpoint' -- summed per bucket when cuts is given (cuts:
  * the bucket starts, ascending, cuts[1] <= since; cuts_end: the end of
  * the last bucket; cut_level: when every bucket between the first and the
@@ -348,19 +349,23 @@ COMMENT ON FUNCTION apikey_usage._usage_pieces(timestamptz[], timestamptz[], int
  * the future (at until = now(): the end of the current day or bucket).
  * Both ways are exact; the choice only decides what is read.
  *
- * The query is built from fixed fragments and run with EXECUTE ... USING
- * (planned for its arguments: a NULL key drops its condition, raw-log
- * ranges prune the day partitions at plan time).  Parameters: $1 key_id,
- * $2 the visible key ids, $3 cuts, $4-$12 lo/hi/sign arrays of the three
- * rollup levels, $13-$15 lo/hi/sign arrays of the raw ranges, $16 the
- * positive raw ranges as a multirange (used when there are many).
+ * The rollup ranges are read by static queries (one per grain and access
+ * path: by key, or every visible key), planned once per session; the raw
+ * ranges, if any, by a query built from fixed fragments and run with
+ * EXECUTE ... USING, planned for its bounds so that they prune the day
+ * partitions at plan time.  Parameters of that query: $1 key_id, $2 the
+ * visible key ids, $3 cuts, $13-$15 lo/hi/sign arrays of the raw ranges,
+ * $16 the positive raw ranges as a multirange (used when there are many).
+ * A (bucket, dimension, code) may come in a row from each part, and
+ * counts may be 0: callers sum per what they show.
  */
 CREATE OR REPLACE FUNCTION apikey_usage._usage_counts(
 	key_id uuid, since timestamptz, until timestamptz, grain text,
 	cuts timestamptz[] DEFAULT NULL, cuts_end timestamptz DEFAULT NULL, cut_level integer DEFAULT NULL)
 	RETURNS TABLE (b_start timestamptz, b_dim text, b_code smallint, b_requests bigint)
 	LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, pg_temp AS $$
+	SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan
+	SET max_parallel_workers_per_gather = 0 AS $$
 DECLARE
 	epoch		constant timestamptz := '1970-01-01 00:00:00+00';
 	-- no row is older or newer than these (log_request keeps
@@ -398,16 +403,20 @@ DECLARE
 	r_lo timestamptz[]; r_hi timestamptz[]; r_sign integer[];
 	r_pos		pg_catalog.tstzmultirange;
 	parts		text[] := '{}';
+	cut_step	interval;
 	raw_select	text;
 	query		text;
 BEGIN
 	PERFORM apikey_usage._check_bounds(since, until);
 	CASE grain
-		WHEN 'codes' THEN
+		WHEN 'codes', 'status' THEN
 			levels := ARRAY[86400, 3600, 60];
 			tabs := ARRAY['usage_daily_codes', 'usage_hourly_codes', 'usage_minute_codes'];
 			roll_dim := 'NULL::text'; roll_code := 'r.response_code';
-			raw_dim := 'NULL::text'; raw_code := 'r.response_code';
+			raw_dim := 'NULL::text';
+			raw_code := CASE WHEN grain = 'status'
+							 THEN 'CASE WHEN r.response_code BETWEEN 100 AND 399 THEN 200::smallint WHEN r.response_code OPERATOR(pg_catalog.=) 429 THEN 429::smallint ELSE 500::smallint END'
+							 ELSE 'r.response_code' END;
 		WHEN 'method' THEN
 			levels := ARRAY[86400, 3600];
 			tabs := ARRAY['usage_daily_methods', 'usage_hourly_methods'];
@@ -515,17 +524,195 @@ BEGIN
 	  INTO l1_lo, l1_hi, l1_sign, l2_lo, l2_hi, l2_sign, l3_lo, l3_hi, l3_sign, r_lo, r_hi, r_sign, r_pos
 	  FROM apikey_usage._usage_pieces(seg_lo, seg_hi, seg_sign, seg_first, levels) p;
 
-	-- one branch per rollup level, joined to its ranges
-	FOR k IN 1 .. pg_catalog.cardinality(levels) LOOP
-		IF (k = 1 AND l1_lo IS NOT NULL) OR (k = 2 AND l2_lo IS NOT NULL) OR (k = 3 AND l3_lo IS NOT NULL) THEN
-			parts := parts || pg_catalog.format(
-				'SELECT r.bucket_start AS ts, %s AS dim, %s AS code, r.requests * p.sign AS n'
-				' FROM unnest($%s, $%s, $%s) AS p(lo, hi, sign)'
-				' JOIN apikey_usage.%I r ON r.bucket_start OPERATOR(pg_catalog.>=) p.lo'
-				' AND r.bucket_start OPERATOR(pg_catalog.<) p.hi%s',
-				roll_dim, roll_code, 3 * k + 1, 3 * k + 2, 3 * k + 3, tabs[k], key_cond);
+	-- the rollup ranges: static queries (one per grain and access path),
+	-- planned once per session; each range is its own index range scan
+	-- (a LATERAL subquery kept apart by OFFSET 0: a generic plan must not
+	-- read every row of the key and filter the ranges afterwards)
+	IF l1_lo IS NOT NULL OR l2_lo IS NOT NULL OR l3_lo IS NOT NULL THEN
+		-- equal buckets (always without a time zone): date_bin from the
+		-- first start; else a binary search of the starts (slower per
+		-- row: PL/pgSQL keeps array arguments expanded, and width_bucket
+		-- flattens them on every call)
+		IF n >= 2 THEN
+			cut_step := cuts[2] - cuts[1];
+			IF cuts_end - cuts[n] <> cut_step
+			   OR EXISTS (SELECT FROM pg_catalog.generate_series(3, n) AS i
+						   WHERE cuts[i] - cuts[i - 1] <> cut_step) THEN
+				cut_step := NULL;
+			END IF;
 		END IF;
-	END LOOP;
+		IF grain IN ('codes', 'status') AND _usage_counts.key_id IS NOT NULL THEN
+			RETURN QUERY
+			SELECT CASE WHEN cut_step IS NOT NULL THEN pg_catalog.date_bin(cut_step, s.ts, cuts[1])
+						WHEN cuts IS NOT NULL THEN cuts[pg_catalog.width_bucket(s.ts, cuts)] END,
+				   s.dim, CASE WHEN grain OPERATOR(pg_catalog.=) 'status' THEN CASE WHEN s.code BETWEEN 100 AND 399 THEN 200::smallint WHEN s.code OPERATOR(pg_catalog.=) 429 THEN 429::smallint ELSE 500::smallint END ELSE s.code END,
+				   pg_catalog.sum(s.n)::bigint
+			  FROM (
+				SELECT r.bucket_start, r.dim, r.code, r.requests * p.sign
+				  FROM unnest(l1_lo, l1_hi, l1_sign) AS p(lo, hi, sign)
+				 CROSS JOIN LATERAL (
+					SELECT r.bucket_start, NULL::text AS dim, r.response_code AS code, r.requests
+					  FROM apikey_usage.usage_daily_codes r
+					 WHERE r.api_key_id OPERATOR(pg_catalog.=) _usage_counts.key_id
+					   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+					OFFSET 0) AS r
+				UNION ALL
+				SELECT r.bucket_start, r.dim, r.code, r.requests * p.sign
+				  FROM unnest(l2_lo, l2_hi, l2_sign) AS p(lo, hi, sign)
+				 CROSS JOIN LATERAL (
+					SELECT r.bucket_start, NULL::text AS dim, r.response_code AS code, r.requests
+					  FROM apikey_usage.usage_hourly_codes r
+					 WHERE r.api_key_id OPERATOR(pg_catalog.=) _usage_counts.key_id
+					   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+					OFFSET 0) AS r
+				UNION ALL
+				SELECT r.bucket_start, r.dim, r.code, r.requests * p.sign
+				  FROM unnest(l3_lo, l3_hi, l3_sign) AS p(lo, hi, sign)
+				 CROSS JOIN LATERAL (
+					SELECT r.bucket_start, NULL::text AS dim, r.response_code AS code, r.requests
+					  FROM apikey_usage.usage_minute_codes r
+					 WHERE r.api_key_id OPERATOR(pg_catalog.=) _usage_counts.key_id
+					   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+					OFFSET 0) AS r
+			  ) AS s(ts, dim, code, n)
+			 GROUP BY 1, 2, 3;
+		ELSIF grain IN ('codes', 'status') THEN
+			RETURN QUERY
+			SELECT CASE WHEN cut_step IS NOT NULL THEN pg_catalog.date_bin(cut_step, s.ts, cuts[1])
+						WHEN cuts IS NOT NULL THEN cuts[pg_catalog.width_bucket(s.ts, cuts)] END,
+				   s.dim, CASE WHEN grain OPERATOR(pg_catalog.=) 'status' THEN CASE WHEN s.code BETWEEN 100 AND 399 THEN 200::smallint WHEN s.code OPERATOR(pg_catalog.=) 429 THEN 429::smallint ELSE 500::smallint END ELSE s.code END,
+				   pg_catalog.sum(s.n)::bigint
+			  FROM (
+				SELECT r.bucket_start, r.dim, r.code, r.requests * p.sign
+				  FROM unnest(l1_lo, l1_hi, l1_sign) AS p(lo, hi, sign)
+				 CROSS JOIN LATERAL (
+					SELECT r.bucket_start, NULL::text AS dim, r.response_code AS code, r.requests
+					  FROM apikey_usage.usage_daily_codes r
+					 WHERE (vis IS NULL OR r.api_key_id OPERATOR(pg_catalog.=) ANY (vis))
+					   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+					OFFSET 0) AS r
+				UNION ALL
+				SELECT r.bucket_start, r.dim, r.code, r.requests * p.sign
+				  FROM unnest(l2_lo, l2_hi, l2_sign) AS p(lo, hi, sign)
+				 CROSS JOIN LATERAL (
+					SELECT r.bucket_start, NULL::text AS dim, r.response_code AS code, r.requests
+					  FROM apikey_usage.usage_hourly_codes r
+					 WHERE (vis IS NULL OR r.api_key_id OPERATOR(pg_catalog.=) ANY (vis))
+					   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+					OFFSET 0) AS r
+				UNION ALL
+				SELECT r.bucket_start, r.dim, r.code, r.requests * p.sign
+				  FROM unnest(l3_lo, l3_hi, l3_sign) AS p(lo, hi, sign)
+				 CROSS JOIN LATERAL (
+					SELECT r.bucket_start, NULL::text AS dim, r.response_code AS code, r.requests
+					  FROM apikey_usage.usage_minute_codes r
+					 WHERE (vis IS NULL OR r.api_key_id OPERATOR(pg_catalog.=) ANY (vis))
+					   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+					OFFSET 0) AS r
+			  ) AS s(ts, dim, code, n)
+			 GROUP BY 1, 2, 3;
+		ELSIF grain = 'method' AND _usage_counts.key_id IS NOT NULL THEN
+			RETURN QUERY
+			SELECT CASE WHEN cut_step IS NOT NULL THEN pg_catalog.date_bin(cut_step, s.ts, cuts[1])
+						WHEN cuts IS NOT NULL THEN cuts[pg_catalog.width_bucket(s.ts, cuts)] END,
+				   s.dim, s.code, pg_catalog.sum(s.n)::bigint
+			  FROM (
+				SELECT r.bucket_start, r.dim, r.code, r.requests * p.sign
+				  FROM unnest(l1_lo, l1_hi, l1_sign) AS p(lo, hi, sign)
+				 CROSS JOIN LATERAL (
+					SELECT r.bucket_start, r.method::text AS dim, NULL::smallint AS code, r.requests
+					  FROM apikey_usage.usage_daily_methods r
+					 WHERE r.api_key_id OPERATOR(pg_catalog.=) _usage_counts.key_id
+					   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+					OFFSET 0) AS r
+				UNION ALL
+				SELECT r.bucket_start, r.dim, r.code, r.requests * p.sign
+				  FROM unnest(l2_lo, l2_hi, l2_sign) AS p(lo, hi, sign)
+				 CROSS JOIN LATERAL (
+					SELECT r.bucket_start, r.method::text AS dim, NULL::smallint AS code, r.requests
+					  FROM apikey_usage.usage_hourly_methods r
+					 WHERE r.api_key_id OPERATOR(pg_catalog.=) _usage_counts.key_id
+					   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+					OFFSET 0) AS r
+			  ) AS s(ts, dim, code, n)
+			 GROUP BY 1, 2, 3;
+		ELSIF grain = 'method' THEN
+			RETURN QUERY
+			SELECT CASE WHEN cut_step IS NOT NULL THEN pg_catalog.date_bin(cut_step, s.ts, cuts[1])
+						WHEN cuts IS NOT NULL THEN cuts[pg_catalog.width_bucket(s.ts, cuts)] END,
+				   s.dim, s.code, pg_catalog.sum(s.n)::bigint
+			  FROM (
+				SELECT r.bucket_start, r.dim, r.code, r.requests * p.sign
+				  FROM unnest(l1_lo, l1_hi, l1_sign) AS p(lo, hi, sign)
+				 CROSS JOIN LATERAL (
+					SELECT r.bucket_start, r.method::text AS dim, NULL::smallint AS code, r.requests
+					  FROM apikey_usage.usage_daily_methods r
+					 WHERE (vis IS NULL OR r.api_key_id OPERATOR(pg_catalog.=) ANY (vis))
+					   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+					OFFSET 0) AS r
+				UNION ALL
+				SELECT r.bucket_start, r.dim, r.code, r.requests * p.sign
+				  FROM unnest(l2_lo, l2_hi, l2_sign) AS p(lo, hi, sign)
+				 CROSS JOIN LATERAL (
+					SELECT r.bucket_start, r.method::text AS dim, NULL::smallint AS code, r.requests
+					  FROM apikey_usage.usage_hourly_methods r
+					 WHERE (vis IS NULL OR r.api_key_id OPERATOR(pg_catalog.=) ANY (vis))
+					   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+					OFFSET 0) AS r
+			  ) AS s(ts, dim, code, n)
+			 GROUP BY 1, 2, 3;
+		ELSIF _usage_counts.key_id IS NOT NULL THEN
+			RETURN QUERY
+			SELECT CASE WHEN cut_step IS NOT NULL THEN pg_catalog.date_bin(cut_step, s.ts, cuts[1])
+						WHEN cuts IS NOT NULL THEN cuts[pg_catalog.width_bucket(s.ts, cuts)] END,
+				   s.dim, s.code, pg_catalog.sum(s.n)::bigint
+			  FROM (
+				SELECT r.bucket_start, r.dim, r.code, r.requests * p.sign
+				  FROM unnest(l1_lo, l1_hi, l1_sign) AS p(lo, hi, sign)
+				 CROSS JOIN LATERAL (
+					SELECT r.bucket_start, r.endpoint::text AS dim, NULL::smallint AS code, r.requests
+					  FROM apikey_usage.usage_daily_endpoints r
+					 WHERE r.api_key_id OPERATOR(pg_catalog.=) _usage_counts.key_id
+					   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+					OFFSET 0) AS r
+				UNION ALL
+				SELECT r.bucket_start, r.dim, r.code, r.requests * p.sign
+				  FROM unnest(l2_lo, l2_hi, l2_sign) AS p(lo, hi, sign)
+				 CROSS JOIN LATERAL (
+					SELECT r.bucket_start, r.endpoint::text AS dim, NULL::smallint AS code, r.requests
+					  FROM apikey_usage.usage_hourly_endpoints r
+					 WHERE r.api_key_id OPERATOR(pg_catalog.=) _usage_counts.key_id
+					   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+					OFFSET 0) AS r
+			  ) AS s(ts, dim, code, n)
+			 GROUP BY 1, 2, 3;
+		ELSE
+			RETURN QUERY
+			SELECT CASE WHEN cut_step IS NOT NULL THEN pg_catalog.date_bin(cut_step, s.ts, cuts[1])
+						WHEN cuts IS NOT NULL THEN cuts[pg_catalog.width_bucket(s.ts, cuts)] END,
+				   s.dim, s.code, pg_catalog.sum(s.n)::bigint
+			  FROM (
+				SELECT r.bucket_start, r.dim, r.code, r.requests * p.sign
+				  FROM unnest(l1_lo, l1_hi, l1_sign) AS p(lo, hi, sign)
+				 CROSS JOIN LATERAL (
+					SELECT r.bucket_start, r.endpoint::text AS dim, NULL::smallint AS code, r.requests
+					  FROM apikey_usage.usage_daily_endpoints r
+					 WHERE (vis IS NULL OR r.api_key_id OPERATOR(pg_catalog.=) ANY (vis))
+					   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+					OFFSET 0) AS r
+				UNION ALL
+				SELECT r.bucket_start, r.dim, r.code, r.requests * p.sign
+				  FROM unnest(l2_lo, l2_hi, l2_sign) AS p(lo, hi, sign)
+				 CROSS JOIN LATERAL (
+					SELECT r.bucket_start, r.endpoint::text AS dim, NULL::smallint AS code, r.requests
+					  FROM apikey_usage.usage_hourly_endpoints r
+					 WHERE (vis IS NULL OR r.api_key_id OPERATOR(pg_catalog.=) ANY (vis))
+					   AND r.bucket_start OPERATOR(pg_catalog.>=) p.lo AND r.bucket_start OPERATOR(pg_catalog.<) p.hi
+					OFFSET 0) AS r
+			  ) AS s(ts, dim, code, n)
+			 GROUP BY 1, 2, 3;
+		END IF;
+	END IF;
 
 	-- the raw ranges: one branch each (their bounds prune the day
 	-- partitions at plan time), or, when there are many (buckets that are
@@ -554,7 +741,7 @@ BEGIN
 				ELSE '$3[pg_catalog.width_bucket(s.ts, $3)]' END
 		|| ', s.dim, s.code, pg_catalog.sum(s.n)::bigint FROM ('
 		|| pg_catalog.array_to_string(parts, ' UNION ALL ')
-		|| ') s GROUP BY 1, 2, 3 HAVING pg_catalog.sum(s.n) OPERATOR(pg_catalog.<>) 0';
+		|| ') s GROUP BY 1, 2, 3';
 	RETURN QUERY EXECUTE query
 		USING key_id, vis, cuts, l1_lo, l1_hi, l1_sign, l2_lo, l2_hi, l2_sign, l3_lo, l3_hi, l3_sign,
 			  r_lo, r_hi, r_sign, r_pos;
@@ -577,7 +764,7 @@ CREATE OR REPLACE FUNCTION apikey_usage.usage_summary(
 		   COALESCE(pg_catalog.sum(c.b_requests) FILTER (WHERE c.b_code NOT BETWEEN 100 AND 399
 						AND c.b_code OPERATOR(pg_catalog.<>) 429), 0)::bigint,
 		   COALESCE(pg_catalog.sum(c.b_requests) FILTER (WHERE c.b_code OPERATOR(pg_catalog.=) 429), 0)::bigint
-	  FROM apikey_usage._usage_counts($1, $2, $3, 'codes') c
+	  FROM apikey_usage._usage_counts($1, $2, $3, 'status') c
 $$;
 COMMENT ON FUNCTION apikey_usage.usage_summary(uuid, timestamptz, timestamptz) IS
 	'Requests of a key (NULL = every key) in [since, until) (default: the last 30 days; NULL = unbounded), by status; always one row.';
@@ -590,9 +777,11 @@ CREATE OR REPLACE FUNCTION apikey_usage.usage_by_method(
 	LANGUAGE sql STABLE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 	AS $$
-	SELECT c.b_dim, c.b_requests
+	SELECT c.b_dim, pg_catalog.sum(c.b_requests)::bigint AS n
 	  FROM apikey_usage._usage_counts($1, $2, $3, 'method') c
-	 ORDER BY c.b_requests DESC, c.b_dim COLLATE "C"
+	 GROUP BY c.b_dim
+	HAVING pg_catalog.sum(c.b_requests) OPERATOR(pg_catalog.<>) 0
+	 ORDER BY n DESC, c.b_dim COLLATE "C"
 $$;
 COMMENT ON FUNCTION apikey_usage.usage_by_method(uuid, timestamptz, timestamptz) IS
 	'Requests of a key (NULL = every key) in [since, until) per HTTP method, most requested first.';
@@ -605,9 +794,11 @@ CREATE OR REPLACE FUNCTION apikey_usage.usage_by_response_status(
 	LANGUAGE sql STABLE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 	AS $$
-	SELECT c.b_code::integer, c.b_requests
+	SELECT c.b_code::integer, pg_catalog.sum(c.b_requests)::bigint AS n
 	  FROM apikey_usage._usage_counts($1, $2, $3, 'codes') c
-	 ORDER BY c.b_requests DESC, c.b_code
+	 GROUP BY c.b_code
+	HAVING pg_catalog.sum(c.b_requests) OPERATOR(pg_catalog.<>) 0
+	 ORDER BY n DESC, c.b_code
 $$;
 COMMENT ON FUNCTION apikey_usage.usage_by_response_status(uuid, timestamptz, timestamptz) IS
 	'Requests of a key (NULL = every key) in [since, until) per HTTP response code, most frequent first.';
@@ -628,10 +819,12 @@ BEGIN
 		RAISE EXCEPTION 'max_rows must be between 1 and 10000' USING ERRCODE = '22023';
 	END IF;
 	RETURN QUERY
-		SELECT c.b_dim, c.b_requests
+		SELECT c.b_dim, pg_catalog.sum(c.b_requests)::bigint
 		  FROM apikey_usage._usage_counts(top_endpoints.key_id, top_endpoints.since,
 										  top_endpoints.until, 'endpoint') c
-		 ORDER BY c.b_requests DESC, c.b_dim COLLATE "C"
+		 GROUP BY c.b_dim
+		HAVING pg_catalog.sum(c.b_requests) OPERATOR(pg_catalog.<>) 0
+		 ORDER BY 2 DESC, c.b_dim COLLATE "C"
 		 LIMIT top_endpoints.max_rows;
 END
 $$;
@@ -762,15 +955,14 @@ BEGIN
 			RAISE EXCEPTION 'with a time zone, bucket must divide a day or be a whole number of days'
 				USING ERRCODE = '22023', DETAIL = pg_catalog.format('bucket = %s', bucket);
 		END IF;
-		IF NOT EXISTS (SELECT FROM pg_catalog.pg_timezone_names z WHERE z.name = time_zone)
-		   AND NOT EXISTS (SELECT FROM pg_catalog.pg_timezone_abbrevs z WHERE z.abbrev = time_zone) THEN
-			BEGIN
-				PERFORM pg_catalog.now() AT TIME ZONE time_zone;
-			EXCEPTION WHEN OTHERS THEN
-				RAISE EXCEPTION 'time zone "%" is not recognized', time_zone
-					USING ERRCODE = '22023', HINT = 'Use a name from pg_timezone_names, e.g. Europe/Berlin.';
-			END;
-		END IF;
+		-- (pg_timezone_names reads the whole time zone database: far
+		-- slower than letting AT TIME ZONE judge the name)
+		BEGIN
+			PERFORM pg_catalog.now() AT TIME ZONE time_zone;
+		EXCEPTION WHEN invalid_parameter_value OR feature_not_supported THEN
+			RAISE EXCEPTION 'time zone "%" is not recognized', time_zone
+				USING ERRCODE = '22023', HINT = 'Use a name from pg_timezone_names, e.g. Europe/Berlin.';
+		END;
 	END IF;
 	-- whole multiples of the bucket from the epoch (in a time zone the
 	-- count differs by at most the daylight-saving shifts)
@@ -792,17 +984,19 @@ BEGIN
 			bucket, pg_catalog.cardinality(b.cuts) USING ERRCODE = '22023';
 	END IF;
 	RETURN QUERY
-		SELECT g.g,
-			   COALESCE(pg_catalog.sum(c.b_requests), 0)::bigint,
-			   COALESCE(pg_catalog.sum(c.b_requests) FILTER (WHERE c.b_code BETWEEN 100 AND 399), 0)::bigint,
-			   COALESCE(pg_catalog.sum(c.b_requests) FILTER (WHERE c.b_code NOT BETWEEN 100 AND 399
-							AND c.b_code OPERATOR(pg_catalog.<>) 429), 0)::bigint,
-			   COALESCE(pg_catalog.sum(c.b_requests) FILTER (WHERE c.b_code OPERATOR(pg_catalog.=) 429), 0)::bigint
+		SELECT g.g, COALESCE(c.total, 0)::bigint, COALESCE(c.ok, 0)::bigint,
+			   COALESCE(c.failed, 0)::bigint, COALESCE(c.limited, 0)::bigint
 		  FROM unnest(b.cuts) AS g(g)
-		  LEFT JOIN apikey_usage._usage_counts(usage_timeseries.key_id, usage_timeseries.since,
-											   usage_timeseries.until, 'codes', b.cuts, b.cuts_end, b.cut_level) c
+		  LEFT JOIN (
+			SELECT u.b_start, pg_catalog.sum(u.b_requests) AS total,
+				   pg_catalog.sum(u.b_requests) FILTER (WHERE u.b_code BETWEEN 100 AND 399) AS ok,
+				   pg_catalog.sum(u.b_requests) FILTER (WHERE u.b_code NOT BETWEEN 100 AND 399
+								AND u.b_code OPERATOR(pg_catalog.<>) 429) AS failed,
+				   pg_catalog.sum(u.b_requests) FILTER (WHERE u.b_code OPERATOR(pg_catalog.=) 429) AS limited
+			  FROM apikey_usage._usage_counts(usage_timeseries.key_id, usage_timeseries.since,
+											  usage_timeseries.until, 'status', b.cuts, b.cuts_end, b.cut_level) u
+			 GROUP BY u.b_start) c
 			ON c.b_start OPERATOR(pg_catalog.=) g.g
-		 GROUP BY g.g
 		 ORDER BY g.g;
 END
 $$;
@@ -872,12 +1066,17 @@ COMMENT ON FUNCTION apikey_usage._request_filter(uuid, text, text, text, text, i
  *
  * The page is read in time windows, newest first: the last day below the
  * upper bound (until, before_requested_at, or open above now()), then 2,
- * 4 and 8 days before it, then the rest; each window's query is planned
- * with its bounds, so it touches one to a few day partitions instead of
- * all of them, and the walk stops once the page is full.
+ * 4 and 8 days before it, then the rest, stopping once the page is full.
+ * The queries are static, one per access path (by key, by resource id,
+ * by time), with generic plans (plan_cache_mode): planned once per
+ * session, their day partitions pruned at executor start-up from the
+ * window's bounds, so a first page plans nothing and touches the one to
+ * three partitions of its window.  NULL filters are off.
  *
- * The work is done here; request_log() below only gives it the names of
- * API.md (PL/pgSQL refuses result columns named like its arguments).
+ * The work is done here (SECURITY DEFINER); request_log() below only
+ * gives it the names of API.md (PL/pgSQL refuses result columns named
+ * like its arguments), as a plain SQL function that the planner inlines
+ * into the caller's query.
  */
 CREATE OR REPLACE FUNCTION apikey_usage._request_log(
 	key_id uuid, resource_id text, since timestamptz, until timestamptz, status text,
@@ -886,12 +1085,12 @@ CREATE OR REPLACE FUNCTION apikey_usage._request_log(
 	RETURNS TABLE (out_request_id uuid, out_requested_at timestamptz, out_api_key_id uuid,
 				   out_method text, out_endpoint text, out_status text,
 				   out_response_code integer, out_resource_id text)
-	LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, pg_temp AS $$
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
 	vis			uuid[] := apikey_usage._visible_key_ids();
-	cond		text;
-	query		text;
+	m			text := pg_catalog.upper(method);
+	code		smallint;
 	w_lo		timestamptz;
 	w_hi		timestamptz;
 	width		interval := '1 day';
@@ -905,44 +1104,97 @@ BEGIN
 	IF max_rows NOT BETWEEN 1 AND 10000 THEN
 		RAISE EXCEPTION 'max_rows must be between 1 and 10000' USING ERRCODE = '22023';
 	END IF;
-	PERFORM apikey_usage._check_bounds(since, until);
+	IF since > until THEN
+		PERFORM apikey_usage._check_bounds(since, until);
+	END IF;
 	IF (before_requested_at IS NULL) <> (before_request_id IS NULL) THEN
 		RAISE EXCEPTION 'before_requested_at and before_request_id go together'
 			USING ERRCODE = '22023',
 				  HINT = 'Pass the requested_at and request_id of the last row of the previous page.';
 	END IF;
-	cond := apikey_usage._request_filter(key_id, resource_id, status, method, endpoint, response_code, vis);
-	IF cond IS NULL THEN
-		RETURN;
+	IF status NOT IN ('completed', 'rate_limited', 'failed') THEN
+		RAISE EXCEPTION 'unknown status "%"', status
+			USING ERRCODE = '22023',
+				  HINT = 'status is one of completed, failed, rate_limited.';
 	END IF;
-	IF before_requested_at IS NOT NULL THEN
-		cond := cond || ' AND (r.requested_at, r.request_id) < ($9, $10)';
+	IF key_id IS NOT NULL AND vis IS NOT NULL AND NOT key_id = ANY (vis) THEN
+		RETURN;		-- a key the caller may not see: no rows
 	END IF;
-	query := 'SELECT r.request_id, r.requested_at, r.api_key_id, r.method, r.endpoint,'
-		' apikey_usage.status_of(r.response_code), r.response_code::integer, r.resource_id'
-		' FROM apikey_usage.request_log_raw r WHERE true' || cond;
+	IF response_code NOT BETWEEN -32768 AND 32767 THEN
+		RETURN;		-- no smallint code equals it
+	END IF;
+	code := response_code;
 
-	-- the upper bound of the first window (NULL: open)
-	w_hi := LEAST(until, before_requested_at + interval '1 microsecond');
+	-- the upper bound of the first window (infinity: open)
+	w_hi := COALESCE(LEAST(until, before_requested_at + interval '1 microsecond'), 'infinity');
 	remaining := max_rows;
 	FOR i IN 1 .. 5 LOOP
-		w_lo := COALESCE(w_hi, pg_catalog.now()) - width;
-		IF i = 5 THEN
-			w_lo := NULL;
-		END IF;
-		IF since IS NOT NULL AND (w_lo IS NULL OR w_lo <= since) THEN
+		w_lo := CASE WHEN i = 5 THEN '-infinity'
+					 ELSE LEAST(w_hi, pg_catalog.now()) - width END;
+		IF since IS NOT NULL AND w_lo <= since THEN
 			w_lo := since;
 			last := true;
 		END IF;
-		RETURN QUERY EXECUTE query
-			|| CASE WHEN w_lo IS NOT NULL THEN ' AND r.requested_at OPERATOR(pg_catalog.>=) $7' ELSE '' END
-			|| CASE WHEN w_hi IS NOT NULL THEN ' AND r.requested_at OPERATOR(pg_catalog.<) $8' ELSE '' END
-			|| ' ORDER BY r.requested_at DESC, r.request_id DESC LIMIT $11'
-			USING key_id, resource_id, method, endpoint, response_code, vis, w_lo, w_hi,
-				  before_requested_at, before_request_id, remaining;
+		IF _request_log.key_id IS NOT NULL THEN
+			RETURN QUERY
+			SELECT r.request_id, r.requested_at, r.api_key_id, r.method, r.endpoint,
+				   apikey_usage.status_of(r.response_code), r.response_code::integer, r.resource_id
+			  FROM apikey_usage.request_log_raw r
+			 WHERE r.api_key_id OPERATOR(pg_catalog.=) _request_log.key_id
+			   AND r.requested_at OPERATOR(pg_catalog.>=) w_lo AND r.requested_at OPERATOR(pg_catalog.<) w_hi
+			   AND (_request_log.resource_id IS NULL OR r.resource_id OPERATOR(pg_catalog.=) _request_log.resource_id)
+			   AND (_request_log.status IS NULL
+					OR (_request_log.status OPERATOR(pg_catalog.=) 'completed' AND r.response_code BETWEEN 100 AND 399)
+					OR (_request_log.status OPERATOR(pg_catalog.=) 'rate_limited' AND r.response_code OPERATOR(pg_catalog.=) 429)
+					OR (_request_log.status OPERATOR(pg_catalog.=) 'failed' AND r.response_code NOT BETWEEN 100 AND 399
+						AND r.response_code OPERATOR(pg_catalog.<>) 429))
+			   AND (m IS NULL OR r.method OPERATOR(pg_catalog.=) m)
+			   AND (_request_log.endpoint IS NULL OR r.endpoint OPERATOR(pg_catalog.=) _request_log.endpoint)
+			   AND (code IS NULL OR r.response_code OPERATOR(pg_catalog.=) code)
+			   AND (before_requested_at IS NULL OR (r.requested_at, r.request_id) < (before_requested_at, before_request_id))
+			 ORDER BY r.requested_at DESC, r.request_id DESC
+			 LIMIT remaining;
+		ELSIF _request_log.resource_id IS NOT NULL THEN
+			RETURN QUERY
+			SELECT r.request_id, r.requested_at, r.api_key_id, r.method, r.endpoint,
+				   apikey_usage.status_of(r.response_code), r.response_code::integer, r.resource_id
+			  FROM apikey_usage.request_log_raw r
+			 WHERE r.resource_id OPERATOR(pg_catalog.=) _request_log.resource_id
+			   AND r.requested_at OPERATOR(pg_catalog.>=) w_lo AND r.requested_at OPERATOR(pg_catalog.<) w_hi
+			   AND (vis IS NULL OR r.api_key_id OPERATOR(pg_catalog.=) ANY (vis))
+			   AND (_request_log.status IS NULL
+					OR (_request_log.status OPERATOR(pg_catalog.=) 'completed' AND r.response_code BETWEEN 100 AND 399)
+					OR (_request_log.status OPERATOR(pg_catalog.=) 'rate_limited' AND r.response_code OPERATOR(pg_catalog.=) 429)
+					OR (_request_log.status OPERATOR(pg_catalog.=) 'failed' AND r.response_code NOT BETWEEN 100 AND 399
+						AND r.response_code OPERATOR(pg_catalog.<>) 429))
+			   AND (m IS NULL OR r.method OPERATOR(pg_catalog.=) m)
+			   AND (_request_log.endpoint IS NULL OR r.endpoint OPERATOR(pg_catalog.=) _request_log.endpoint)
+			   AND (code IS NULL OR r.response_code OPERATOR(pg_catalog.=) code)
+			   AND (before_requested_at IS NULL OR (r.requested_at, r.request_id) < (before_requested_at, before_request_id))
+			 ORDER BY r.requested_at DESC, r.request_id DESC
+			 LIMIT remaining;
+		ELSE
+			RETURN QUERY
+			SELECT r.request_id, r.requested_at, r.api_key_id, r.method, r.endpoint,
+				   apikey_usage.status_of(r.response_code), r.response_code::integer, r.resource_id
+			  FROM apikey_usage.request_log_raw r
+			 WHERE r.requested_at OPERATOR(pg_catalog.>=) w_lo AND r.requested_at OPERATOR(pg_catalog.<) w_hi
+			   AND (vis IS NULL OR r.api_key_id OPERATOR(pg_catalog.=) ANY (vis))
+			   AND (_request_log.status IS NULL
+					OR (_request_log.status OPERATOR(pg_catalog.=) 'completed' AND r.response_code BETWEEN 100 AND 399)
+					OR (_request_log.status OPERATOR(pg_catalog.=) 'rate_limited' AND r.response_code OPERATOR(pg_catalog.=) 429)
+					OR (_request_log.status OPERATOR(pg_catalog.=) 'failed' AND r.response_code NOT BETWEEN 100 AND 399
+						AND r.response_code OPERATOR(pg_catalog.<>) 429))
+			   AND (m IS NULL OR r.method OPERATOR(pg_catalog.=) m)
+			   AND (_request_log.endpoint IS NULL OR r.endpoint OPERATOR(pg_catalog.=) _request_log.endpoint)
+			   AND (code IS NULL OR r.response_code OPERATOR(pg_catalog.=) code)
+			   AND (before_requested_at IS NULL OR (r.requested_at, r.request_id) < (before_requested_at, before_request_id))
+			 ORDER BY r.requested_at DESC, r.request_id DESC
+			 LIMIT remaining;
+		END IF;
 		GET DIAGNOSTICS got = ROW_COUNT;
 		remaining := remaining - got;
-		EXIT WHEN remaining <= 0 OR last OR w_lo IS NULL;
+		EXIT WHEN remaining <= 0 OR last OR w_lo = '-infinity';
 		w_hi := w_lo;
 		width := width * 2;
 	END LOOP;
@@ -965,8 +1217,7 @@ CREATE OR REPLACE FUNCTION apikey_usage.request_log(
 	before_request_id uuid DEFAULT NULL)
 	RETURNS TABLE (request_id uuid, requested_at timestamptz, api_key_id uuid, method text,
 				   endpoint text, status text, response_code integer, resource_id text)
-	LANGUAGE sql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp
+	LANGUAGE sql STABLE
 	AS $$
 	SELECT * FROM apikey_usage._request_log($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 $$;
@@ -1104,3 +1355,8 @@ GRANT EXECUTE ON FUNCTION
 	apikey_usage._visible_key_ids()
 	TO apikey_usage_reader;
 GRANT SELECT ON apikey_usage.hourly_usage, apikey_usage.daily_usage TO apikey_usage_reader;
+-- request_log() is inlined into the caller's query: the caller calls
+-- _request_log (SECURITY DEFINER) itself
+GRANT EXECUTE ON FUNCTION
+	apikey_usage._request_log(uuid, text, timestamptz, timestamptz, text, text, text, integer, integer, timestamptz, uuid)
+	TO apikey_usage_reader, apikey_usage_tenant;

@@ -53,3 +53,8 @@ CREATE TABLE naive.log (
 	resource_id		text
 );
 CREATE INDEX naive_log_key_ts_idx ON naive.log (api_key_id, requested_at);
+
+-- Naive live edge: the live scenario's rows (one key, the last 40
+-- minutes) in a plain table with one btree on (key_id, ts).
+CREATE TABLE naive.live (LIKE naive.log);
+CREATE INDEX naive_live_key_ts_idx ON naive.live (api_key_id, requested_at);

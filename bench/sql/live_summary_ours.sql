@@ -1,0 +1,1 @@
+SELECT * FROM apikey_usage.usage_summary(:h);

@@ -1,0 +1,2 @@
+SELECT endpoint, count(*) AS requests FROM naive.live WHERE api_key_id = :h AND requested_at >= now() - interval '30 days' AND requested_at < now()
+ GROUP BY endpoint ORDER BY requests DESC, endpoint LIMIT 10;
