@@ -210,6 +210,7 @@ extern int	logbuf_take_batch(uint64 from_seq, int max_entries,
 extern void logbuf_set_flushed(uint64 seq);
 extern void logbuf_wait_flushed(uint64 seq);
 extern void logbuf_wake_worker(void);
+extern bool logbuf_take_wake_request(void);
 extern void logbuf_set_worker_latch(Latch *latch, int pid);
 extern void logbuf_broadcast_flushed(void);
 extern void logbuf_wait_spooled(char **names, int count);

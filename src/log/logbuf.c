@@ -111,6 +111,7 @@ typedef struct LogBufShared
 	pg_atomic_uint64 recovered;
 	pg_atomic_uint64 last_flush;
 	pg_atomic_uint64 heartbeat;	/* bumped by the writer per chunk of rows */
+	pg_atomic_uint32 wake_requested;	/* someone needs a flush now */
 	pg_atomic_uint64 duplicates;
 	pg_atomic_uint64 quarantined;
 	pg_atomic_uint64 discarded;
@@ -292,6 +293,7 @@ logbuf_shmem_init(void)
 		pg_atomic_init_u64(&shared->last_flush, 0);
 		pg_atomic_init_u32(&shared->sql_version_mismatch, 0);
 		pg_atomic_init_u64(&shared->heartbeat, 0);
+		pg_atomic_init_u32(&shared->wake_requested, 0);
 		pg_atomic_init_u64(&shared->duplicates, 0);
 		pg_atomic_init_u64(&shared->quarantined, 0);
 		pg_atomic_init_u64(&shared->discarded, discarded_at_map);
@@ -586,8 +588,20 @@ logbuf_wake_worker(void)
 {
 	Latch	   *latch = shared->worker_latch;
 
+	pg_atomic_write_u32(&shared->wake_requested, 1);
 	if (latch != NULL)
 		SetLatch(latch);
+}
+
+/*
+ * Worker: was a flush asked for (ring half full, flush(), a synchronous
+ * caller) since the last call?  Other wake-ups of its latch (sinval
+ * catch-up, signals) do not make it flush before flush_interval.
+ */
+bool
+logbuf_take_wake_request(void)
+{
+	return pg_atomic_exchange_u32(&shared->wake_requested, 0) != 0;
 }
 
 /* ---- the worker's side ---- */
