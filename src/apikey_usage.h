@@ -8,7 +8,8 @@
  *	keyformat.c		key text format (pure C)
  *	secret.c		server secret file, encryption of keys
  *	keys.c			key material, verify_key, invalidation at commit
- *	keycache.c		shared-memory key cache (LRU) and limiter state
+ *	keycache.c		shared-memory key cache (partitioned, clock sweep), limiter
+ *					state, last_used_at queue
  *	ratelimit.c		GCRA arithmetic (pure)
  *	logbuf.c		durable log ring in a file-backed shared mapping
  *	spool.c			overflow files for entries that find the ring full
