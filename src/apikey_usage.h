@@ -197,6 +197,7 @@ extern Size logbuf_shmem_size(void);
 extern void logbuf_shmem_init(void);
 extern void logbuf_map_file(void);
 extern void logbuf_append(const LogEntry *entry);
+extern void logbuf_append_batch(const LogEntry *entries, int count);
 extern uint64 logbuf_reserved_seq(void);
 extern uint64 logbuf_flushed_seq(void);
 extern uint64 logbuf_capacity(void);
