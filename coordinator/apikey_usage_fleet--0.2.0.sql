@@ -60,6 +60,16 @@ CREATE FUNCTION apikey_usage.node_of(key_id uuid) RETURNS integer
 COMMENT ON FUNCTION apikey_usage.node_of(uuid) IS
 	'The fleet node a key id belongs to (0 for ids without a node number). Reads only the id.';
 
+-- the same pure helper as on a node, for queries written against either
+CREATE FUNCTION apikey_usage.status_of(response_code integer) RETURNS text
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN CASE WHEN response_code IS NULL THEN NULL
+				WHEN response_code BETWEEN 100 AND 399 THEN 'completed'
+				WHEN response_code = 429 THEN 'rate_limited'
+				ELSE 'failed' END;
+COMMENT ON FUNCTION apikey_usage.status_of(integer) IS
+	'The status of a response code: completed (100-399), rate_limited (429), failed (any other).';
+
 CREATE FUNCTION apikey_usage.fleet_nodes(OUT node integer, OUT connstr text)
 	RETURNS SETOF record
 	LANGUAGE sql STABLE
@@ -1056,7 +1066,7 @@ GRANT EXECUTE ON FUNCTION
 	apikey_usage.flush(), apikey_usage._flush_all()
 	TO apikey_usage_app;
 GRANT EXECUTE ON FUNCTION
-	apikey_usage.node_of(text), apikey_usage.node_of(uuid),
+	apikey_usage.node_of(text), apikey_usage.node_of(uuid), apikey_usage.status_of(integer),
 	apikey_usage._key_node(text), apikey_usage._id_node(uuid),
 	apikey_usage.fleet_nodes(), apikey_usage._node_count(), apikey_usage.workspace_node(text),
 	apikey_usage._fleet_reraise(text, text, text, text)
