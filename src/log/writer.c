@@ -36,10 +36,10 @@
  * serialising (a long import must not stall live logging): an import and
  * the worker writing the same request at the same moment do not see each
  * other's uncommitted rows.  No shared memory of its own; outcome
- * counters live in
- * logbuf.c (atomics).  The per-process caches here (installation id,
- * prepared plans) are reset by a syscache callback on pg_namespace, i.e.
- * when schema apikey_usage is dropped or created.
+ * counters and the heartbeat live in logbuf.c (atomics).  The per-process
+ * caches here (installation id, prepared plans) are reset by a syscache
+ * callback on pg_namespace, i.e. when schema apikey_usage is dropped or
+ * created.
  *
  *-------------------------------------------------------------------------
  */
@@ -231,6 +231,7 @@ reset_for_installation(uint32 installation)
 	}
 }
 
+/* A one-dimensional array of n values of a built-in type. */
 static ArrayType *
 make_array(Datum *values, bool *nulls, int n, Oid type)
 {
@@ -525,6 +526,7 @@ compare_by_day(const void *a, const void *b)
 	return ea < eb ? -1 : (ea > eb ? 1 : 0);
 }
 
+/* The start of the UTC minute of a time (the grain handed to the rollups). */
 static inline TimestampTz
 minute_of(TimestampTz ts)
 {
