@@ -15,7 +15,8 @@
 # Latency percentiles come from pgbench's per-transaction log (-l).  The
 # cache is prefilled (every key verified once, up to max_keys) before the
 # runs.  Also: 8 clients, uniform, cache 10x too small; and the worker's
-# CPU time over 10 s of no traffic with the cache full.
+# CPU time over 10 s of no traffic with the cache full; and, robust to a busy
+# machine, the CPU time per lookup inside one backend (set-based).
 # The keys start with last_used_at = now(), as in a steady state where the
 # keys in use were used within apikey_usage.last_used_resolution (10 min):
 # fresh keys would each cost one row update by the worker at first use,
@@ -125,6 +126,42 @@ worker_cpu() { # CPU seconds (user + system) of the worker over 10 s without tra
 	awk -v a="$a" -v b="$b" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", (b - a) / hz }'
 }
 
+# CPU time per lookup inside one backend (robust to a busy machine, unlike
+# throughput): set-based over a sample of INPROC keys drawn uniformly (with
+# repeats) from the population, interleaved 3 rounds; the naive side as a
+# nested loop of index probes (no hash join, no parallel workers).
+INPROC=$((N < 200000 ? N : 200000))
+inproc() { # LEVEL -> CSV lines "LEVEL,inproc,1,VARIANT,ROUND,cpu_us,,,,"
+	cluster_psql -q >>"$CSV" <<SQL
+SET enable_hashjoin = off; SET enable_mergejoin = off; SET max_parallel_workers_per_gather = 0;
+SET client_min_messages = error;
+CREATE TEMP TABLE sample AS SELECT b.api_key FROM generate_series(1, $INPROC) g
+	JOIN bench.keys b ON b.i = 1 + (hashint4(g) & 2147483647) % $N;
+SELECT pg_backend_pid() AS pid \gset
+CREATE TEMP TABLE cpu (n serial, label text, ticks int);
+PREPARE tick(text) AS INSERT INTO cpu (label, ticks)
+	SELECT \$1, split_part(pg_read_file('/proc/' || :pid || '/stat'), ' ', 14)::int
+	           + split_part(pg_read_file('/proc/' || :pid || '/stat'), ' ', 15)::int;
+\o /dev/null
+EXECUTE tick('start');
+$(for r in 1 2 3; do cat <<ROUND
+SELECT count(*) FILTER (WHERE v.valid) FROM sample s, LATERAL apikey_usage.verify_key(s.api_key) v;
+EXECUTE tick('verify');
+SELECT count(*) FILTER (WHERE c.allowed) FROM sample s, LATERAL apikey_usage.check_request(s.api_key, 'GET', '/bench') c;
+EXECUTE tick('check');
+SELECT count(n.key_id) FROM sample s JOIN bench.naive_keys n ON n.key_hash = sha256(convert_to(s.api_key, 'UTF8'));
+EXECUTE tick('naive');
+SELECT count(s.api_key) FROM sample s;
+EXECUTE tick('floor');
+ROUND
+done)
+\o
+SELECT '$1,inproc,1,' || label || ',' || row_number() OVER (PARTITION BY label ORDER BY n) || ','
+       || round((ticks - lag(ticks) OVER (ORDER BY n)) * 1e6 / $(getconf CLK_TCK) / $INPROC, 3) || ',,,,'
+  FROM cpu ORDER BY n OFFSET 1;
+SQL
+}
+
 for level in $LEVELS; do
 	cluster_psql -c "ALTER SYSTEM SET apikey_usage.max_keys = $level" >/dev/null
 	cluster_restart
@@ -149,6 +186,8 @@ for level in $LEVELS; do
 			done
 		fi
 	done
+	inproc "$level"
+	log "max_keys $level: CPU µs per lookup in one backend: $(grep "^$level,inproc" "$CSV" | awk -F, '{ s[$4] = s[$4] " " $6 } END { for (v in s) printf "%s:%s; ", v, s[v] }')"
 	echo "$level,idle,0,worker_cpu_10s,1,$(worker_cpu),,,," >>"$CSV"
 	log "max_keys $level: worker CPU over 10 s idle: $(tail -n 1 "$CSV" | cut -d, -f6) s"
 done

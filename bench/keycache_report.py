@@ -12,9 +12,13 @@ from collections import defaultdict
 path, nkeys, small, seconds, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 runs = defaultdict(list)
 cpu = {}
+inproc = defaultdict(list)
 for row in csv.DictReader(open(path)):
     if row["traffic"] == "idle":
         cpu[int(row["max_keys"])] = float(row["tps"])
+        continue
+    if row["traffic"] == "inproc":
+        inproc[(int(row["max_keys"]), row["variant"])].append(float(row["tps"]))
         continue
     runs[(int(row["max_keys"]), row["traffic"], int(row["clients"]), row["variant"])].append(row)
 
@@ -65,6 +69,21 @@ for level in levels:
                 fmt(r["p99c"], "{:.2f}"), fmt(r["p99n"], "{:.2f}"),
                 fmt(r["p999c"], "{:.2f}"), fmt(r["p999n"], "{:.2f}")))
 out.append("")
+if inproc:
+    out.append("CPU time per lookup inside one backend (µs, median of 3 rounds over the same sample of "
+               "keys drawn uniformly from the population; set-based, so without the per-statement cost "
+               "of the TPS runs; robust to other load on the machine). naive = a nested loop of index "
+               "probes; floor = reading the sample:\n")
+    out.append("| max_keys | verify_key | check_request | naive | floor | naive ÷ verify | naive ÷ check |")
+    out.append("|--:|--:|--:|--:|--:|--:|--:|")
+    for level in sorted({k[0] for k in inproc}):
+        m = {v: statistics.median(inproc[(level, v)]) if inproc.get((level, v)) else None
+             for v in ("verify", "check", "naive", "floor")}
+        out.append("| {:,} | {} | {} | {} | {} | {} | {} |".format(
+            level, fmt(m["verify"], "{:.2f}"), fmt(m["check"], "{:.2f}"), fmt(m["naive"], "{:.2f}"),
+            fmt(m["floor"], "{:.2f}"), fmt(ratio(m["naive"], m["verify"]), "{:.2f}×"),
+            fmt(ratio(m["naive"], m["check"]), "{:.2f}×")))
+    out.append("")
 if cpu:
     out.append("Worker CPU over 10 s without traffic, cache as left by the runs: " +
                ", ".join("max_keys {:,}: {:.2f} s".format(l, cpu[l]) for l in sorted(cpu)) + "\n")

@@ -60,6 +60,16 @@ CREATE FUNCTION apikey_usage.node_of(key_id uuid) RETURNS integer
 COMMENT ON FUNCTION apikey_usage.node_of(uuid) IS
 	'The fleet node a key id belongs to (0 for ids without a node number). Reads only the id.';
 
+-- the same pure helper as on a node, for queries written against either
+CREATE FUNCTION apikey_usage.status_of(response_code integer) RETURNS text
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	RETURN CASE WHEN response_code IS NULL THEN NULL
+				WHEN response_code BETWEEN 100 AND 399 THEN 'completed'
+				WHEN response_code = 429 THEN 'rate_limited'
+				ELSE 'failed' END;
+COMMENT ON FUNCTION apikey_usage.status_of(integer) IS
+	'The status of a response code: completed (100-399), rate_limited (429), failed (any other).';
+
 CREATE FUNCTION apikey_usage.fleet_nodes(OUT node integer, OUT connstr text)
 	RETURNS SETOF record
 	LANGUAGE sql STABLE
@@ -925,6 +935,18 @@ CREATE VIEW apikey_usage.alert_rules AS
 		   r.baseline_factor, r.state, r.created_at, r.last_evaluated_at, r.last_value, r.node
 	  FROM apikey_usage._alert_rules_all() r;
 COMMENT ON VIEW apikey_usage.alert_rules IS 'Alert rules of every node, with the node at the end (rule ids are per node).';
+COMMENT ON COLUMN apikey_usage.alert_rules.rule_id IS 'Id of the rule on its node.';
+COMMENT ON COLUMN apikey_usage.alert_rules.workspace IS 'Workspace the rule watches.';
+COMMENT ON COLUMN apikey_usage.alert_rules.key_id IS 'Key the rule watches; NULL = every key of the workspace.';
+COMMENT ON COLUMN apikey_usage.alert_rules.metric IS 'failed, rate_limited, total, failed_ratio or rate_limited_ratio.';
+COMMENT ON COLUMN apikey_usage.alert_rules.threshold IS 'Value above which the rule fires.';
+COMMENT ON COLUMN apikey_usage.alert_rules.alert_window IS 'Window the metric is computed over.';
+COMMENT ON COLUMN apikey_usage.alert_rules.min_requests IS 'Fewer requests than this in the window never fire.';
+COMMENT ON COLUMN apikey_usage.alert_rules.baseline_factor IS 'When set, the metric must also be this many times its average over the previous 12 windows.';
+COMMENT ON COLUMN apikey_usage.alert_rules.state IS 'ok or firing, as of the last evaluation.';
+COMMENT ON COLUMN apikey_usage.alert_rules.created_at IS 'When the rule was created.';
+COMMENT ON COLUMN apikey_usage.alert_rules.last_evaluated_at IS 'Last evaluation by the node''s worker.';
+COMMENT ON COLUMN apikey_usage.alert_rules.last_value IS 'Metric value at the last evaluation.';
 COMMENT ON COLUMN apikey_usage.alert_rules.node IS 'The node holding the rule.';
 
 CREATE FUNCTION apikey_usage._alert_events_all(
@@ -944,6 +966,17 @@ CREATE VIEW apikey_usage.alert_events AS
 		   e.window_start, e.window_end, e.state, e.occurred_at, e.node
 	  FROM apikey_usage._alert_events_all() e;
 COMMENT ON VIEW apikey_usage.alert_events IS 'Alert transitions of every node, with the node at the end.';
+COMMENT ON COLUMN apikey_usage.alert_events.event_id IS 'Id of the transition on its node.';
+COMMENT ON COLUMN apikey_usage.alert_events.rule_id IS 'Rule (on the same node).';
+COMMENT ON COLUMN apikey_usage.alert_events.workspace IS 'Workspace of the rule.';
+COMMENT ON COLUMN apikey_usage.alert_events.key_id IS 'Key of the rule; NULL = every key.';
+COMMENT ON COLUMN apikey_usage.alert_events.metric IS 'Metric of the rule.';
+COMMENT ON COLUMN apikey_usage.alert_events.value IS 'Metric value at the transition.';
+COMMENT ON COLUMN apikey_usage.alert_events.threshold IS 'Threshold of the rule.';
+COMMENT ON COLUMN apikey_usage.alert_events.window_start IS 'Start of the evaluated window.';
+COMMENT ON COLUMN apikey_usage.alert_events.window_end IS 'End of the evaluated window.';
+COMMENT ON COLUMN apikey_usage.alert_events.state IS 'firing or resolved.';
+COMMENT ON COLUMN apikey_usage.alert_events.occurred_at IS 'When the transition happened.';
 COMMENT ON COLUMN apikey_usage.alert_events.node IS 'The node holding the rule.';
 
 CREATE FUNCTION apikey_usage._keys_all(
@@ -1033,7 +1066,7 @@ GRANT EXECUTE ON FUNCTION
 	apikey_usage.flush(), apikey_usage._flush_all()
 	TO apikey_usage_app;
 GRANT EXECUTE ON FUNCTION
-	apikey_usage.node_of(text), apikey_usage.node_of(uuid),
+	apikey_usage.node_of(text), apikey_usage.node_of(uuid), apikey_usage.status_of(integer),
 	apikey_usage._key_node(text), apikey_usage._id_node(uuid),
 	apikey_usage.fleet_nodes(), apikey_usage._node_count(), apikey_usage.workspace_node(text),
 	apikey_usage._fleet_reraise(text, text, text, text)

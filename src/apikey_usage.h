@@ -8,7 +8,8 @@
  *	keyformat.c		key text format (pure C)
  *	secret.c		server secret file, encryption of keys
  *	keys.c			key material, verify_key, invalidation at commit
- *	keycache.c		shared-memory key cache (LRU) and limiter state
+ *	keycache.c		shared-memory key cache (partitioned, clock sweep), limiter
+ *					state, last_used_at queue
  *	ratelimit.c		GCRA arithmetic (pure)
  *	logbuf.c		durable log ring in a file-backed shared mapping
  *	spool.c			overflow files for entries that find the ring full
@@ -196,6 +197,7 @@ extern Size logbuf_shmem_size(void);
 extern void logbuf_shmem_init(void);
 extern void logbuf_map_file(void);
 extern void logbuf_append(const LogEntry *entry);
+extern void logbuf_append_batch(const LogEntry *entries, int count);
 extern uint64 logbuf_reserved_seq(void);
 extern uint64 logbuf_flushed_seq(void);
 extern uint64 logbuf_capacity(void);
@@ -210,6 +212,7 @@ extern int	logbuf_take_batch(uint64 from_seq, int max_entries,
 extern void logbuf_set_flushed(uint64 seq);
 extern void logbuf_wait_flushed(uint64 seq);
 extern void logbuf_wake_worker(void);
+extern bool logbuf_take_wake_request(void);
 extern void logbuf_set_worker_latch(Latch *latch, int pid);
 extern void logbuf_broadcast_flushed(void);
 extern void logbuf_wait_spooled(char **names, int count);

@@ -9,8 +9,9 @@
  * defaults, casts or functions do) is read through SPI with the caller's
  * own rights, so any code it runs, runs as the caller.  Only the plain
  * values read (uuid, timestamptz, text, integer) are handed to the writer,
- * and only around that call does the function switch to the extension
- * owner, in a restricted security context with search_path pinned to
+ * and only around that call does the function switch to the role that
+ * owns the definer functions (apikey_usage_owner, not a superuser), in a
+ * restricted security context with search_path pinned to
  * pg_catalog, pg_temp: the writer evaluates nothing the caller supplied.
  *
  * Shared state: none.
@@ -24,6 +25,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -35,8 +37,10 @@
 #define IMPORT_CHUNK	10000
 
 /*
- * Write entries with the extension owner's rights, in a restricted
- * security context with a pinned search_path.
+ * Write entries as the role that owns the definer functions
+ * (apikey_usage_owner, not a superuser; the extension owner when that
+ * role does not exist), in a restricted security context with a pinned
+ * search_path.
  */
 static void
 write_as_owner(LogEntry *entries, int n, WriterCounts *counts)
@@ -44,9 +48,12 @@ write_as_owner(LogEntry *entries, int n, WriterCounts *counts)
 	Oid			save_userid;
 	int			save_sec_context;
 	int			nest_level;
+	Oid			writer_role = get_role_oid("apikey_usage_owner", true);
 
+	if (!OidIsValid(writer_role))
+		writer_role = apikey_owner_oid();
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(apikey_owner_oid(),
+	SetUserIdAndSecContext(writer_role,
 						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	nest_level = NewGUCNestLevel();

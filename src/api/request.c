@@ -592,7 +592,6 @@ apikey_usage_log_requests(PG_FUNCTION_ARGS)
 				   have_id ? DatumGetUUIDP(values[5][i]) : NULL,
 				   have_at ? &at : NULL, tx_now, i + 1, entry);
 	}
-	for (i = 0; i < n; i++)
-		logbuf_append(&entries[i]);
+	logbuf_append_batch(entries, n);
 	PG_RETURN_INT64((int64) n);
 }

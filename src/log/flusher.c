@@ -427,23 +427,40 @@ extension_ready(void)
 }
 
 /*
- * One round of work.  Errors are reported, counted and retried on the
+ * When a drain was last attempted (it sets the pace: one per
+ * flush_interval unless asked), and whether one is owed (at start, after
+ * a failed one).
+ */
+static TimestampTz last_drain = 0;
+static bool drain_owed = true;
+
+/*
+ * One round of work.  The ring and the spool are drained when drain is
+ * true (flush_interval elapsed, or someone asked); the other tasks keep
+ * their own schedules.  Errors are reported, counted and retried on the
  * next round; they never kill the worker.
  */
 static void
-work_cycle(void)
+work_cycle(bool drain)
 {
 	MemoryContext cycle_context = CurrentMemoryContext;
 
+	if (drain)
+		last_drain = GetCurrentTimestamp();
 	PG_TRY();
 	{
 		TimestampTz now;
 
 		if (!RecoveryInProgress() && extension_ready())
 		{
-			drain_ring();
-			while (drain_spool() == FLUSH_BATCH)
-				CHECK_FOR_INTERRUPTS();
+			if (drain)
+			{
+				drain_owed = true;
+				drain_ring();
+				while (drain_spool() == FLUSH_BATCH)
+					CHECK_FOR_INTERRUPTS();
+				drain_owed = false;
+			}
 			now = GetCurrentTimestamp();
 			if (TimestampDifferenceExceeds(last_last_used, now, LAST_USED_INTERVAL_MS))
 			{
@@ -516,14 +533,31 @@ apikey_usage_worker_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 			maintain_now = true;	/* the retention may have changed */
 		}
-		work_cycle();
+		{
+			TimestampTz now = GetCurrentTimestamp();
+			bool		asked = logbuf_take_wake_request();
+
+			work_cycle(asked || drain_owed ||
+					   TimestampDifferenceExceeds(last_drain, now, apikey_flush_interval_ms));
+		}
 		alerts_evaluate_if_due();
 		/* let autovacuum see the worker's inserts and upserts */
 		pgstat_report_stat(false);
 		MemoryContextSwitchTo(TopMemoryContext);
 		MemoryContextReset(work_context);
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 apikey_flush_interval_ms, PG_WAIT_EXTENSION);
+		{
+			long		secs;
+			int			usecs;
+			long		wait_ms;
+
+			/* sleep until the next drain is due (other wake-ups re-check) */
+			TimestampDifference(last_drain, GetCurrentTimestamp(), &secs, &usecs);
+			wait_ms = apikey_flush_interval_ms - (secs * 1000 + usecs / 1000);
+			wait_ms = Max(wait_ms, 1);
+			wait_ms = Min(wait_ms, apikey_flush_interval_ms);
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 wait_ms, PG_WAIT_EXTENSION);
+		}
 		ResetLatch(MyLatch);
 		/* absorb proc-signal barriers (DROP DATABASE waits for them) */
 		CHECK_FOR_INTERRUPTS();
@@ -531,6 +565,6 @@ apikey_usage_worker_main(Datum main_arg)
 
 	/* shutting down: write what is in the ring, then exit to be restarted */
 	MemoryContextSwitchTo(work_context);
-	work_cycle();
+	work_cycle(true);
 	proc_exit(1);
 }

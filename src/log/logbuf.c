@@ -111,6 +111,7 @@ typedef struct LogBufShared
 	pg_atomic_uint64 recovered;
 	pg_atomic_uint64 last_flush;
 	pg_atomic_uint64 heartbeat;	/* bumped by the writer per chunk of rows */
+	pg_atomic_uint32 wake_requested;	/* someone needs a flush now */
 	pg_atomic_uint64 duplicates;
 	pg_atomic_uint64 quarantined;
 	pg_atomic_uint64 discarded;
@@ -292,6 +293,7 @@ logbuf_shmem_init(void)
 		pg_atomic_init_u64(&shared->last_flush, 0);
 		pg_atomic_init_u32(&shared->sql_version_mismatch, 0);
 		pg_atomic_init_u64(&shared->heartbeat, 0);
+		pg_atomic_init_u32(&shared->wake_requested, 0);
 		pg_atomic_init_u64(&shared->duplicates, 0);
 		pg_atomic_init_u64(&shared->quarantined, 0);
 		pg_atomic_init_u64(&shared->discarded, discarded_at_map);
@@ -414,6 +416,44 @@ try_append(const LogEntry *entry, uint64 *seq_out)
 }
 
 /*
+ * Put one entry in the ring, or in a spool file (see logbuf_append).
+ * Returns true with *seq_out set when it went to the ring; false with
+ * spool_name (MAXPGPATH bytes) set when it was spooled.  Never waits for
+ * the tables.
+ */
+static bool
+append_one(const LogEntry *entry, uint64 *seq_out, char *spool_name)
+{
+	int			attempt;
+	int			stalled = 0;
+	uint64		progress = pg_atomic_read_u64(&ring->flushed_seq) +
+		pg_atomic_read_u64(&shared->heartbeat);
+
+	for (attempt = 0; attempt < 5000 && stalled < 250; attempt++)
+	{
+		uint64		now_progress;
+
+		if (try_append(entry, seq_out))
+			return true;
+		logbuf_wake_worker();
+		pg_usleep(200L);
+		now_progress = pg_atomic_read_u64(&ring->flushed_seq) +
+			pg_atomic_read_u64(&shared->heartbeat);
+		if (now_progress != progress)
+		{
+			progress = now_progress;
+			stalled = 0;
+		}
+		else
+			stalled++;
+	}
+	spool_write(entry, spool_name);
+	pg_atomic_fetch_add_u64(&shared->fallbacks, 1);
+	logbuf_wake_worker();
+	return false;
+}
+
+/*
  * Log one entry.  Buffered mode returns once it is in the ring (or the
  * spool); synchronous mode once it is in the tables.  A full ring slows
  * the caller down to the worker's pace while the worker makes progress
@@ -427,43 +467,45 @@ try_append(const LogEntry *entry, uint64 *seq_out)
 void
 logbuf_append(const LogEntry *entry)
 {
-	uint64		seq;
-	int			attempt;
-	int			stalled = 0;
-	uint64		progress = pg_atomic_read_u64(&ring->flushed_seq) +
-		pg_atomic_read_u64(&shared->heartbeat);
-	char		name[MAXPGPATH];
-	char	   *names[1];
+	logbuf_append_batch(entry, 1);
+}
 
-	for (attempt = 0; attempt < 5000 && stalled < 250; attempt++)
+/*
+ * Log a batch of entries (log_requests): each as logbuf_append, but a
+ * synchronous caller waits once, for the whole batch.
+ */
+void
+logbuf_append_batch(const LogEntry *entries, int count)
+{
+	uint64		last_seq = 0;
+	bool		in_ring = false;
+	char	  **spooled = NULL;
+	int			nspooled = 0;
+	int			i;
+
+	for (i = 0; i < count; i++)
 	{
-		uint64		now_progress;
+		uint64		seq;
+		char		name[MAXPGPATH];
 
-		if (try_append(entry, &seq))
+		if (append_one(&entries[i], &seq, name))
 		{
-			if (apikey_log_mode == LOG_MODE_SYNCHRONOUS)
-				logbuf_wait_flushed(seq + 1);
-			return;
+			last_seq = Max(last_seq, seq);
+			in_ring = true;
 		}
-		logbuf_wake_worker();
-		pg_usleep(200L);
-		now_progress = pg_atomic_read_u64(&ring->flushed_seq) +
-			pg_atomic_read_u64(&shared->heartbeat);
-		if (now_progress != progress)
+		else if (apikey_log_mode == LOG_MODE_SYNCHRONOUS)
 		{
-			progress = now_progress;
-			stalled = 0;
+			if (spooled == NULL)
+				spooled = palloc(sizeof(char *) * count);
+			spooled[nspooled++] = pstrdup(name);
 		}
-		else
-			stalled++;
 	}
-	spool_write(entry, name);
-	pg_atomic_fetch_add_u64(&shared->fallbacks, 1);
-	logbuf_wake_worker();
 	if (apikey_log_mode == LOG_MODE_SYNCHRONOUS)
 	{
-		names[0] = name;
-		logbuf_wait_spooled(names, 1);
+		if (in_ring)
+			logbuf_wait_flushed(last_seq + 1);
+		if (nspooled > 0)
+			logbuf_wait_spooled(spooled, nspooled);
 	}
 }
 
@@ -586,8 +628,20 @@ logbuf_wake_worker(void)
 {
 	Latch	   *latch = shared->worker_latch;
 
+	pg_atomic_write_u32(&shared->wake_requested, 1);
 	if (latch != NULL)
 		SetLatch(latch);
+}
+
+/*
+ * Worker: was a flush asked for (ring half full, flush(), a synchronous
+ * caller) since the last call?  Other wake-ups of its latch (sinval
+ * catch-up, signals) do not make it flush before flush_interval.
+ */
+bool
+logbuf_take_wake_request(void)
+{
+	return pg_atomic_exchange_u32(&shared->wake_requested, 0) != 0;
 }
 
 /* ---- the worker's side ---- */

@@ -29,13 +29,17 @@
  * Any other error (a lock timeout, a full disk) propagates: the caller
  * retries the whole batch later.
  *
- * Locking rules: writers serialise on a transaction-level advisory lock
- * (WRITER_LOCK_KEY), taken before the duplicate probe, so that two
- * writers (the worker and an import) can never both insert the same
- * request.  No shared memory of its own; outcome counters live in
- * logbuf.c (atomics).  The per-process caches here (installation id,
- * prepared plans) are reset by a syscache callback on pg_namespace, i.e.
- * when schema apikey_usage is dropped or created.
+ * Locking rules: the writer takes only the table locks of its inserts
+ * (RowExclusiveLock).  The one background worker is the only writer of
+ * live entries, so its duplicate probe (a fresh snapshot: everything
+ * committed) sees every earlier batch.  An import runs beside it without
+ * serialising (a long import must not stall live logging): an import and
+ * the worker writing the same request at the same moment do not see each
+ * other's uncommitted rows.  No shared memory of its own; outcome
+ * counters and the heartbeat live in logbuf.c (atomics).  The per-process
+ * caches here (installation id, prepared plans) are reset by a syscache
+ * callback on pg_namespace, i.e. when schema apikey_usage is dropped or
+ * created.
  *
  *-------------------------------------------------------------------------
  */
@@ -73,7 +77,6 @@
 
 #include "apikey_usage.h"
 
-#define WRITER_LOCK_KEY		INT64CONST(0x41504b5557524954)	/* "APKUWRIT" */
 #define INSERT_CHUNK		1000
 
 /* columns of request_log_raw the writer fills */
@@ -228,6 +231,7 @@ reset_for_installation(uint32 installation)
 	}
 }
 
+/* A one-dimensional array of n values of a built-in type. */
 static ArrayType *
 make_array(Datum *values, bool *nulls, int n, Oid type)
 {
@@ -367,7 +371,6 @@ insert_day(Oid relid, LogEntry **rows, bool *dup, int n)
 	int			nslots = 0;
 	int			i;
 	int			a;
-
 	RangeTblEntry *rte = makeNode(RangeTblEntry);
 	bool		check_constraints = (desc->constr != NULL);
 
@@ -523,6 +526,7 @@ compare_by_day(const void *a, const void *b)
 	return ea < eb ? -1 : (ea > eb ? 1 : 0);
 }
 
+/* The start of the UTC minute of a time (the grain handed to the rollups). */
 static inline TimestampTz
 minute_of(TimestampTz ts)
 {
@@ -824,7 +828,6 @@ writer_write(LogEntry *entries, const char *const *damage, int count,
 	if (count == 0)
 		return;
 
-	DirectFunctionCall1(pg_advisory_xact_lock_int8, Int64GetDatum(WRITER_LOCK_KEY));
 	installation = log_installation_id(false);
 	namespace = get_namespace_oid("apikey_usage", false);
 	reset_for_installation(installation);

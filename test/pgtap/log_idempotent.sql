@@ -7,7 +7,7 @@
 -- the request path sees committed keys only: this one is committed first
 SELECT key_id, api_key FROM apikey_usage.generate_key('pgtap_idem', 'limited', rate_limit => 1, rate_window => '1 day') \gset limited_
 BEGIN;
-SELECT plan(21);
+SELECT plan(23);
 
 SELECT key_id AS k FROM apikey_usage.generate_key('pgtap_idem', 'idempotent') \gset
 SELECT entries_flushed AS flushed0, duplicates_skipped AS dup0 FROM apikey_usage.runtime_stats \gset
@@ -65,6 +65,15 @@ SELECT is((SELECT string_agg(method || ' ' || response_code || ' ' || coalesce(r
 		FROM apikey_usage.request_log_raw WHERE api_key_id = :'k' AND endpoint = '/v1/batch'),
 	'POST 201 -, PUT 503 c',
 	'the two new elements are logged, the duplicate is not');
+
+-- ---- synchronous mode: a batch is in the tables when log_requests returns ----
+SET LOCAL apikey_usage.log_mode = 'synchronous';
+SELECT is(apikey_usage.log_requests(array_fill(:'k'::uuid, ARRAY[4]), array_fill('GET'::text, ARRAY[4]),
+		array_fill('/v1/sync-batch'::text, ARRAY[4]), ARRAY[200, 201, 202, 203]),
+	4::bigint, 'synchronous mode: a batch of four');
+SELECT is((SELECT count(*) FROM apikey_usage.request_log_raw WHERE endpoint = '/v1/sync-batch'), 4::bigint,
+	'synchronous mode: all four are in the tables when log_requests returns (no flush())');
+RESET apikey_usage.log_mode;
 
 SELECT * FROM finish();
 ROLLBACK;

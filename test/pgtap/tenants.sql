@@ -9,7 +9,7 @@ SELECT 'globex', g.* FROM apikey_usage.generate_key('tn-globex', 'Zapier Integra
 GRANT SELECT ON tk TO PUBLIC;
 
 BEGIN;
-SELECT plan(38);
+SELECT plan(41);
 
 CREATE ROLE tn_acme LOGIN;
 CREATE ROLE tn_acme_admin LOGIN;
@@ -66,6 +66,9 @@ SELECT throws_ok($$SELECT apikey_usage.rename_key((SELECT key_id FROM tk WHERE w
 SELECT throws_ok($$SELECT apikey_usage.set_rate_limit((SELECT key_id FROM tk WHERE ws = 'globex'), 1)$$, '42501', NULL, 'set_rate_limit elsewhere is 42501');
 SELECT throws_ok($$SELECT apikey_usage.delete_key((SELECT key_id FROM tk WHERE ws = 'globex'))$$, '42501', NULL, 'delete_key elsewhere is 42501');
 SELECT throws_ok($$SELECT apikey_usage.delete_key(gen_random_uuid())$$, '42501', NULL, 'an unknown key id answers the same 42501');
+SELECT ok(apikey_usage.roll_key((SELECT key_id FROM tk WHERE ws = 'acme'), '1 hour') LIKE 'ak\_%', 'tenant admin rolls its own key');
+SELECT ok(apikey_usage.drop_alert_rule(apikey_usage.create_alert_rule('tn-acme', 'failed', 5)), 'tenant admin creates and drops a rule of its workspace');
+SELECT throws_ok($$SELECT apikey_usage.drop_alert_rule(-1)$$, '42501', NULL, 'a missing rule answers a tenant 42501 (no existence leak)');
 RESET ROLE;
 SELECT is((SELECT name FROM apikey_usage.keys WHERE key_id = (SELECT key_id FROM tk WHERE ws = 'globex')), 'Zapier Integration', 'the other key is untouched');
 

@@ -211,6 +211,28 @@ err=$(psql -X -qAt -h "$COORD_DIR" -p "$COORD_PORT" -U fleet_app -d fleet \
 [[ "$err" == *"permission denied"* ]] || fail "app role request_log: $err"
 echo "ok: the coordinator calls the nodes as the calling role (an app login checks requests on every node; node 0 refuses it generate_key)"
 
+# ---- 3d. placement override; top_endpoints beyond 10000 endpoints a node ----
+out=$(coord_psql <<'SQL'
+SELECT apikey_usage.set_workspace_node('moved-here', 1);
+SELECT apikey_usage.node_of(key_id) FROM apikey_usage.generate_key('moved-here', 'placed by hand');
+SQL
+)
+[ "$out" = $'\n1' ] || [ "$out" = "1" ] || fail "set_workspace_node: '$out'"
+err=$(coord_psql -c "SELECT apikey_usage.set_workspace_node('x', 3)" 2>&1) && fail "node 3 accepted"
+[[ "$err" == *"node 3 is not in the fleet"* ]] || fail "set_workspace_node(3): $err"
+# node 0 gets 10001 endpoints once each and 50 requests to /hot: the top one is still certain,
+# the top 100 are not (54000 rather than a guess)
+K0ID=$(coord_psql -c "SELECT key_id FROM t_keys WHERE placed = 0 LIMIT 1")
+node_psql 0 -c "CREATE TABLE wide AS SELECT now() - interval '1 minute' AS requested_at, '$K0ID'::uuid AS api_key_id,
+	'GET'::text AS method, '/wide/' || g AS endpoint, 200 AS response_code FROM generate_series(1, 10001) g
+	UNION ALL SELECT now() - interval '1 minute', '$K0ID', 'GET', '/hot', 200 FROM generate_series(1, 50)" \
+	-c "SELECT apikey_usage.import_requests('wide')" >/dev/null
+got=$(coord_psql -c "SELECT endpoint || '=' || requests FROM apikey_usage.top_endpoints(NULL, max_rows => 1)")
+[ "$got" = "/hot=50" ] || fail "top_endpoints over a node with 10002 endpoints, top 1: '$got'"
+err=$(coord_psql -v VERBOSITY=verbose -c "SELECT * FROM apikey_usage.top_endpoints(NULL, max_rows => 100)" 2>&1) && fail "an undecidable top 100 was answered"
+[[ "$err" == *"54000"* ]] || fail "undecidable top_endpoints: $err"
+echo "ok: set_workspace_node places a workspace; fleet-wide top_endpoints stays exact past 10000 endpoints a node, or says 54000"
+
 # ---- 4. failures ----------------------------------------------------------
 # a coordinator session kept open across the failures (one PL/Proxy backend)
 mkfifo "$WORK/in"
