@@ -287,9 +287,13 @@ CREATE OR REPLACE FUNCTION apikey_usage._usage_pieces(
 	seg_lo timestamptz[], seg_hi timestamptz[], seg_sign integer[], seg_first integer[],
 	levels integer[])
 	RETURNS TABLE (level integer, lo timestamptz, hi timestamptz, sign integer)
-	LANGUAGE sql IMMUTABLE
+	LANGUAGE plpgsql IMMUTABLE
 	SET search_path = pg_catalog, pg_temp
 	AS $$
+#variable_conflict use_column
+BEGIN
+	-- (PL/pgSQL rather than SQL: the plan is made once per session)
+	RETURN QUERY
 	WITH seg AS (
 		SELECT s.i, s.lo, s.hi, s.sign, s.first
 		  FROM unnest(seg_lo, seg_hi, seg_sign, seg_first) WITH ORDINALITY AS s(lo, hi, sign, first, i)
@@ -323,7 +327,8 @@ CREATE OR REPLACE FUNCTION apikey_usage._usage_pieces(
 	SELECT g.level, pg_catalog.lower(r.r), pg_catalog.upper(r.r), g.sign
 	  FROM (SELECT p.level, p.sign, pg_catalog.range_agg(p.m) AS m FROM pieces p GROUP BY 1, 2) g
 	 CROSS JOIN LATERAL pg_catalog.unnest(g.m) AS r(r)
-	 ORDER BY 1 DESC, 4 DESC, 2
+	 ORDER BY 1 DESC, 4 DESC, 2;
+END
 $$;
 COMMENT ON FUNCTION apikey_usage._usage_pieces(timestamptz[], timestamptz[], integer[], integer[], integer[]) IS
 	'Internal: cut signed time ranges into merged ranges of whole rollup units per level and raw-log ranges (level 0).';
