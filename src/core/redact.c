@@ -18,7 +18,14 @@
  * wrong checksum) are left alone: they are not keys.
  *
  * Shared state: none.  Per process: the redacted copy of the current
- * statement text (TopMemoryContext), replaced when the statement changes.
+ * statement text (TopMemoryContext), replaced when the statement changes,
+ * and a recursion guard.  Nothing in the hook raises an error (the copy is
+ * allocated with MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE, so neither its size
+ * nor a failing malloc can throw); the guard is nevertheless reset by
+ * PG_FINALLY, because a guard left set by an error escaping the hook would
+ * silently turn redaction off for the rest of the session (fail open).
+ * When the copy cannot be allocated, the statement text is withheld from
+ * the log instead of being printed unredacted (fail closed).
  *
  *-------------------------------------------------------------------------
  */
@@ -38,6 +45,10 @@
 static emit_log_hook_type prev_emit_log_hook = NULL;
 static char *redacted_statement = NULL;
 static bool in_redact_hook = false;
+
+/* printed instead of a statement that could not be copied to redact it */
+static const char withheld_statement[] =
+"(statement not logged: no memory to redact API keys in it)";
 
 static inline bool
 is_base62(unsigned char c)
@@ -128,15 +139,20 @@ redact_statement(void)
 	size_t		len;
 	char	   *copy;
 
-	if (debug_query_string == NULL || debug_query_string == redacted_statement)
+	if (debug_query_string == NULL || debug_query_string == redacted_statement ||
+		debug_query_string == withheld_statement)
 		return;
 	len = strlen(debug_query_string);
 	if (len < 1 + KEY_TAIL_CHARS || strchr(debug_query_string, '_') == NULL)
 		return;
 	copy = MemoryContextAllocExtended(TopMemoryContext, len + 1,
-									  MCXT_ALLOC_NO_OOM);
+									  MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE);
 	if (copy == NULL)
+	{
+		/* fail closed: better no statement text than a key in the log */
+		debug_query_string = withheld_statement;
 		return;
+	}
 	memcpy(copy, debug_query_string, len + 1);
 	if (!redact_buffer(copy, len))
 	{
@@ -152,6 +168,8 @@ redact_statement(void)
 /*
  * The emit_log_hook: runs inside error reporting, so it must not raise
  * errors itself; it only rewrites buffers and allocates without failing.
+ * Should anything in it raise all the same, PG_FINALLY clears the guard so
+ * that the next message of the session is redacted again.
  */
 static void
 redact_emit_log(ErrorData *edata)
@@ -159,14 +177,21 @@ redact_emit_log(ErrorData *edata)
 	if (!in_redact_hook)
 	{
 		in_redact_hook = true;
-		redact_field(edata->message);
-		redact_field(edata->detail);
-		redact_field(edata->detail_log);
-		redact_field(edata->hint);
-		redact_field(edata->context);
-		redact_field(edata->internalquery);
-		redact_statement();
-		in_redact_hook = false;
+		PG_TRY();
+		{
+			redact_field(edata->message);
+			redact_field(edata->detail);
+			redact_field(edata->detail_log);
+			redact_field(edata->hint);
+			redact_field(edata->context);
+			redact_field(edata->internalquery);
+			redact_statement();
+		}
+		PG_FINALLY();
+		{
+			in_redact_hook = false;
+		}
+		PG_END_TRY();
 	}
 	if (prev_emit_log_hook)
 		prev_emit_log_hook(edata);

@@ -10,7 +10,35 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/cluster.sh
 trap cluster_stop EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+fail() {
+	echo "FAIL: $*" >&2
+	if [ -n "${KEEP_LOGS:-}" ] && [ -n "${CLUSTER_DIR:-}" ]; then
+		cp -r "$CLUSTER_DATA/log" "$CLUSTER_LOG" "$KEEP_LOGS/" 2>/dev/null || true
+	fi
+	exit 1
+}
+# Wait until the logging collector has written everything sent so far to
+# every destination: a marker statement is logged after it, and the
+# collector writes what it reads from its pipe in order, so once the marker
+# is in the csvlog, jsonlog and stderr files the earlier lines are too.
+# (A fixed sleep is not enough on a loaded machine, and a grep of half-
+# written files would then check nothing.)
+MARK=0
+wait_logged() {
+	local marker i ext ok
+	MARK=$((MARK + 1))
+	marker="log-marker-$MARK-$$"
+	cluster_psql -c "SELECT '$marker' AS marker" >/dev/null
+	for i in $(seq 1 150); do
+		ok=1
+		for ext in csv json log; do
+			grep -qF -- "$marker" "$CLUSTER_DATA"/log/*."$ext" 2>/dev/null || ok=0
+		done
+		[ "$ok" = 1 ] && return 0
+		sleep 0.2
+	done
+	fail "the logging collector did not write $marker to every log file within 30 s"
+}
 
 cluster_start redact "fsync = off" \
 	"log_statement = 'all'" "log_min_duration_statement = 0" "log_duration = on" \
@@ -43,14 +71,23 @@ printf 'SELECT (:k)::int;\n' >"$CLUSTER_DIR/binderr.sql"
 "$PGBIN/pgbench" -n -M prepared -t 1 -D k="$K5" -f "$CLUSTER_DIR/binderr.sql" >/dev/null 2>&1 || true
 # a key glued to other text is still recognised
 cluster_psql -c "SELECT 'token=x$K0;' AS t" >/dev/null
-cluster_psql -c "SELECT pg_sleep(0.2)" >/dev/null
+# many statements in ONE session, across errors (each error longjmps out of
+# the statement; the per-process redaction state must survive that): every
+# statement of the session is still redacted, not only a session's first
+psql -X -q >/dev/null 2>&1 <<SQL || true
+SELECT apikey_usage.verify_key('$K2')::text::int;
+SELECT valid FROM apikey_usage.verify_key('$K1');
+DO \$\$BEGIN RAISE EXCEPTION 'rejected %', '$K0' USING DETAIL = 'key $K0'; END\$\$;
+SELECT 'same session $K2' AS t;
+SELECT 'same session again $K5' AS t;
+SQL
+wait_logged
 
 logs=("$CLUSTER_LOG" "$CLUSTER_DATA"/log/*)
 [ "${#logs[@]}" -ge 4 ] || fail "expected stderr, csvlog and jsonlog files, got ${logs[*]}"
 for k in "${KEYS[@]}"; do
 	if grep -qF -- "$k" "${logs[@]}"; then
-		grep -F -- "$k" "${logs[@]}" | head -n 3 >&2
-		[ -n "${KEEP_LOGS:-}" ] && cp -r "$CLUSTER_DATA/log" "$CLUSTER_LOG" "$KEEP_LOGS/"
+		grep -nF -- "$k" "${logs[@]}" | head -n 3 >&2
 		fail "a presented key is in the server log"
 	fi
 	# the tail after the prefix never appears either (not even split)
@@ -62,12 +99,16 @@ for k in "${KEYS[@]}"; do
 done
 grep -q "parameters: \$1 = 'livefive_\*\*\*\*" "${logs[@]}" || fail "bind parameter line not redacted as expected"
 grep -q "Query Text:" "${logs[@]}" || fail "auto_explain did not log (test is not testing plans)"
+for ext in csv json log; do
+	grep -qF "same session again ${K5%%_*}_****" "$CLUSTER_DATA"/log/*."$ext" ||
+		fail "the last statement of a session with errors is not redacted in the $ext log"
+done
 echo "ok: ${#KEYS[@]} keys used with every logging knob on; none in ${#logs[@]} log files, redacted forms present"
 
 # a string shaped like a key with a wrong checksum is not a key: left alone
 bad="${K0:0:${#K0}-1}$( [ "${K0: -1}" = A ] && echo B || echo A)"
 cluster_psql -c "SELECT '$bad' AS not_a_key" >/dev/null
-cluster_psql -c "SELECT pg_sleep(0.2)" >/dev/null
+wait_logged
 grep -qF -- "$bad" "$CLUSTER_LOG" "$CLUSTER_DATA"/log/* || fail "a non-key was redacted"
 echo "ok: a key-shaped string with a wrong checksum is not redacted"
 
@@ -107,7 +148,7 @@ tail_n=${KN#*_}
 
 cluster_psql -c "SELECT valid FROM apikey_usage.verify_key('$KN')" >/dev/null
 psql -X -qAt -c "SELECT apikey_usage.verify_key('$KN')::text::int" >/dev/null 2>&1 || true
-cluster_psql -c "SELECT pg_sleep(0.2)" >/dev/null
+wait_logged
 grep -qF -- "$KN" "$CLUSTER_LOG" "$CLUSTER_DATA"/log/* && fail "a node key is in the server log"
 grep -qF -- "ak_***************************************************'" "$CLUSTER_LOG" "$CLUSTER_DATA"/log/* ||
 	fail "redacted form of the node key not found"
