@@ -8,6 +8,8 @@
 DROP INDEX apikey_usage.request_log_raw_key_time_idx;
 DROP INDEX apikey_usage.request_log_raw_time_idx;
 DROP INDEX apikey_usage.request_log_raw_resource_idx;
+-- (the resource index becomes a hash index: see the writer's part and
+-- sqlsrc/10_core.sql; each partition's indexes are built once, below)
 CREATE FUNCTION apikey_usage._index_partition(part regclass) RETURNS void
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp AS $$
@@ -22,7 +24,7 @@ BEGIN
 							  name || '_key_time_idx', name);
 	EXECUTE pg_catalog.format('CREATE INDEX IF NOT EXISTS %I ON apikey_usage.%I (requested_at, request_id)',
 							  name || '_time_idx', name);
-	EXECUTE pg_catalog.format('CREATE INDEX IF NOT EXISTS %I ON apikey_usage.%I (resource_id, requested_at, request_id) WHERE resource_id IS NOT NULL',
+	EXECUTE pg_catalog.format('CREATE INDEX IF NOT EXISTS %I ON apikey_usage.%I USING hash (resource_id) WHERE resource_id IS NOT NULL',
 							  name || '_resource_idx', name);
 END
 $$;
