@@ -411,24 +411,31 @@ COMMENT ON FUNCTION apikey_usage.set_rate_limit(uuid, integer, interval) IS
 -- Request path (apikey_usage_app).  C functions, not SECURITY DEFINER:
 -- they switch to the extension owner only for their own fully qualified
 -- lookups, so no per-call privilege switch is paid on a cache hit.
--- verify_key and check_request return exactly one row: they are declared
--- with OUT parameters (one row, the columns of API.md's TABLE(...)), which
--- spares the set-returning-function machinery on every call.
+-- verify_key and check_request return exactly one row, of a composite
+-- type with the columns of API.md's TABLE(...) (in 0.1.0: OUT parameters,
+-- the same columns): not a set-returning function, and, unlike a record
+-- described by OUT parameters, a result type the executor takes from the
+-- type cache instead of building it from pg_proc on every execution
+-- (0.2.0: about 0.5 us of each call).
 ------------------------------------------------------------------------
-CREATE FUNCTION apikey_usage.verify_key(api_key text,
-	OUT valid boolean, OUT key_id uuid, OUT workspace text, OUT reason text)
-	RETURNS record
+CREATE TYPE apikey_usage.verify_key_result AS (
+	valid boolean, key_id uuid, workspace text, reason text);
+COMMENT ON TYPE apikey_usage.verify_key_result IS 'The row verify_key returns.';
+CREATE FUNCTION apikey_usage.verify_key(api_key text)
+	RETURNS apikey_usage.verify_key_result
 	LANGUAGE c VOLATILE CALLED ON NULL INPUT
 	AS 'MODULE_PATHNAME', 'apikey_usage_verify_key';
 COMMENT ON FUNCTION apikey_usage.verify_key(text) IS
 	'Check an API key: valid, or why not (malformed, unknown, expired, revoked). Served from the shared-memory key cache; never writes a table.';
 
+CREATE TYPE apikey_usage.check_request_result AS (
+	allowed boolean, key_id uuid, workspace text, response_code integer,
+	rate_limit integer, remaining integer, retry_after_ms integer,
+	request_id uuid, rate_window interval, reason text, reset_after_ms integer);
+COMMENT ON TYPE apikey_usage.check_request_result IS 'The row check_request returns.';
 CREATE FUNCTION apikey_usage.check_request(api_key text, method text, endpoint text,
-	resource_id text DEFAULT NULL,
-	OUT allowed boolean, OUT key_id uuid, OUT workspace text, OUT response_code integer,
-	OUT rate_limit integer, OUT remaining integer, OUT retry_after_ms integer,
-	OUT request_id uuid, OUT rate_window interval, OUT reason text, OUT reset_after_ms integer)
-	RETURNS record
+	resource_id text DEFAULT NULL)
+	RETURNS apikey_usage.check_request_result
 	LANGUAGE c VOLATILE CALLED ON NULL INPUT
 	AS 'MODULE_PATHNAME', 'apikey_usage_check_request';
 COMMENT ON FUNCTION apikey_usage.check_request(text, text, text, text) IS

@@ -1051,10 +1051,12 @@ COMMENT ON FUNCTION apikey_usage._request_filter(uuid, text, text, text, text, i
  * window's bounds, so a first page plans nothing and touches the one to
  * three partitions of its window.  NULL filters are off.
  *
- * The work is done here (SECURITY DEFINER); request_log() below only
- * gives it the names of API.md (PL/pgSQL refuses result columns named
- * like its arguments), as a plain SQL function that the planner inlines
- * into the caller's query.
+ * request_log() below calls this (SECURITY DEFINER) when no key is
+ * given, and the C _request_log_by_key() when one is; this function's
+ * by-key branch gives the same rows (test/pgtap/request_log_c.sql
+ * compares them).  request_log() gives them the names of API.md
+ * (PL/pgSQL refuses result columns named like its arguments), as a plain
+ * SQL function that the planner inlines into the caller's query.
  */
 CREATE OR REPLACE FUNCTION apikey_usage._request_log(
 	key_id uuid, resource_id text, since timestamptz, until timestamptz, status text,
@@ -1063,7 +1065,7 @@ CREATE OR REPLACE FUNCTION apikey_usage._request_log(
 	RETURNS TABLE (out_request_id uuid, out_requested_at timestamptz, out_api_key_id uuid,
 				   out_method text, out_endpoint text, out_status text,
 				   out_response_code integer, out_resource_id text)
-	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 50
 	SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
 	vis			uuid[] := apikey_usage._visible_key_ids();
@@ -1181,6 +1183,28 @@ $$;
 COMMENT ON FUNCTION apikey_usage._request_log(uuid, text, timestamptz, timestamptz, text, text, text, integer, integer, timestamptz, uuid) IS
 	'Internal: the query behind request_log().';
 
+/*
+ * The key-given path of request_log(), in C (src/api/request_log.c): the
+ * per-key btree of each day partition scanned backward from the upper
+ * bound, newest partition first, the other filters applied to the heap
+ * tuple, stopping at max_rows; no SPI, no planning, so a page costs what
+ * reading its rows costs.  Same checks and SQLSTATEs as _request_log(),
+ * which keeps serving the paths without a key.  Not SECURITY DEFINER: it
+ * reads the raw log with apikey_usage_owner's rights (checked) and shows
+ * only keys _visible_key_ids() lets the caller see.  The status column is
+ * added by request_log() with status_of().
+ */
+CREATE FUNCTION apikey_usage._request_log_by_key(
+	key_id uuid, resource_id text, since timestamptz, until timestamptz, status text,
+	method text, endpoint text, response_code integer, max_rows integer,
+	before_requested_at timestamptz, before_request_id uuid)
+	RETURNS TABLE (out_request_id uuid, out_requested_at timestamptz, out_api_key_id uuid,
+				   out_method text, out_endpoint text, out_response_code integer, out_resource_id text)
+	LANGUAGE c STABLE ROWS 50
+	AS 'MODULE_PATHNAME', 'apikey_usage_request_log_by_key';
+COMMENT ON FUNCTION apikey_usage._request_log_by_key(uuid, text, timestamptz, timestamptz, text, text, text, integer, integer, timestamptz, uuid) IS
+	'Internal: request_log() for one key, read from the per-key index of each day partition.';
+
 CREATE OR REPLACE FUNCTION apikey_usage.request_log(
 	key_id uuid DEFAULT NULL,
 	resource_id text DEFAULT NULL,
@@ -1197,8 +1221,16 @@ CREATE OR REPLACE FUNCTION apikey_usage.request_log(
 				   endpoint text, status text, response_code integer, resource_id text)
 	LANGUAGE sql STABLE
 	AS $$
+	SELECT r.out_request_id, r.out_requested_at, r.out_api_key_id, r.out_method, r.out_endpoint,
+		   apikey_usage.status_of(r.out_response_code), r.out_response_code, r.out_resource_id
+	  FROM apikey_usage._request_log_by_key($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) r
+	 WHERE $1 IS NOT NULL
+	UNION ALL
 	SELECT * FROM apikey_usage._request_log($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+	 WHERE $1 IS NULL
 $$;
+-- (ROWS 50 on both functions keeps the plan of a prepared request_log()
+-- call generic: the branch not taken costs less than re-planning would.)
 COMMENT ON FUNCTION apikey_usage.request_log(uuid, text, timestamptz, timestamptz, text, text, text, integer, integer, timestamptz, uuid) IS
 	'One page of the request log, newest first; NULL filters are off. Pass the last row''s requested_at and request_id as before_* for the next page.';
 
@@ -1315,7 +1347,8 @@ GRANT EXECUTE ON FUNCTION
 	TO apikey_usage_reader;
 GRANT SELECT ON apikey_usage.hourly_usage, apikey_usage.daily_usage TO apikey_usage_reader;
 -- request_log() is inlined into the caller's query: the caller calls
--- _request_log (SECURITY DEFINER) itself
+-- _request_log (SECURITY DEFINER) and _request_log_by_key itself
 GRANT EXECUTE ON FUNCTION
-	apikey_usage._request_log(uuid, text, timestamptz, timestamptz, text, text, text, integer, integer, timestamptz, uuid)
+	apikey_usage._request_log(uuid, text, timestamptz, timestamptz, text, text, text, integer, integer, timestamptz, uuid),
+	apikey_usage._request_log_by_key(uuid, text, timestamptz, timestamptz, text, text, text, integer, integer, timestamptz, uuid)
 	TO apikey_usage_reader, apikey_usage_tenant;
