@@ -135,7 +135,7 @@ extern void key_remember_workspace(const pg_uuid_t *key_id,
 extern const char *key_workspace(const pg_uuid_t *key_id);
 extern void key_forget_workspaces(void);
 extern Datum return_one_row(FunctionCallInfo fcinfo, Datum *values,
-							bool *nulls);
+							bool *nulls, const Oid *types, int ncolumns);
 
 /* keycache.c */
 typedef struct KeyCacheStats

@@ -328,6 +328,10 @@ enum
 	CR_NCOLUMNS
 };
 
+/* their types, in that order */
+static const Oid cr_types[CR_NCOLUMNS] = {BOOLOID, UUIDOID, TEXTOID, INT4OID,
+	INT4OID, INT4OID, INT4OID, UUIDOID, INTERVALOID, TEXTOID, INT4OID};
+
 /*
  * check_request(api_key, method, endpoint, resource_id): the one call a
  * gateway makes before serving a request.  See README for the answers.
@@ -379,7 +383,7 @@ apikey_usage_check_request(PG_FUNCTION_ARGS)
 		key_len = VARSIZE_ANY_EXHDR(key_text);
 	}
 	if (key == NULL || !keyfmt_parse(key, key_len, &prefix_len))
-		return return_one_row(fcinfo, values, nulls);
+		return return_one_row(fcinfo, values, nulls, cr_types, CR_NCOLUMNS);
 
 	/* no limiter step for a request that will be refused as bad input */
 	fields_ok = request_fields_valid(fcinfo, 1, 2, 3, &entry, &field_error);
@@ -391,7 +395,7 @@ apikey_usage_check_request(PG_FUNCTION_ARGS)
 		(workspace = KEYINFO_WORKSPACE(&info)) == NULL)
 	{
 		values[CR_REASON] = CStringGetTextDatum("unknown");
-		return return_one_row(fcinfo, values, nulls);
+		return return_one_row(fcinfo, values, nulls, cr_types, CR_NCOLUMNS);
 	}
 
 	key_id = palloc(sizeof(pg_uuid_t));
@@ -428,7 +432,7 @@ apikey_usage_check_request(PG_FUNCTION_ARGS)
 		values[CR_REASON] = CStringGetTextDatum(found == KEY_REVOKED ? "revoked" : "expired");
 		/* an attempt with a recognised key: logged as failed 401 under it */
 		if (!fields_ok)
-			return return_one_row(fcinfo, values, nulls);
+			return return_one_row(fcinfo, values, nulls, cr_types, CR_NCOLUMNS);
 		entry.response_code = 401;
 	}
 	else if (decision.allowed)
@@ -448,7 +452,7 @@ apikey_usage_check_request(PG_FUNCTION_ARGS)
 			values[CR_RESET_AFTER_MS] = Int32GetDatum(ns_to_ms_ceil(decision.reset_after_ns));
 			nulls[CR_REMAINING] = nulls[CR_RETRY_AFTER_MS] = nulls[CR_RESET_AFTER_MS] = false;
 		}
-		return return_one_row(fcinfo, values, nulls);
+		return return_one_row(fcinfo, values, nulls, cr_types, CR_NCOLUMNS);
 	}
 	else
 	{
@@ -473,7 +477,7 @@ apikey_usage_check_request(PG_FUNCTION_ARGS)
 	entry.requested_at = now;
 	entry.key_id = info.key_id;
 	logbuf_append(&entry);
-	return return_one_row(fcinfo, values, nulls);
+	return return_one_row(fcinfo, values, nulls, cr_types, CR_NCOLUMNS);
 }
 
 /*

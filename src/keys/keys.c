@@ -592,26 +592,121 @@ apikey_usage_invalidate_key(PG_FUNCTION_ARGS)
 }
 
 /*
- * Return one row from a function with OUT parameters.  The blessed result
- * descriptor is built once per call site and kept in fn_extra: building it
- * from pg_proc on every call costs more than the lookup itself.
+ * Blessed result descriptors of the functions that return one row, kept
+ * per backend by function oid.  A FunctionScan builds a new FmgrInfo (an
+ * empty fn_extra) for every execution of a statement, even a prepared
+ * one, and building the descriptor from pg_proc (one pg_type lookup per
+ * column) cost more than the key lookup itself.  Forgotten at any change
+ * of pg_proc (a function dropped and created again may get an old oid) and
+ * at a change of a cached composite type (ALTER TYPE invalidates its
+ * relation).
+ */
+#define RESULT_DESCS 8
+typedef struct ResultDesc
+{
+	Oid			fn_oid;
+	Oid			typrelid;		/* the composite type's relation, or 0 */
+	TupleDesc	desc;			/* in TopMemoryContext */
+} ResultDesc;
+static ResultDesc result_descs[RESULT_DESCS];
+static int	n_result_descs = 0;
+static bool result_desc_callbacks_registered = false;
+
+/*
+ * Forget the descriptors (no caller holds one across a catalog access:
+ * return_one_row uses it at once).
+ */
+static void
+result_descs_reset(void)
+{
+	int			i;
+
+	for (i = 0; i < n_result_descs; i++)
+		FreeTupleDesc(result_descs[i].desc);
+	n_result_descs = 0;
+}
+
+static void
+result_descs_proc_changed(Datum arg, int cacheid, uint32 hashvalue)
+{
+	result_descs_reset();
+}
+
+static void
+result_descs_rel_changed(Datum arg, Oid relid)
+{
+	int			i;
+
+	for (i = 0; i < n_result_descs; i++)
+		if (!OidIsValid(relid) || result_descs[i].typrelid == relid)
+		{
+			result_descs_reset();
+			return;
+		}
+}
+
+/*
+ * The blessed result descriptor of the function being called, checked
+ * against the column types the C function fills: the same, or a prefix of
+ * them (an older version's shorter result, before ALTER EXTENSION UPDATE).
+ */
+static TupleDesc
+result_desc(FunctionCallInfo fcinfo, const Oid *types, int ncolumns)
+{
+	Oid			fn_oid = fcinfo->flinfo->fn_oid;
+	TupleDesc	desc;
+	MemoryContext old;
+	int			i;
+
+	for (i = 0; i < n_result_descs; i++)
+		if (result_descs[i].fn_oid == fn_oid)
+			return result_descs[i].desc;
+
+	if (!result_desc_callbacks_registered)
+	{
+		CacheRegisterSyscacheCallback(PROCOID, result_descs_proc_changed, (Datum) 0);
+		CacheRegisterRelcacheCallback(result_descs_rel_changed, (Datum) 0);
+		result_desc_callbacks_registered = true;
+	}
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (desc->natts > ncolumns)
+		elog(ERROR, "function %u returns %d columns, at most %d expected",
+			 fn_oid, desc->natts, ncolumns);
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped || att->atttypid != types[i])
+			elog(ERROR, "column %d of the result of function %u has an unexpected type",
+				 i + 1, fn_oid);
+	}
+	if (!OidIsValid(fn_oid) || n_result_descs == RESULT_DESCS)
+	{
+		/* not cacheable (no oid) or no room: for this call only */
+		return BlessTupleDesc(CreateTupleDescCopy(desc));
+	}
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	result_descs[n_result_descs].typrelid = OidIsValid(desc->tdtypeid) ?
+		get_typ_typrelid(desc->tdtypeid) : InvalidOid;
+	desc = BlessTupleDesc(CreateTupleDescCopy(desc));
+	MemoryContextSwitchTo(old);
+	result_descs[n_result_descs].fn_oid = fn_oid;
+	result_descs[n_result_descs].desc = desc;
+	n_result_descs++;
+	return desc;
+}
+
+/*
+ * Return one row from a function with a composite result (or OUT
+ * parameters): values/nulls hold ncolumns columns of the given types.
  */
 Datum
-return_one_row(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
+return_one_row(FunctionCallInfo fcinfo, Datum *values, bool *nulls,
+			   const Oid *types, int ncolumns)
 {
-	TupleDesc	desc = (TupleDesc) fcinfo->flinfo->fn_extra;
-
-	if (desc == NULL)
-	{
-		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-
-		if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-			elog(ERROR, "return type must be a row type");
-		desc = BlessTupleDesc(CreateTupleDescCopy(desc));
-		fcinfo->flinfo->fn_extra = desc;
-		MemoryContextSwitchTo(old);
-	}
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(result_desc(fcinfo, types, ncolumns),
+													  values, nulls)));
 }
 
 /*
@@ -619,6 +714,8 @@ return_one_row(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
  * revoked; key_id and workspace set for the last two).  Never raises an error for any
  * text, so the key cannot reach the server log through an error report.
  */
+static const Oid verify_key_types[] = {BOOLOID, UUIDOID, TEXTOID, TEXTOID};
+
 PG_FUNCTION_INFO_V1(apikey_usage_verify_key);
 Datum
 apikey_usage_verify_key(PG_FUNCTION_ARGS)
@@ -675,5 +772,6 @@ apikey_usage_verify_key(PG_FUNCTION_ARGS)
 		}
 	}
 	values[3] = CStringGetTextDatum(reason);
-	return return_one_row(fcinfo, values, nulls);
+	return return_one_row(fcinfo, values, nulls, verify_key_types,
+						  lengthof(verify_key_types));
 }
