@@ -11,7 +11,10 @@
 #      request_log_raw (same columns, no index, not partitioned)
 # and prints the ratio of the medians.  Then log_request ÷ SELECT 1 at 2
 # clients (pgbench -M prepared, FM_T seconds each, interleaved, the worker
-# running and flushing what is logged).
+# running and flushing what is logged), also with a request id per call
+# (log_id, the gateway flow).  The worker's CPU time (user + system, from
+# /proc) is recorded per run: the rates move with other load on the
+# machine, the CPU per entry much less.
 # Cluster: fsync on, synchronous_commit on, shared_buffers 1GB, the
 # extension's defaults (ring of 16,384 entries, flush_interval 200 ms).
 #
@@ -27,7 +30,7 @@ quick) N=${FM_N:-100000}; REPS=${FM_REPS:-2}; T=${FM_T:-5} ;;
 esac
 mkdir -p "$OUT"
 CSV=$OUT/flusher_mix.csv
-echo "scenario,repeat,rows,seconds,rows_per_s,spooled" >"$CSV"
+echo "scenario,repeat,rows,seconds,rows_per_s,spooled,worker_cpu_s" >"$CSV"
 
 make -s >/dev/null && make -s install >/dev/null
 source scripts/cluster.sh
@@ -65,43 +68,56 @@ psql_ -c "COPY (SELECT now() AS requested_at, gen_random_uuid() AS request_id, k
 
 now() { date +%s.%N; }
 el() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+# CPU seconds (user + system) the background worker has used: robust to
+# other load on the machine, unlike the rates
+WPID=$(psql_ -c "SELECT worker_pid FROM apikey_usage.runtime_stats")
+worker_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$WPID/stat"; }
 for rep in $(seq 1 "$REPS"); do
 	sp0=$(psql_ -c "SELECT sync_fallbacks FROM apikey_usage.runtime_stats")
+	c0=$(worker_cpu)
 	t0=$(now)
 	psql_ -c "SELECT bench.log_mix($N)" >/dev/null
 	psql_ -c "SELECT apikey_usage.flush()" >/dev/null
 	t1=$(now)
 	sp1=$(psql_ -c "SELECT sync_fallbacks FROM apikey_usage.runtime_stats")
+	c1=$(worker_cpu)
 	s=$(el "$t0" "$t1")
-	echo "flusher,$rep,$N,$s,$(awk -v n="$N" -v s="$s" 'BEGIN { printf "%.0f", n / s }'),$((sp1 - sp0))" >>"$CSV"
+	echo "flusher,$rep,$N,$s,$(awk -v n="$N" -v s="$s" 'BEGIN { printf "%.0f", n / s }'),$((sp1 - sp0)),$(el "$c0" "$c1")" >>"$CSV"
 	psql_ -c "CHECKPOINT"
 	t0=$(now)
 	psql_ -c "COPY bench.bare FROM '$WORK/mix.copy'"
 	t1=$(now)
 	s=$(el "$t0" "$t1")
-	echo "copy_bare,$rep,$N,$s,$(awk -v n="$N" -v s="$s" 'BEGIN { printf "%.0f", n / s }'),0" >>"$CSV"
+	echo "copy_bare,$rep,$N,$s,$(awk -v n="$N" -v s="$s" 'BEGIN { printf "%.0f", n / s }'),0," >>"$CSV"
 	psql_ -c "TRUNCATE bench.bare"
 	psql_ -c "CHECKPOINT"
 	echo "  rep $rep: $(tail -n 2 "$CSV" | tr '\n' ' ')"
 done
 
-# log_request ÷ SELECT 1 at 2 clients
+# log_request ÷ SELECT 1 at 2 clients.  The key ids are a constant of the
+# prepared statement (a gateway has the key id from check_request; a
+# subquery on bench.keys per call cost about half of SELECT 1 by itself).
+# log_id also passes a request id, as the gateway flow does (every entry
+# then goes through the writer's duplicate probe).
 echo 'SELECT 1;' >"$WORK/select1.sql"
-cat >"$WORK/log.sql" <<'SQL'
-\set n random(1, 100)
-\set e random(0, 39)
-\set c random(1, 8)
-\set r random(0, 99999)
-SELECT apikey_usage.log_request((SELECT key_id FROM bench.keys WHERE n = :n), 'GET',
+KEYS=$(psql_ -c "SELECT array_agg(key_id ORDER BY n)::text FROM bench.keys")
+cat >"$WORK/log.sql" <<SQL
+\\set n random(1, 100)
+\\set e random(0, 39)
+\\set c random(1, 8)
+\\set r random(0, 99999)
+SELECT apikey_usage.log_request(('$KEYS'::uuid[])[:n], 'GET',
 	'/v1/resource' || :e || '/{id}', (ARRAY[200, 201, 204, 400, 401, 404, 429, 500])[:c], 'res-' || :r);
 SQL
+sed 's/'"'"'res-'"'"' || :r)/'"'"'res-'"'"' || :r, gen_random_uuid())/' "$WORK/log.sql" >"$WORK/log_id.sql"
 for rep in $(seq 1 "$REPS"); do
-	for v in select1 log; do
+	for v in select1 log log_id; do
+		c0=$(worker_cpu)
 		tps=$(pgbench -n -M prepared -c 2 -j 2 -T "$T" -f "$WORK/$v.sql" 2>&1 | sed -n 's/^tps = \([0-9.]*\) .*/\1/p')
-		echo "pgbench_$v,$rep,,$T,$tps,0" >>"$CSV"
+		echo "pgbench_$v,$rep,,$T,$tps,0,$(el "$c0" "$(worker_cpu)")" >>"$CSV"
 	done
 	psql_ -c "SELECT apikey_usage.flush()" >/dev/null
-	echo "  rep $rep: $(tail -n 2 "$CSV" | tr '\n' ' ')"
+	echo "  rep $rep: $(tail -n 3 "$CSV" | tr '\n' ' ')"
 done
 
 python3 - "$CSV" "$OUT/flusher_mix.md" "$N" <<'PY'
@@ -109,14 +125,19 @@ import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 med = lambda s: statistics.median(float(r["rows_per_s"]) for r in rows if r["scenario"] == s)
 fl, cp = med("flusher"), med("copy_bare")
-s1, lg = med("pgbench_select1"), med("pgbench_log")
+s1, lg, li = med("pgbench_select1"), med("pgbench_log"), med("pgbench_log_id")
 spooled = sum(int(r["spooled"]) for r in rows if r["scenario"] == "flusher")
+cpu = lambda s: statistics.median(float(r["worker_cpu_s"]) for r in rows if r["scenario"] == s)
+tps_n = lambda s: statistics.median(float(r["rows_per_s"]) * float(r["seconds"]) for r in rows if r["scenario"] == s)
 md = [f"| measure ({sys.argv[3]} rows of the live mix) | median | goal |", "|---|--:|--:|",
       f"| flusher end to end (log, then flush()) | {fl:,.0f} rows/s | |",
       f"| COPY into a bare table | {cp:,.0f} rows/s | |",
       f"| flusher ÷ COPY | {fl / cp:.2f}× | ≥ 0.25× |",
       f"| entries spooled (ring full) during the flusher runs | {spooled} | |",
-      f"| log_request ÷ SELECT 1, 2 clients | {lg:,.0f} / {s1:,.0f} TPS = {lg / s1:.2f}× | ≥ 0.8× |"]
+      f"| worker CPU per flusher run (user + system) | {cpu('flusher'):.2f} s ({cpu('flusher') * 1e6 / int(sys.argv[3]):.1f} µs per entry) | |",
+      f"| log_request ÷ SELECT 1, 2 clients | {lg:,.0f} / {s1:,.0f} TPS = {lg / s1:.2f}× | ≥ 0.8× |",
+      f"| log_request with a request_id ÷ SELECT 1, 2 clients | {li:,.0f} / {s1:,.0f} TPS = {li / s1:.2f}× | |",
+      f"| worker CPU per entry during the pgbench runs: log / log_id | {cpu('pgbench_log') * 1e6 / tps_n('pgbench_log'):.1f} / {cpu('pgbench_log_id') * 1e6 / tps_n('pgbench_log_id'):.1f} µs | |"]
 open(sys.argv[2], "w").write("\n".join(md) + "\n")
 print("\n".join(md))
 PY

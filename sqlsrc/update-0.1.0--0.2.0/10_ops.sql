@@ -8,8 +8,8 @@
 DROP INDEX apikey_usage.request_log_raw_key_time_idx;
 DROP INDEX apikey_usage.request_log_raw_time_idx;
 DROP INDEX apikey_usage.request_log_raw_resource_idx;
--- (the resource index becomes a hash index: see the writer's part and
--- sqlsrc/10_core.sql; each partition's indexes are built once, below)
+-- (the resource index becomes a BRIN bloom index: see the writer's part
+-- and sqlsrc/10_core.sql; each partition's indexes are built once, below)
 CREATE FUNCTION apikey_usage._index_partition(part regclass) RETURNS void
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp AS $$
@@ -24,8 +24,16 @@ BEGIN
 							  name || '_key_time_idx', name);
 	EXECUTE pg_catalog.format('CREATE INDEX IF NOT EXISTS %I ON apikey_usage.%I (requested_at, request_id)',
 							  name || '_time_idx', name);
-	EXECUTE pg_catalog.format('CREATE INDEX IF NOT EXISTS %I ON apikey_usage.%I USING hash (resource_id) WHERE resource_id IS NOT NULL',
+	EXECUTE pg_catalog.format('CREATE INDEX IF NOT EXISTS %I ON apikey_usage.%I USING brin'
+							  ' (resource_id text_bloom_ops (n_distinct_per_range = 2500, false_positive_rate = 0.01))'
+							  ' WITH (pages_per_range = 32) WHERE resource_id IS NOT NULL',
 							  name || '_resource_idx', name);
+	-- an empty partition: building summarized its (empty) first range;
+	-- leave it to _summarize_log like every other range
+	IF pg_catalog.pg_relation_size(part) = 0 THEN
+		PERFORM pg_catalog.brin_desummarize_range(
+			pg_catalog.format('apikey_usage.%I', name || '_resource_idx')::pg_catalog.regclass, 0);
+	END IF;
 END
 $$;
 COMMENT ON FUNCTION apikey_usage._index_partition(regclass) IS

@@ -4,12 +4,63 @@
 DROP FUNCTION apikey_usage._insert_batch(uuid[], timestamptz[], uuid[], text[], text[], smallint[], text[]);
 DROP FUNCTION apikey_usage.import_requests(regclass);
 
--- The resource filter is an equality on ids that arrive in no order: a
--- hash index (one bucket page per insert, no tree descent) costs the
--- writer far less than the (resource_id, requested_at, request_id) btree
--- of 0.1.0 (COPY of 300,000 rows of the live mix: +0.7 s against +1.9 s
--- over a bare table).  The ops part builds every partition's indexes
--- once, with the hash index (_index_partition).
+-- The resource filter is an equality on ids that arrive in no order: the
+-- (resource_id, requested_at, request_id) btree of 0.1.0 becomes a BRIN
+-- bloom index whose trailing ranges the writer leaves unsummarized (an
+-- insert costs a revmap lookup); the worker summarizes closed ranges
+-- (_summarize_log).  The ops part builds every partition's indexes once,
+-- with the bloom index (_index_partition, as in sqlsrc/10_core.sql).
+
+-- Summarize the closed block ranges of the raw log's resource indexes
+-- (BRIN bloom, see _index_partition): the ranges wholly below the one the
+-- last heap page is in, newest first, down to the first one already
+-- summarized (ranges are summarized in order: by this function, by
+-- autovacuum, or when an index is built).  Only partitions that end after
+-- since (NULL: all).  A partition locked by autovacuum or DDL is skipped
+-- until the next call.  Returns the number of ranges summarized.
+CREATE FUNCTION apikey_usage._summarize_log(since timestamptz DEFAULT NULL) RETURNS bigint
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp SET lock_timeout = '10ms' AS $$
+DECLARE
+	r		record;
+	done	bigint := 0;
+	top		bigint;
+	n		integer;
+BEGIN
+	FOR r IN
+		SELECT x.indexrelid::pg_catalog.regclass AS idx, x.indrelid AS part,
+			   COALESCE((SELECT o.option_value::integer
+						   FROM pg_catalog.pg_options_to_table(ic.reloptions) o
+						  WHERE o.option_name = 'pages_per_range'), 128) AS per_range
+		  FROM pg_catalog.pg_inherits i
+		  JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+		  JOIN pg_catalog.pg_index x ON x.indrelid = i.inhrelid
+		  JOIN pg_catalog.pg_class ic ON ic.oid = x.indexrelid
+		  JOIN pg_catalog.pg_am a ON a.oid = ic.relam
+		 WHERE i.inhparent = 'apikey_usage.request_log_raw'::pg_catalog.regclass
+		   AND a.amname = 'brin'
+		   AND (since IS NULL
+				OR pg_catalog.substring(pg_catalog.pg_get_expr(c.relpartbound, c.oid),
+										'TO \(''([^'']+)''\)')::timestamptz > since)
+	LOOP
+		top := pg_catalog.pg_relation_size(r.part) / pg_catalog.current_setting('block_size')::integer;
+		top := (top - 1) / r.per_range - 1;		-- the newest closed range
+		BEGIN
+			WHILE top >= 0 LOOP
+				n := pg_catalog.brin_summarize_range(r.idx, top * r.per_range);
+				EXIT WHEN n = 0;
+				done := done + n;
+				top := top - 1;
+			END LOOP;
+		EXCEPTION WHEN lock_not_available THEN
+			NULL;
+		END;
+	END LOOP;
+	RETURN done;
+END
+$$;
+COMMENT ON FUNCTION apikey_usage._summarize_log(timestamptz) IS
+	'Internal: summarize the closed block ranges of the raw log''s resource indexes (partitions ending after since; NULL: all); returns how many.';
 
 ------------------------------------------------------------------------
 -- The log write path (0.2.0): batched logging, bulk import through the

@@ -2,7 +2,8 @@
  *
  * flusher.c
  *		The background worker: drains the log buffer into the raw log and
- *		the hourly rollups, writes last_used_at, maintains partitions.
+ *		the hourly rollups, writes last_used_at, maintains partitions and
+ *		summarizes the resource indexes.
  *
  * One worker, connected to apikey_usage.database.  Every flush_interval
  * (or when woken: ring half full, flush(), synchronous mode) it writes the
@@ -56,6 +57,7 @@
 #define LAST_USED_INTERVAL_MS	1000
 #define LAST_USED_BATCH			10000
 #define MAINTAIN_INTERVAL_MS	(10 * 60 * 1000)
+#define SUMMARIZE_INTERVAL_MS	1000
 #define ERROR_BACKOFF_MS		1000
 
 void
@@ -92,6 +94,7 @@ static MemoryContext work_context = NULL;
 static Oid	synced_extension = InvalidOid;	/* ring checked against its table */
 static TimestampTz last_maintain = 0;
 static TimestampTz last_last_used = 0;
+static TimestampTz last_summarize = 0;
 static bool maintain_now = true;
 
 /* Run one SQL statement with up to two parameters in its own SPI scope. */
@@ -473,8 +476,26 @@ work_cycle(bool drain)
 				begin_tx("apikey_usage: maintaining partitions");
 				run_sql("SELECT apikey_usage._maintain(NULL)", 0, NULL, NULL);
 				commit_tx();
+				/* every partition's resource index (imports write old days) */
+				begin_tx("apikey_usage: summarizing the resource indexes");
+				run_sql("SELECT apikey_usage._summarize_log(NULL)", 0, NULL, NULL);
+				commit_tx();
 				last_maintain = now;
+				last_summarize = now;
 				maintain_now = false;
+			}
+			else if (TimestampDifferenceExceeds(last_summarize, now, SUMMARIZE_INTERVAL_MS))
+			{
+				/*
+				 * The resource index ranges the writer closed since (BRIN
+				 * bloom: see _index_partition), in the partitions of the
+				 * last two days, off the write path.
+				 */
+				begin_tx("apikey_usage: summarizing the resource indexes");
+				run_sql("SELECT apikey_usage._summarize_log(pg_catalog.now() - interval '1 day')",
+						0, NULL, NULL);
+				commit_tx();
+				last_summarize = now;
 			}
 		}
 	}

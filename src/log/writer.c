@@ -659,6 +659,8 @@ insert_rows(LogEntry **rows, bool *dup, int n, Oid namespace)
 		if (!dup[i])
 			fresh[nfresh++] = rows[i];
 	apply_rollups(fresh, nfresh);
+	/* the rollups of a large batch take a while: show progress again */
+	logbuf_heartbeat();
 	return written;
 }
 
