@@ -46,7 +46,7 @@ full | "")
 	FLUSH_N=1000000; DRAIN_REPS=3
 	DATA_LEVELS="1000000 3000000 10000000"; DASH_REPS=3; DASH_RUN="-T 2"
 	LIVE_LEVELS="1000000 5000000"; LIVE_RUN="-T 6"
-	BUDGET=1470 ;;
+	BUDGET=2400 ;;
 *)
 	echo "usage: bench/run.sh [quick]" >&2; exit 2 ;;
 esac
