@@ -41,8 +41,9 @@ out = []
 out.append("## Key cache at scale (`bench/keycache.sh`, %s mode)\n" % mode)
 out.append("%d keys (each with a rate limit, so `check_request` runs the limiter step), "
            "pgbench -M prepared, %s s per run, medians of the repeats, interleaved. "
-           "naive = sha256 of the key + unique btree probe on a plain table of the hashes; "
-           "floor = the key selection alone (every script pays it). "
+           "floor = the key selection alone (every script pays it); check = `SELECT * FROM check_request(key, 'GET', '/bench')`, "
+           "verify = `SELECT * FROM verify_key(key)`, naive = `SELECT key_id, workspace FROM naive_keys WHERE key_hash = sha256(convert_to(key, 'UTF8'))` "
+           "(unique btree on a plain table of the hashes), the key passed as a parameter (the selection as a scalar subquery). "
            "Latencies are whole transactions from pgbench's per-transaction log.\n" % (nkeys, seconds))
 out.append("| max_keys | traffic | clients | floor TPS | check TPS | naive TPS | verify TPS | check ÷ naive | verify ÷ naive | hit ratio | p99 check / naive (ms) | p99.9 check / naive (ms) |")
 out.append("|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")

@@ -16,8 +16,9 @@ DROP FUNCTION apikey_usage.import_requests(regclass);
 -- last heap page is in, newest first, down to the first one already
 -- summarized (ranges are summarized in order: by this function, by
 -- autovacuum, or when an index is built).  Only partitions that end after
--- since (NULL: all).  A partition locked by autovacuum or DDL is skipped
--- until the next call.  Returns the number of ranges summarized.
+-- since (NULL: all).  A partition locked by autovacuum or DDL (even
+-- against reading its size) is skipped until the next call, so a session
+-- holding a lock on the log never makes the worker's cycle fail.  Returns the number of ranges summarized.
 CREATE FUNCTION apikey_usage._summarize_log(since timestamptz DEFAULT NULL) RETURNS bigint
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp SET lock_timeout = '10ms' AS $$
@@ -39,21 +40,22 @@ BEGIN
 		  JOIN pg_catalog.pg_am a ON a.oid = ic.relam
 		 WHERE i.inhparent = 'apikey_usage.request_log_raw'::pg_catalog.regclass
 		   AND a.amname = 'brin'
-		   AND (since IS NULL
-				OR pg_catalog.substring(pg_catalog.pg_get_expr(c.relpartbound, c.oid),
-										'TO \(''([^'']+)''\)')::timestamptz > since)
+		   -- the bound from the name (pg_get_expr would wait for a lock)
+		   AND CASE WHEN since IS NULL OR c.relname !~ '^request_log_raw_p[0-9]{8}$' THEN true
+					ELSE ((pg_catalog.to_date(pg_catalog.right(c.relname, 8), 'YYYYMMDD') + 1)::timestamp
+						  AT TIME ZONE 'UTC') > since END
 	LOOP
-		top := pg_catalog.pg_relation_size(r.part) / pg_catalog.current_setting('block_size')::integer;
-		top := (top - 1) / r.per_range - 1;		-- the newest closed range
 		BEGIN
+			top := pg_catalog.pg_relation_size(r.part) / pg_catalog.current_setting('block_size')::integer;
+			top := (top - 1) / r.per_range - 1;		-- the newest closed range
 			WHILE top >= 0 LOOP
 				n := pg_catalog.brin_summarize_range(r.idx, top * r.per_range);
 				EXIT WHEN n = 0;
 				done := done + n;
 				top := top - 1;
 			END LOOP;
-		EXCEPTION WHEN lock_not_available THEN
-			NULL;
+		EXCEPTION WHEN lock_not_available OR undefined_table OR undefined_object THEN
+			NULL;	-- locked (autovacuum, DDL) or just dropped: next time
 		END;
 	END LOOP;
 	RETURN done;

@@ -14,10 +14,12 @@
  */
 #include "postgres.h"
 
+#include <sodium.h>
+
 #include "access/xact.h"
-#include "common/pg_prng.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -33,6 +35,48 @@
 	ereport(ERROR, (errcode(code), errhidestmt(true), errmsg(__VA_ARGS__)))
 
 /*
+ * The random bits of request ids: a ChaCha20 keystream private to the
+ * process, keyed from the kernel (libsodium's randombytes_buf: getrandom)
+ * at its first use in each process, so that backends forked from the
+ * postmaster never share a stream, whatever was drawn before the fork.
+ * It is drawn 512 bytes (64 ids) at a time; every refill also replaces the
+ * key (fast key erasure), so the memory of a backend never reveals ids it
+ * handed out before.  Unpredictable like pg_strong_random(), without its
+ * cost of a system call per id.
+ */
+#define ID_STREAM_BYTES 512
+static uint8 id_key[crypto_stream_chacha20_KEYBYTES];
+static uint8 id_stream[crypto_stream_chacha20_KEYBYTES + ID_STREAM_BYTES];
+static int	id_stream_pos = sizeof(id_stream);
+static int	id_stream_pid = 0;	/* the process the key was drawn for */
+
+static uint64
+request_id_random(void)
+{
+	static const uint8 nonce[crypto_stream_chacha20_NONCEBYTES] = {0};
+	uint64		bits;
+
+	if (id_stream_pid != MyProcPid)
+	{
+		/* first use in this process: a fresh key, not the parent's */
+		randombytes_buf(id_key, sizeof(id_key));
+		id_stream_pid = MyProcPid;
+		id_stream_pos = sizeof(id_stream);
+	}
+	if (id_stream_pos + sizeof(bits) > sizeof(id_stream))
+	{
+		crypto_stream_chacha20(id_stream, sizeof(id_stream), nonce, id_key);
+		memcpy(id_key, id_stream, sizeof(id_key));
+		sodium_memzero(id_stream, sizeof(id_key));
+		id_stream_pos = sizeof(id_key);
+	}
+	memcpy(&bits, id_stream + id_stream_pos, sizeof(bits));
+	memset(id_stream + id_stream_pos, 0, sizeof(bits));
+	id_stream_pos += sizeof(bits);
+	return bits;
+}
+
+/*
  * A UUIDv7 for ts: 48 bits of Unix milliseconds, the sub-millisecond part
  * in the 12 bits of rand_a (RFC 9562, method 3), 62 random bits.
  */
@@ -41,7 +85,7 @@ uuid_v7_generate(pg_uuid_t *uuid, TimestampTz ts)
 {
 	int64		unix_ms = ts / 1000 + UNIX_EPOCH_OFFSET_MS;
 	uint32		sub_ms = (uint32) (((ts % 1000) + 1000) % 1000) * 4096 / 1000;
-	uint64		random_bits = pg_prng_uint64(&pg_global_prng_state);
+	uint64		random_bits = request_id_random();
 	int			i;
 
 	for (i = 0; i < 6; i++)

@@ -98,6 +98,44 @@ static const uint32_t crc32_table[256] = {
 };
 
 /*
+ * Tables derived from crc32_table at first use: crc32_slices[k] advances
+ * a byte k more positions (slicing-by-8: eight bytes per step instead of
+ * one, the key check being on the request path), and base62_values maps
+ * every byte to its digit value or -1.
+ */
+static uint32_t crc32_slices[8][256];
+static int8_t base62_values[256];
+static int	tables_ready = 0;
+
+static void
+tables_init(void)
+{
+	int			i;
+	int			k;
+
+	for (i = 0; i < 256; i++)
+	{
+		crc32_slices[0][i] = crc32_table[i];
+		base62_values[i] = -1;
+	}
+	for (k = 1; k < 8; k++)
+		for (i = 0; i < 256; i++)
+			crc32_slices[k][i] = (crc32_slices[k - 1][i] >> 8) ^
+				crc32_table[crc32_slices[k - 1][i] & 0xFF];
+	for (i = 0; i < 62; i++)
+		base62_values[(unsigned char) keyfmt_base62_alphabet[i]] = (int8_t) i;
+	tables_ready = 1;
+}
+
+/* four bytes as a little-endian word (any alignment, any host order) */
+static inline uint32_t
+load32_le(const unsigned char *p)
+{
+	return (uint32_t) p[0] | (uint32_t) p[1] << 8 |
+		(uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
+}
+
+/*
  * keyfmt_crc32
  *		Compute the zlib-compatible CRC-32 of data[0..len).
  */
@@ -106,28 +144,35 @@ keyfmt_crc32(const void *data, size_t len)
 {
 	const unsigned char *p = (const unsigned char *) data;
 	uint32_t	crc = 0xFFFFFFFFu;
-	size_t		i;
 
-	for (i = 0; i < len; i++)
-		crc = crc32_table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+	if (!tables_ready)
+		tables_init();
+	for (; len >= 8; p += 8, len -= 8)
+	{
+		uint32_t	one = load32_le(p) ^ crc;
+		uint32_t	two = load32_le(p + 4);
+
+		crc = crc32_slices[7][one & 0xFF] ^ crc32_slices[6][(one >> 8) & 0xFF] ^
+			crc32_slices[5][(one >> 16) & 0xFF] ^ crc32_slices[4][one >> 24] ^
+			crc32_slices[3][two & 0xFF] ^ crc32_slices[2][(two >> 8) & 0xFF] ^
+			crc32_slices[1][(two >> 16) & 0xFF] ^ crc32_slices[0][two >> 24];
+	}
+	for (; len > 0; p++, len--)
+		crc = crc32_table[(crc ^ *p) & 0xFF] ^ (crc >> 8);
 	return crc ^ 0xFFFFFFFFu;
 }
 
 /*
  * base62_value
- *		Return the value of base62 digit c, or -1 if c is not a digit.
- *		Written with explicit ranges so it does not depend on the locale.
+ *		Return the value of base62 digit c, or -1 if c is not a digit
+ *		(by table, built from the alphabet: independent of the locale).
  */
-static int
+static inline int
 base62_value(unsigned char c)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 36;
-	return -1;
+	if (!tables_ready)
+		tables_init();
+	return base62_values[c];
 }
 
 /*

@@ -4,7 +4,7 @@
  *		Key material, the key table lookups of the request path, verify_key,
  *		and invalidation of cached keys at commit.
  *
- * Table lookups open the key table and one of its btree indexes directly
+ * Table lookups open the key table and one of its indexes directly
  * (as core code reads a catalog: no SPI, no planning, no role switch; the
  * calling role has no privilege on the table and needs none, since no
  * name it supplies is ever resolved), with the latest snapshot, so a key
@@ -297,10 +297,28 @@ key_table_fetch(Oid indexoid, StrategyNumber strategy, RegProcedure eqproc,
 	slot = table_slot_create(rel, NULL);
 	scan = index_beginscan(rel, index, snapshot, 1, 0);
 	index_rescan(scan, &skey, 1, NULL, 0);
-	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
 		int			natts = RelationGetDescr(rel)->natts;
 		int			i;
+
+		/*
+		 * A hash index keeps only a 32-bit hash code of the value: it returns
+		 * every row whose code matches (xs_recheck), so the row's own value
+		 * must be compared, or a key whose hash merely shares the code of a
+		 * stored one (about one random key in 4,300 at a million keys)
+		 * would verify as that key.
+		 */
+		if (scan->xs_recheck)
+		{
+			bool		isnull;
+			Datum		stored = slot_getattr(slot, index->rd_index->indkey.values[0],
+											  &isnull);
+
+			if (isnull ||
+				!DatumGetBool(OidFunctionCall2Coll(eqproc, InvalidOid, value, stored)))
+				continue;
+		}
 
 		/* deform and copy only the columns the lookups read */
 		slot_getsomeattrs(slot, key_table.max_needed);
@@ -318,6 +336,7 @@ key_table_fetch(Oid indexoid, StrategyNumber strategy, RegProcedure eqproc,
 										  att->attlen);
 		}
 		found = true;
+		break;
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
@@ -340,8 +359,10 @@ key_table_fetch(Oid indexoid, StrategyNumber strategy, RegProcedure eqproc,
  * calling transaction's own uncommitted key changes take effect at its
  * commit, like everyone else's).  Fills info (and the workspace, palloc'd
  * in the caller's context, when wanted) and returns KEY_FOUND, or
- * KEY_UNKNOWN.  This is the whole cost of a cache miss: one btree probe
- * (two for a hash that is not a current key's).  The hash may be a rolled
+ * KEY_UNKNOWN.  This is the whole cost of a cache miss: one hash-index
+ * probe, each row it returns compared on its key_hash (the index keeps a
+ * 32-bit code of it only), and a btree probe more for a hash that is not a
+ * current key's.  The hash may be a rolled
  * key's previous hash (roll_key): then info->via_previous is set, with the
  * end of its grace period and the key's current hash.  A deleted key's
  * tombstone keeps its hash (never its ciphertext), so it is recognised:

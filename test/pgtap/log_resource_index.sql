@@ -6,7 +6,7 @@
 -- after summarizing, and for rows written into ranges summarized before.
 -- Workspace pgtap_resource is used by this file only.
 BEGIN;
-SELECT plan(12);
+SELECT plan(13);
 
 SELECT key_id AS k FROM apikey_usage.generate_key('pgtap_resource', 'resource filter') \gset
 
@@ -49,7 +49,8 @@ CREATE FUNCTION pg_temp.counts_by_scan() RETURNS TABLE (r text, n bigint)
 SELECT is((SELECT count(*) FROM pg_temp.counts_by_index() c JOIN expected e USING (r) WHERE c.n <> e.n),
 	0::bigint, 'every resource filter counts exactly through the index (whatever the worker summarized so far)');
 
-SELECT ok(apikey_usage._summarize_log(NULL) >= 0, '_summarize_log runs');
+SELECT is(apikey_usage._summarize_log('infinity'), 0::bigint, '_summarize_log skips partitions that end before since');
+SELECT ok(apikey_usage._summarize_log(now() - interval '1 day') >= 0, '_summarize_log runs as the worker calls it (the last day)');
 SELECT is((SELECT count(*) FROM generate_series(0, (pg_relation_size(:'part') / current_setting('block_size')::int - 1) / 32 - 1) r
 			WHERE brin_summarize_range(('apikey_usage.' || :'idx')::regclass, r * 32) <> 0),
 	0::bigint, 'after _summarize_log every closed range is summarized');

@@ -98,6 +98,43 @@ test_crc32(void)
 	CHECK(keyfmt_crc32("", 0) == 0, "crc32(\"\") != 0");
 	CHECK(keyfmt_crc32("The quick brown fox jumps over the lazy dog", 43) ==
 		  0x414FA339u, "crc32(quick brown fox) wrong");
+
+	/*
+	 * Every length around the 8-byte steps of the sliced loop, from an odd
+	 * offset (unaligned): byte i of the pattern is (i * 37 + 11) mod 256,
+	 * values from Python's zlib.crc32.
+	 */
+	{
+		static const struct
+		{
+			size_t		len;
+			uint32_t	crc;
+		}			cases[] = {
+		{1, 0x45D03605u},
+		{7, 0xEF6F3B31u},
+		{8, 0x648BAD8Bu},
+		{9, 0x17DC5F9Eu},
+		{15, 0x53605EE3u},
+		{16, 0x24E8A988u},
+		{17, 0xCDFC844Au},
+		{46, 0x8BF3934Du},
+		{52, 0x73710690u},
+		{63, 0xBAE609D9u},
+		{64, 0xFFBAE609u},
+		{65, 0x4A2F75D7u},
+		{299, 0x3B58E548u},
+		{300, 0x32EC5E76u}
+		};
+		unsigned char buf[301];
+		size_t		i;
+
+		for (i = 0; i < 300; i++)
+			buf[i + 1] = (unsigned char) ((i * 37 + 11) & 255);
+		for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+			CHECK(keyfmt_crc32(buf + 1, cases[i].len) == cases[i].crc,
+				  "crc32 of %zu pattern bytes = 0x%08X, want 0x%08X", cases[i].len,
+				  (unsigned) keyfmt_crc32(buf + 1, cases[i].len), (unsigned) cases[i].crc);
+	}
 }
 
 /*
