@@ -37,7 +37,7 @@
 ------------------------------------------------------------------------
 
 -- since > until is bad input (22023); NULL bounds are unbounded sides.
-CREATE FUNCTION apikey_usage._check_bounds(since timestamptz, until timestamptz) RETURNS void
+CREATE OR REPLACE FUNCTION apikey_usage._check_bounds(since timestamptz, until timestamptz) RETURNS void
 	LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF since > until THEN
@@ -1348,7 +1348,7 @@ COMMENT ON FUNCTION apikey_usage.request_count(uuid, text, timestamptz, timestam
 -- random bits (random(), not a strong random source: a bulk import makes
 -- millions of these, and a request id needs to be unique, not secret).
 -- A single expression, so the planner inlines it.
-CREATE FUNCTION apikey_usage._uuid_v7(ts timestamptz) RETURNS uuid
+CREATE OR REPLACE FUNCTION apikey_usage._uuid_v7(ts timestamptz) RETURNS uuid
 	LANGUAGE sql VOLATILE PARALLEL RESTRICTED
 	RETURN (pg_catalog.lpad(pg_catalog.to_hex(pg_catalog.floor(EXTRACT(epoch FROM ts) * 1000)::bigint), 12, '0')
 			|| pg_catalog.to_hex(28672 + (pg_catalog.random() * 4095)::integer)		-- 7xxx
