@@ -145,6 +145,20 @@ CREATE INDEX usage_daily_endpoints_bucket_idx ON apikey_usage.usage_daily_endpoi
 COMMENT ON TABLE apikey_usage.usage_daily_endpoints IS
 	'Request counts per key, UTC day and endpoint.';
 
+-- Every batch adds to the rows of the current minute, hour and day of
+-- each grain: half of each page is left free for those updates, so they
+-- stay HOT (no new index entries, the old version pruned in place) instead
+-- of moving rows to new pages.  Closed buckets are never updated again.
+ALTER TABLE apikey_usage.usage_hourly SET (fillfactor = 50);
+ALTER TABLE apikey_usage.usage_daily SET (fillfactor = 50);
+ALTER TABLE apikey_usage.usage_hourly_codes SET (fillfactor = 50);
+ALTER TABLE apikey_usage.usage_minute_codes SET (fillfactor = 50);
+ALTER TABLE apikey_usage.usage_daily_codes SET (fillfactor = 50);
+ALTER TABLE apikey_usage.usage_hourly_methods SET (fillfactor = 50);
+ALTER TABLE apikey_usage.usage_daily_methods SET (fillfactor = 50);
+ALTER TABLE apikey_usage.usage_hourly_endpoints SET (fillfactor = 50);
+ALTER TABLE apikey_usage.usage_daily_endpoints SET (fillfactor = 50);
+
 -- pg_dump: the rollups are data (like usage_hourly, see the ops part),
 -- dumped and restored with the raw log they count
 SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_daily', '');

@@ -36,6 +36,8 @@ COMMENT ON TABLE apikey_usage.usage_hourly_codes IS
 
 --@include 20_analytics.sql CREATE TABLE apikey_usage.usage_daily_endpoints (
 
+--@include 20_analytics.sql ALTER TABLE apikey_usage.usage_hourly SET (fillfactor = 50);
+
 --@include 20_analytics.sql SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_daily', '');
 
 -- as in the fresh install (90_grants.sql): nothing of these is PUBLIC's
