@@ -71,9 +71,10 @@ for level in levels:
                 fmt(r["p999c"], "{:.2f}"), fmt(r["p999n"], "{:.2f}")))
 out.append("")
 if any(med((lvl, tr, cl, "check"), "server_us_per_tx") is not None for (lvl, tr, cl) in results):
-    out.append("Server CPU per transaction (µs: the CPU time of the run's backends, from the postmaster's "
-               "reaped-children times, ÷ its transactions; medians of the repeats). Unlike TPS on 2 vCPUs "
-               "shared with the clients and other jobs, it does not depend on what else runs; "
+    out.append("Server CPU per transaction (µs: the CPU time of the run's backends between two reads of "
+               "/proc in the middle of the run ÷ the transactions that ended in between; medians of the "
+               "repeats; connection start and exit left out, as with pooled connections). Other load on the "
+               "machine moves it much less than TPS on 2 vCPUs shared with the clients; "
                "\"over floor\" is what each statement adds to the key selection alone:\n")
     out.append("| max_keys | traffic | clients | floor | check | naive | verify | over floor: check / naive / verify | naive ÷ check | naive ÷ verify |")
     out.append("|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|")
