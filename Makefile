@@ -12,7 +12,7 @@ DATA = apikey_usage--0.1.0.sql apikey_usage--$(EXTVERSION).sql apikey_usage--0.1
 # coordinator/: the second extension, apikey_usage_fleet (PL/Proxy
 # coordinator of a fleet; README, "Scaling out"), installed alongside.
 DATA += coordinator/apikey_usage_fleet.control coordinator/apikey_usage_fleet--$(EXTVERSION).sql
-EXTRA_CLEAN = apikey_usage--$(EXTVERSION).sql apikey_usage--0.1.0--$(EXTVERSION).sql
+EXTRA_CLEAN = apikey_usage--$(EXTVERSION).sql apikey_usage--0.1.0--$(EXTVERSION).sql apikey_usage--0.1.0--$(EXTVERSION).sql.tmp
 PGFILEDESC = "apikey_usage - API keys, rate limits and usage analytics"
 
 # src/ by subsystem: core (init, GUCs), keys (format, secret, cache,
@@ -42,11 +42,15 @@ ISOLATION_TESTDB = contrib_regression
 
 # The install script is assembled from sqlsrc/ (core, analytics, views
 # and grants), each part readable top to bottom; the upgrade script from
-# the parts in sqlsrc/update-0.1.0--$(EXTVERSION)/, in name order.
+# the parts in sqlsrc/update-0.1.0--$(EXTVERSION)/, in name order, where a
+# line "--@include FILE LINE" stands for the block of sqlsrc/FILE that
+# holds LINE (scripts/sql_include.awk): what the upgrade creates exactly
+# as a fresh install does is written once.
 apikey_usage--$(EXTVERSION).sql: $(sort $(wildcard sqlsrc/*.sql))
 	cat $^ > $@
-apikey_usage--0.1.0--$(EXTVERSION).sql: $(sort $(wildcard sqlsrc/update-0.1.0--$(EXTVERSION)/*.sql))
-	cat $^ > $@
+apikey_usage--0.1.0--$(EXTVERSION).sql: $(sort $(wildcard sqlsrc/update-0.1.0--$(EXTVERSION)/*.sql)) $(wildcard sqlsrc/*.sql) scripts/sql_include.awk
+	awk -f scripts/sql_include.awk $(sort $(wildcard sqlsrc/update-0.1.0--$(EXTVERSION)/*.sql)) > $@.tmp
+	mv $@.tmp $@
 all: apikey_usage--$(EXTVERSION).sql apikey_usage--0.1.0--$(EXTVERSION).sql
 
 

@@ -22,6 +22,7 @@
 #   BENCH_LIVE (row levels of the live scenario, e.g. "1000000 5000000"),
 #   BENCH_KEYCACHE=0 (skip the key-cache section, bench/keycache.sh, which
 #   takes about 8 minutes in full mode and 2 in quick mode),
+#   BENCH_FLEET=0 (skip the fleet section, bench/fleet.sh),
 #   BENCH_FLUSHER_MIX=0 (skip bench/flusher_mix.sh: about 2 minutes full,
 #   1 quick).
 set -euo pipefail
@@ -526,10 +527,12 @@ done
 if [ "$MODE" = quick ]; then
 	export BENCH_FLEET_T=${BENCH_FLEET_T:-2} BENCH_FLEET_REPS=${BENCH_FLEET_REPS:-1} BENCH_FLEET_ROWS=${BENCH_FLEET_ROWS:-60000}
 fi
-log "fleet: 3 nodes + a PL/Proxy coordinator (bench/fleet.sh)"
-if bash bench/fleet.sh "$OUT"; then
-	{ echo; sed 's/^# /## /' "$OUT/fleet.md"; } >>"$OUT/summary.md"
-else
-	log "bench/fleet.sh failed"
+if [ "${BENCH_FLEET:-1}" = 1 ]; then
+	log "fleet: 3 nodes + a PL/Proxy coordinator (bench/fleet.sh)"
+	if bash bench/fleet.sh "$OUT"; then
+		{ echo; sed 's/^# /## /' "$OUT/fleet.md"; } >>"$OUT/summary.md"
+	else
+		log "bench/fleet.sh failed"
+	fi
 fi
 log "done: ${OUT#"$ROOT"/}/summary.md"

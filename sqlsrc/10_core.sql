@@ -14,7 +14,7 @@
 -- The extension lives in exactly one database, the one its background
 -- worker serves (apikey_usage.database).  This also fails with SQLSTATE
 -- 55000 when the library is not in shared_preload_libraries.
-CREATE FUNCTION apikey_usage._check_install_database() RETURNS void
+CREATE OR REPLACE FUNCTION apikey_usage._check_install_database() RETURNS void
 	LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'apikey_usage_check_install_database';
 COMMENT ON FUNCTION apikey_usage._check_install_database() IS
 	'Internal: refuse installation outside apikey_usage.database or without preloading; empty the key cache.';
@@ -143,29 +143,29 @@ COMMENT ON TABLE apikey_usage.spool_done IS
 -- Internal helpers (C).  None is granted to anyone: only the extension
 -- owner (through the SECURITY DEFINER functions) may call them.
 ------------------------------------------------------------------------
-CREATE FUNCTION apikey_usage._key_material(key_prefix text, key_id uuid,
+CREATE OR REPLACE FUNCTION apikey_usage._key_material(key_prefix text, key_id uuid,
 	OUT api_key text, OUT key_hash bytea, OUT key_ciphertext bytea, OUT display_prefix text)
 	RETURNS record
 	LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'apikey_usage_key_material';
 COMMENT ON FUNCTION apikey_usage._key_material(text, uuid) IS
 	'Internal: a new random key with its hash, its ciphertext under the server secret and its display prefix.';
 
-CREATE FUNCTION apikey_usage._decrypt_key(key_ciphertext bytea, key_id uuid) RETURNS text
+CREATE OR REPLACE FUNCTION apikey_usage._decrypt_key(key_ciphertext bytea, key_id uuid) RETURNS text
 	LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'apikey_usage_decrypt_key';
 COMMENT ON FUNCTION apikey_usage._decrypt_key(bytea, uuid) IS
 	'Internal: the key again, decrypted under the server secret.';
 
-CREATE FUNCTION apikey_usage._invalidate_key(key_hash bytea) RETURNS void
+CREATE OR REPLACE FUNCTION apikey_usage._invalidate_key(key_hash bytea) RETURNS void
 	LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'apikey_usage_invalidate_key';
 COMMENT ON FUNCTION apikey_usage._invalidate_key(bytea) IS
 	'Internal: drop the key from the shared-memory cache at commit of the calling transaction.';
 
-CREATE FUNCTION apikey_usage._retention() RETURNS interval
+CREATE OR REPLACE FUNCTION apikey_usage._retention() RETURNS interval
 	LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'apikey_usage_retention';
 COMMENT ON FUNCTION apikey_usage._retention() IS
 	'The value of apikey_usage.retention as an interval.';
 
-CREATE FUNCTION apikey_usage._cache_last_used(OUT key_id uuid, OUT last_used_at timestamptz)
+CREATE OR REPLACE FUNCTION apikey_usage._cache_last_used(OUT key_id uuid, OUT last_used_at timestamptz)
 	RETURNS SETOF record
 	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'apikey_usage_cache_last_used';
 COMMENT ON FUNCTION apikey_usage._cache_last_used() IS
@@ -173,7 +173,7 @@ COMMENT ON FUNCTION apikey_usage._cache_last_used() IS
 
 -- Status of a response code, as API.md defines it.
 -- Not STRICT, so that it is inlined into the views and queries using it.
-CREATE FUNCTION apikey_usage.status_of(response_code integer) RETURNS text
+CREATE OR REPLACE FUNCTION apikey_usage.status_of(response_code integer) RETURNS text
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
 	RETURN CASE WHEN response_code IS NULL THEN NULL
 				WHEN response_code BETWEEN 100 AND 399 THEN 'completed'
@@ -187,7 +187,7 @@ COMMENT ON FUNCTION apikey_usage.status_of(integer) IS
 ------------------------------------------------------------------------
 
 -- Shared argument checks of the admin functions; raise 22004 / 22023.
-CREATE FUNCTION apikey_usage._check_name(name text) RETURNS void
+CREATE OR REPLACE FUNCTION apikey_usage._check_name(name text) RETURNS void
 	LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF name IS NULL THEN
@@ -200,7 +200,7 @@ END
 $$;
 COMMENT ON FUNCTION apikey_usage._check_name(text) IS 'Internal: validate a key name.';
 
-CREATE FUNCTION apikey_usage._check_rate_limit(rate_limit integer, rate_window interval) RETURNS void
+CREATE OR REPLACE FUNCTION apikey_usage._check_rate_limit(rate_limit integer, rate_window interval) RETURNS void
 	LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF rate_window IS NULL THEN
@@ -219,7 +219,7 @@ END
 $$;
 COMMENT ON FUNCTION apikey_usage._check_rate_limit(integer, interval) IS 'Internal: validate a rate limit and window.';
 
-CREATE FUNCTION apikey_usage.generate_key(
+CREATE OR REPLACE FUNCTION apikey_usage.generate_key(
 	workspace text,
 	name text,
 	rate_limit integer DEFAULT NULL,
@@ -267,7 +267,7 @@ $$;
 COMMENT ON FUNCTION apikey_usage.generate_key(text, text, integer, interval, timestamptz, text) IS
 	'Create an API key for a workspace; returns its id and the secret key (shown again only by copy_key).';
 
-CREATE FUNCTION apikey_usage.copy_key(key_id uuid) RETURNS text
+CREATE OR REPLACE FUNCTION apikey_usage.copy_key(key_id uuid) RETURNS text
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -289,7 +289,7 @@ $$;
 COMMENT ON FUNCTION apikey_usage.copy_key(uuid) IS
 	'The secret API key of a live key again (decrypted under the server secret).';
 
-CREATE FUNCTION apikey_usage.delete_key(key_id uuid) RETURNS boolean
+CREATE OR REPLACE FUNCTION apikey_usage.delete_key(key_id uuid) RETURNS boolean
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -321,7 +321,7 @@ $$;
 COMMENT ON FUNCTION apikey_usage.delete_key(uuid) IS
 	'Delete a key for good: its ciphertext is destroyed (and a rolled key''s previous key ends), every backend answers revoked for it from commit on (the tombstone keeps only its hash); its usage history stays.';
 
-CREATE FUNCTION apikey_usage.rename_key(key_id uuid, name text) RETURNS void
+CREATE OR REPLACE FUNCTION apikey_usage.rename_key(key_id uuid, name text) RETURNS void
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -382,7 +382,7 @@ $$;
 COMMENT ON FUNCTION apikey_usage.roll_key(uuid, interval) IS
 	'Replace a live key''s secret, keeping its id; the old key verifies as the same key until now() + grace (0 = until commit). Returns the new api_key.';
 
-CREATE FUNCTION apikey_usage.set_rate_limit(key_id uuid, rate_limit integer,
+CREATE OR REPLACE FUNCTION apikey_usage.set_rate_limit(key_id uuid, rate_limit integer,
 	rate_window interval DEFAULT '1 minute') RETURNS void
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp AS $$
@@ -441,7 +441,7 @@ CREATE FUNCTION apikey_usage.check_request(api_key text, method text, endpoint t
 COMMENT ON FUNCTION apikey_usage.check_request(text, text, text, text) IS
 	'The gateway call before serving a request: credentials first, then the arguments and the rate limit (GCRA); logs refusals of recognised keys; returns what to answer and why (reason: valid, malformed, unknown, expired, revoked, rate_limited).';
 
-CREATE FUNCTION apikey_usage.log_request(key_id uuid, method text, endpoint text,
+CREATE OR REPLACE FUNCTION apikey_usage.log_request(key_id uuid, method text, endpoint text,
 	response_code integer, resource_id text DEFAULT NULL, request_id uuid DEFAULT NULL,
 	requested_at timestamptz DEFAULT NULL)
 	RETURNS uuid
@@ -450,7 +450,7 @@ CREATE FUNCTION apikey_usage.log_request(key_id uuid, method text, endpoint text
 COMMENT ON FUNCTION apikey_usage.log_request(uuid, text, text, integer, text, uuid, timestamptz) IS
 	'Log one served request (non-transactional, like a sequence); returns its request_id. Reaches the tables within flush_interval.';
 
-CREATE FUNCTION apikey_usage.flush() RETURNS bigint
+CREATE OR REPLACE FUNCTION apikey_usage.flush() RETURNS bigint
 	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'apikey_usage_flush';
 COMMENT ON FUNCTION apikey_usage.flush() IS
 	'Wait until every request logged before the call is in the tables; returns the number of entries written meanwhile.';
@@ -509,8 +509,9 @@ COMMENT ON FUNCTION apikey_usage._index_partition(regclass) IS
 -- last heap page is in, newest first, down to the first one already
 -- summarized (ranges are summarized in order: by this function, by
 -- autovacuum, or when an index is built).  Only partitions that end after
--- since (NULL: all).  A partition locked by autovacuum or DDL is skipped
--- until the next call.  Returns the number of ranges summarized.
+-- since (NULL: all).  A partition locked by autovacuum or DDL (even
+-- against reading its size) is skipped until the next call, so a session
+-- holding a lock on the log never makes the worker's cycle fail.  Returns the number of ranges summarized.
 CREATE FUNCTION apikey_usage._summarize_log(since timestamptz DEFAULT NULL) RETURNS bigint
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp SET lock_timeout = '10ms' AS $$
@@ -532,21 +533,22 @@ BEGIN
 		  JOIN pg_catalog.pg_am a ON a.oid = ic.relam
 		 WHERE i.inhparent = 'apikey_usage.request_log_raw'::pg_catalog.regclass
 		   AND a.amname = 'brin'
-		   AND (since IS NULL
-				OR pg_catalog.substring(pg_catalog.pg_get_expr(c.relpartbound, c.oid),
-										'TO \(''([^'']+)''\)')::timestamptz > since)
+		   -- the bound from the name (pg_get_expr would wait for a lock)
+		   AND CASE WHEN since IS NULL OR c.relname !~ '^request_log_raw_p[0-9]{8}$' THEN true
+					ELSE ((pg_catalog.to_date(pg_catalog.right(c.relname, 8), 'YYYYMMDD') + 1)::timestamp
+						  AT TIME ZONE 'UTC') > since END
 	LOOP
-		top := pg_catalog.pg_relation_size(r.part) / pg_catalog.current_setting('block_size')::integer;
-		top := (top - 1) / r.per_range - 1;		-- the newest closed range
 		BEGIN
+			top := pg_catalog.pg_relation_size(r.part) / pg_catalog.current_setting('block_size')::integer;
+			top := (top - 1) / r.per_range - 1;		-- the newest closed range
 			WHILE top >= 0 LOOP
 				n := pg_catalog.brin_summarize_range(r.idx, top * r.per_range);
 				EXIT WHEN n = 0;
 				done := done + n;
 				top := top - 1;
 			END LOOP;
-		EXCEPTION WHEN lock_not_available THEN
-			NULL;
+		EXCEPTION WHEN lock_not_available OR undefined_table OR undefined_object THEN
+			NULL;	-- locked (autovacuum, DDL) or just dropped: next time
 		END;
 	END LOOP;
 	RETURN done;
@@ -559,7 +561,7 @@ COMMENT ON FUNCTION apikey_usage._summarize_log(timestamptz) IS
 -- lock_timeout: creating a partition locks the parent table; a session
 -- that reads the log and then waits in flush() must not block the worker
 -- for ever (the worker retries later instead).
-CREATE FUNCTION apikey_usage._ensure_partition(ts timestamptz) RETURNS void
+CREATE OR REPLACE FUNCTION apikey_usage._ensure_partition(ts timestamptz) RETURNS void
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
 DECLARE
@@ -592,7 +594,7 @@ COMMENT ON FUNCTION apikey_usage._ensure_partition(timestamptz) IS
 -- Create the partitions for the coming days and drop the ones wholly
 -- older than the retention (with the rollup rows of the same hours).
 -- Returns the number of partitions dropped.
-CREATE FUNCTION apikey_usage._maintain(retention interval DEFAULT NULL) RETURNS integer
+CREATE OR REPLACE FUNCTION apikey_usage._maintain(retention interval DEFAULT NULL) RETURNS integer
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
 DECLARE
@@ -632,7 +634,7 @@ COMMENT ON FUNCTION apikey_usage._maintain(interval) IS
 	'Internal: create the next days'' partitions, drop those past the retention (and their rollups); returns how many were dropped.';
 
 -- Write last_used_at values gathered from shared memory.
-CREATE FUNCTION apikey_usage._store_last_used(key_ids uuid[], last_used timestamptz[]) RETURNS void
+CREATE OR REPLACE FUNCTION apikey_usage._store_last_used(key_ids uuid[], last_used timestamptz[]) RETURNS void
 	LANGUAGE sql VOLATILE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp
 	BEGIN ATOMIC

@@ -37,7 +37,7 @@
 ------------------------------------------------------------------------
 
 -- since > until is bad input (22023); NULL bounds are unbounded sides.
-CREATE FUNCTION apikey_usage._check_bounds(since timestamptz, until timestamptz) RETURNS void
+CREATE OR REPLACE FUNCTION apikey_usage._check_bounds(since timestamptz, until timestamptz) RETURNS void
 	LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF since > until THEN
@@ -1104,6 +1104,8 @@ DECLARE
 	last		boolean := false;
 	remaining	integer;
 	got			integer;
+	seqscan		text;
+	indexscan	text;
 BEGIN
 	IF max_rows IS NULL THEN
 		RAISE EXCEPTION 'max_rows must not be NULL' USING ERRCODE = '22004';
@@ -1142,6 +1144,11 @@ BEGIN
 			w_lo := since;
 			last := true;
 		END IF;
+		-- a resource id without a key: one pass (a resource has few rows)
+		IF _request_log.key_id IS NULL AND _request_log.resource_id IS NOT NULL THEN
+			w_lo := COALESCE(since, '-infinity');
+			last := true;
+		END IF;
 		IF _request_log.key_id IS NOT NULL THEN
 			RETURN QUERY
 			SELECT r.request_id, r.requested_at, r.api_key_id, r.method, r.endpoint,
@@ -1162,6 +1169,18 @@ BEGIN
 			 ORDER BY r.requested_at DESC, r.request_id DESC
 			 LIMIT remaining;
 		ELSIF _request_log.resource_id IS NOT NULL THEN
+			-- The resource index is a BRIN bloom index; the planner costs
+			-- it as if every range matched (resource ids do not follow the
+			-- heap order) and prefers reading whole partitions, or all of
+			-- the time index.  This one statement is planned for its
+			-- actual bounds, with bitmap scans only (the bloom's); the
+			-- settings are put back right after it (an error aborts the
+			-- transaction or subtransaction, which puts them back too).
+			seqscan := pg_catalog.current_setting('enable_seqscan');
+			indexscan := pg_catalog.current_setting('enable_indexscan');
+			PERFORM pg_catalog.set_config('enable_seqscan', 'off', true);
+			PERFORM pg_catalog.set_config('enable_indexscan', 'off', true);
+			PERFORM pg_catalog.set_config('plan_cache_mode', 'force_custom_plan', true);
 			RETURN QUERY
 			SELECT r.request_id, r.requested_at, r.api_key_id, r.method, r.endpoint,
 				   apikey_usage.status_of(r.response_code), r.response_code::integer, r.resource_id
@@ -1180,6 +1199,9 @@ BEGIN
 			   AND (before_requested_at IS NULL OR (r.requested_at, r.request_id) < (before_requested_at, before_request_id))
 			 ORDER BY r.requested_at DESC, r.request_id DESC
 			 LIMIT remaining;
+			PERFORM pg_catalog.set_config('enable_seqscan', seqscan, true);
+			PERFORM pg_catalog.set_config('enable_indexscan', indexscan, true);
+			PERFORM pg_catalog.set_config('plan_cache_mode', 'force_generic_plan', true);
 		ELSE
 			RETURN QUERY
 			SELECT r.request_id, r.requested_at, r.api_key_id, r.method, r.endpoint,
@@ -1284,6 +1306,7 @@ DECLARE
 	vis		uuid[] := apikey_usage._visible_key_ids();
 	cond	text;
 	n		bigint;
+	seqscan	text := pg_catalog.current_setting('enable_seqscan');
 BEGIN
 	PERFORM apikey_usage._check_bounds(since, until);
 	cond := apikey_usage._request_filter(key_id, resource_id, status, method, endpoint, response_code, vis);
@@ -1301,11 +1324,16 @@ BEGIN
 				ELSE true END;
 		RETURN n;
 	END IF;
+	-- a resource id without a key: through the BRIN bloom index (see _request_log)
+	IF key_id IS NULL AND resource_id IS NOT NULL THEN
+		PERFORM pg_catalog.set_config('enable_seqscan', 'off', true);
+	END IF;
 	EXECUTE 'SELECT pg_catalog.count(*) FROM apikey_usage.request_log_raw r WHERE true' || cond
 		|| CASE WHEN since IS NOT NULL THEN ' AND r.requested_at OPERATOR(pg_catalog.>=) $7' ELSE '' END
 		|| CASE WHEN until IS NOT NULL THEN ' AND r.requested_at OPERATOR(pg_catalog.<) $8' ELSE '' END
 		INTO n
 		USING key_id, resource_id, method, endpoint, response_code, vis, since, until;
+	PERFORM pg_catalog.set_config('enable_seqscan', seqscan, true);
 	RETURN n;
 END
 $$;
@@ -1320,7 +1348,7 @@ COMMENT ON FUNCTION apikey_usage.request_count(uuid, text, timestamptz, timestam
 -- random bits (random(), not a strong random source: a bulk import makes
 -- millions of these, and a request id needs to be unique, not secret).
 -- A single expression, so the planner inlines it.
-CREATE FUNCTION apikey_usage._uuid_v7(ts timestamptz) RETURNS uuid
+CREATE OR REPLACE FUNCTION apikey_usage._uuid_v7(ts timestamptz) RETURNS uuid
 	LANGUAGE sql VOLATILE PARALLEL RESTRICTED
 	RETURN (pg_catalog.lpad(pg_catalog.to_hex(pg_catalog.floor(EXTRACT(epoch FROM ts) * 1000)::bigint), 12, '0')
 			|| pg_catalog.to_hex(28672 + (pg_catalog.random() * 4095)::integer)		-- 7xxx

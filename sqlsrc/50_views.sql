@@ -9,7 +9,7 @@
 -- functions: a tenant's own predicates (which may call functions that
 -- leak their arguments) are applied only to rows it may see.  The scalar
 -- subqueries evaluate the visibility functions once per query.
-CREATE VIEW apikey_usage.keys WITH (security_barrier) AS
+CREATE OR REPLACE VIEW apikey_usage.keys WITH (security_barrier) AS
 SELECT k.key_id, k.workspace, k.name, k.key_prefix, k.created_at,
 	   GREATEST(k.last_used_at, c.last_used_at) AS last_used_at,
 	   k.expires_at, k.rate_limit, k.rate_window,
@@ -36,7 +36,7 @@ COMMENT ON COLUMN apikey_usage.keys.rate_window IS 'Window of the rate limit.';
 COMMENT ON COLUMN apikey_usage.keys.requests_30d IS 'Requests made with the key in the last 30 days (exact, from the rollups).';
 COMMENT ON COLUMN apikey_usage.keys.previous_key_expires_at IS 'After roll_key: until when the replaced key still verifies as this key; NULL when there is none.';
 
-CREATE VIEW apikey_usage.requests WITH (security_barrier) AS
+CREATE OR REPLACE VIEW apikey_usage.requests WITH (security_barrier) AS
 SELECT r.request_id, r.requested_at, r.api_key_id, k.name AS key_name, k.workspace,
 	   r.method COLLATE "default" AS method, r.endpoint COLLATE "default" AS endpoint,
 	   apikey_usage.status_of(r.response_code) AS status,

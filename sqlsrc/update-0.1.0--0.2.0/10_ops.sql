@@ -79,13 +79,7 @@ END
 $$;
 
 
--- pg_dump: the keys and the rollups are data, not part of the
--- extension's definition (usage_hourly here, every other rollup grain in
--- the analytics part).  The raw log's day partitions are ordinary tables and are dumped
--- with their rows.  flush_state and spool_done describe this cluster's
--- log buffer file, which a restored database does not have.
-SELECT pg_catalog.pg_extension_config_dump('apikey_usage.api_keys', '');
-SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_hourly', '');
+--@include 12_ops.sql SELECT pg_catalog.pg_extension_config_dump('apikey_usage.api_keys', '');
 
 -- How this installation was created.  pg_restore and a plain dump run
 -- CREATE EXTENSION with check_function_bodies off and then create the
@@ -103,24 +97,7 @@ COMMENT ON TABLE apikey_usage.install_state IS
 INSERT INTO apikey_usage.install_state (restoring)
 	VALUES (false);
 
--- True while a restore is still under way (see install_state); clears the
--- mark once the restored keys are there.
-CREATE FUNCTION apikey_usage._restore_pending() RETURNS boolean
-	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-	IF NOT EXISTS (SELECT FROM apikey_usage.install_state WHERE restoring) THEN
-		RETURN false;
-	END IF;
-	IF NOT EXISTS (SELECT FROM apikey_usage.api_keys) THEN
-		RETURN true;
-	END IF;
-	UPDATE apikey_usage.install_state SET restoring = false;
-	RETURN false;
-END
-$$;
-COMMENT ON FUNCTION apikey_usage._restore_pending() IS
-	'Internal: true while this installation is being restored from a dump and the keys have not arrived yet.';
+--@include 12_ops.sql CREATE FUNCTION apikey_usage._restore_pending() RETURNS boolean
 
 CREATE OR REPLACE FUNCTION apikey_usage._maintain(retention interval DEFAULT NULL) RETURNS integer
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER

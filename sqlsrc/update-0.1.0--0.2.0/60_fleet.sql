@@ -10,17 +10,9 @@ CREATE FUNCTION apikey_usage.node_of(api_key text) RETURNS integer
 COMMENT ON FUNCTION apikey_usage.node_of(text) IS
 	'The fleet node an API key belongs to (0 for keys without a node number, such as every key made before 0.2.0); NULL for a malformed key. Reads only the key.';
 
-CREATE FUNCTION apikey_usage.node_of(key_id uuid) RETURNS integer
-	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
-	AS 'MODULE_PATHNAME', 'apikey_usage_node_of_key_id';
-COMMENT ON FUNCTION apikey_usage.node_of(uuid) IS
-	'The fleet node a key id belongs to (0 for ids without a node number, such as every id made before 0.2.0). Reads only the id.';
+--@include 60_fleet.sql CREATE FUNCTION apikey_usage.node_of(key_id uuid) RETURNS integer
 
-CREATE FUNCTION apikey_usage._new_key_id() RETURNS uuid
-	LANGUAGE c VOLATILE STRICT
-	AS 'MODULE_PATHNAME', 'apikey_usage_new_key_id';
-COMMENT ON FUNCTION apikey_usage._new_key_id() IS
-	'Internal: a fresh random key id carrying this node''s number (apikey_usage.node_id).';
+--@include 60_fleet.sql CREATE FUNCTION apikey_usage._new_key_id() RETURNS uuid
 
 REVOKE ALL ON FUNCTION apikey_usage.node_of(text), apikey_usage.node_of(uuid),
 	apikey_usage._new_key_id() FROM PUBLIC;

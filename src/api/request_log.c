@@ -166,8 +166,9 @@ text_equal(text *a, text *b)
 
 /*
  * May the calling role see key_id?  Asks apikey_usage._visible_key_ids()
- * (NULL: every key), called through the catalog like SQL calls it (its C
- * entry, cached per statement, in src/tenants/caller.c).
+ * (NULL: every key), looked up and called like SQL calls it, so that
+ * whatever that function is (its C entry in src/tenants/caller.c, cached;
+ * a stub in a test) decides.
  */
 static bool
 key_is_visible(const pg_uuid_t *key_id)
@@ -198,8 +199,9 @@ key_is_visible(const pg_uuid_t *key_id)
 }
 
 /*
- * The role whose rights the raw log is read with: apikey_usage_owner (the
- * owner of the SQL definer functions), else the extension's owner.
+ * Check that the role the raw log is read as may read it (42501 if not):
+ * apikey_usage_owner (the owner of the SQL definer functions, which
+ * _request_log() runs as), else the extension's owner.
  */
 static void
 check_read_right(Oid parent)

@@ -16,9 +16,12 @@
  * (_visible_workspaces_uncached() / _visible_key_ids_uncached(), in
  * sqlsrc/15_visibility.sql) cost a query each; here the answer is kept
  * for as long as nothing it depends on can have changed as seen by the
- * caller: the same role, the same transaction and command, and the same
- * snapshot horizon (a grant or a membership committed by another session
- * moves xmax, so the next statement recomputes it).
+ * caller: the same role, the same transaction and command, and a snapshot
+ * taken when no transaction had completed since the cached one was
+ * (snapXactCompletionCount: a grant or a membership committed by another
+ * session bumps it, so the next statement recomputes the answer; the
+ * snapshot's xmin and xmax alone are not enough, a commit can move
+ * neither).
  *
  * Global callers (superusers, the extension owner, roles with the
  * privileges of apikey_usage_admin, _reader or _app: exactly the roles
@@ -72,6 +75,7 @@ typedef struct VisibilityCache
 	CommandId	cid;
 	TransactionId xmin;
 	TransactionId xmax;
+	uint64		completions;	/* snapshot's snapXactCompletionCount */
 	bool		isnull;
 	Datum		value;			/* in TopMemoryContext */
 } VisibilityCache;
@@ -149,7 +153,8 @@ cached_visibility(VisibilityCache *cache, const char *sql, bool *isnull)
 	}
 	if (cache->valid && snapshot != NULL && cache->user == user &&
 		cache->lxid == lxid && cache->cid == cid &&
-		cache->xmin == snapshot->xmin && cache->xmax == snapshot->xmax)
+		cache->xmin == snapshot->xmin && cache->xmax == snapshot->xmax &&
+		cache->completions == snapshot->snapXactCompletionCount)
 	{
 		*isnull = cache->isnull;
 		return cache->isnull ? (Datum) 0 : datumCopy(cache->value, false, -1);
@@ -177,13 +182,15 @@ cached_visibility(VisibilityCache *cache, const char *sql, bool *isnull)
 		cache->value = datumCopy(result, false, -1);
 		MemoryContextSwitchTo(old);
 	}
-	if (snapshot != NULL)
+	/* a snapshot without a completion count (not from GetSnapshotData) is not cached */
+	if (snapshot != NULL && snapshot->snapXactCompletionCount != 0)
 	{
 		cache->user = user;
 		cache->lxid = lxid;
 		cache->cid = cid;
 		cache->xmin = snapshot->xmin;
 		cache->xmax = snapshot->xmax;
+		cache->completions = snapshot->snapXactCompletionCount;
 		cache->valid = true;
 	}
 	SPI_finish();

@@ -6,7 +6,7 @@
 -- after summarizing, and for rows written into ranges summarized before.
 -- Workspace pgtap_resource is used by this file only.
 BEGIN;
-SELECT plan(12);
+SELECT plan(18);
 
 SELECT key_id AS k FROM apikey_usage.generate_key('pgtap_resource', 'resource filter') \gset
 
@@ -49,7 +49,8 @@ CREATE FUNCTION pg_temp.counts_by_scan() RETURNS TABLE (r text, n bigint)
 SELECT is((SELECT count(*) FROM pg_temp.counts_by_index() c JOIN expected e USING (r) WHERE c.n <> e.n),
 	0::bigint, 'every resource filter counts exactly through the index (whatever the worker summarized so far)');
 
-SELECT ok(apikey_usage._summarize_log(NULL) >= 0, '_summarize_log runs');
+SELECT is(apikey_usage._summarize_log('infinity'), 0::bigint, '_summarize_log skips partitions that end before since');
+SELECT ok(apikey_usage._summarize_log(now() - interval '1 day') >= 0, '_summarize_log runs as the worker calls it (the last day)');
 SELECT is((SELECT count(*) FROM generate_series(0, (pg_relation_size(:'part') / current_setting('block_size')::int - 1) / 32 - 1) r
 			WHERE brin_summarize_range(('apikey_usage.' || :'idx')::regclass, r * 32) <> 0),
 	0::bigint, 'after _summarize_log every closed range is summarized');
@@ -71,6 +72,26 @@ SELECT ok(apikey_usage.flush() >= 0, 'flush');
 UPDATE expected SET n = n + 100 WHERE r IN (SELECT 'pgtap-res-' || (i * 10 + 1) % 500 FROM generate_series(1, 50) i);
 SELECT is((SELECT count(*) FROM pg_temp.counts_by_index() c JOIN expected e USING (r) WHERE c.n <> e.n),
 	0::bigint, 'resource filters still count exactly through the index');
+
+-- the functions without a key: request_log and request_count plan this
+-- one statement for the bloom index and put the planner settings back
+SELECT is((SELECT count(*) FROM expected e
+			WHERE apikey_usage.request_count(resource_id => e.r) <> e.n), 0::bigint,
+	'request_count(resource_id) without a key counts every resource exactly');
+SELECT is((SELECT count(*) FROM expected e
+			WHERE (SELECT count(*) FROM apikey_usage.request_log(resource_id => e.r, max_rows => 10000)) <> e.n),
+	0::bigint, 'request_log(resource_id) without a key returns every row of every resource');
+SELECT results_eq(
+	$$SELECT request_id, requested_at FROM apikey_usage.request_log(resource_id => 'pgtap-res-11', max_rows => 30)$$,
+	$$SELECT request_id, requested_at FROM apikey_usage.request_log_raw WHERE resource_id = 'pgtap-res-11'
+	   ORDER BY requested_at DESC, request_id DESC LIMIT 30$$,
+	'request_log(resource_id) without a key: newest first, cut at max_rows');
+SELECT is(ARRAY[current_setting('enable_seqscan'), current_setting('enable_indexscan'), current_setting('plan_cache_mode')],
+	ARRAY['on', 'on', 'auto'], 'the planner settings are as before the calls');
+SET LOCAL enable_seqscan = off;
+SELECT is((SELECT ARRAY[apikey_usage.request_count(resource_id => 'pgtap-res-11')::text,
+						current_setting('enable_seqscan'), current_setting('enable_indexscan')]),
+	ARRAY['140', 'off', 'on'], 'a caller''s own setting is kept too');
 
 SELECT * FROM finish();
 ROLLBACK;
