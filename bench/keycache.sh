@@ -14,7 +14,8 @@
 #   verify  SELECT * FROM verify_key(<that key>)
 # (<that key>: the selection as a scalar subquery, passed like a parameter)
 # over two traffic shapes: 1,000 hot keys, and uniform over all keys.
-# Latency percentiles come from pgbench's per-transaction log (-l).  The
+# Latency percentiles come from pgbench's per-transaction log (-l); the
+# server's CPU per transaction from its backends' /proc times (below).  The
 # cache is prefilled (every key verified once, up to max_keys) before the
 # runs.  Also: 8 clients, uniform, cache 10x too small; and the worker's
 # CPU time over 10 s of no traffic with the cache full; and, robust to a busy
@@ -39,7 +40,7 @@ esac
 SMALL=$((N / 10))	# the "10x too small" cache of the 8-client run
 mkdir -p "$OUT"
 CSV=$OUT/keycache.csv
-echo "max_keys,traffic,clients,variant,repeat,tps,p50_ms,p99_ms,p999_ms,hit_ratio" >"$CSV"
+echo "max_keys,traffic,clients,variant,repeat,tps,p50_ms,p99_ms,p999_ms,hit_ratio,server_us_per_tx" >"$CSV"
 START=$(date +%s)
 log() { printf '[keycache %4ds] %s\n' $(($(date +%s) - START)) "$*"; }
 
@@ -49,8 +50,10 @@ WORK=$(mktemp -d /tmp/aku-kc.XXXXXX)
 chmod 755 "$WORK"
 trap 'cluster_stop; rm -rf "$WORK"' EXIT
 
+# autovacuum off: the tables are vacuumed once after loading, and a worker
+# vacuuming during a run would compete with it
 cluster_start kcbench "shared_buffers = 1GB" "fsync = on" "max_wal_size = 8GB" \
-	"checkpoint_timeout = 30min" "maintenance_work_mem = 256MB" \
+	"checkpoint_timeout = 30min" "maintenance_work_mem = 256MB" "autovacuum = off" \
 	"apikey_usage.max_keys = 10000"
 cluster_psql -c "CREATE EXTENSION apikey_usage"
 cluster_wait_worker
@@ -100,26 +103,60 @@ SQL
 
 cache_counts() { cluster_psql -F ' ' -c "SELECT key_cache_hits, key_cache_misses FROM apikey_usage.runtime_stats"; }
 
+# CPU time (user + system, clock ticks) of the given processes, summed.
+# The server's CPU per transaction of a run: pgbench's backends read twice
+# while the run is in full swing, and the transactions that ended between
+# the two reads counted in pgbench's log.  Connection start and exit (the
+# exit tears down the page tables of the shared memory a backend touched)
+# stay out, as with a gateway's pooled connections; other load on the
+# machine does not move it the way it moves TPS.
+proc_ticks() {
+	local p s=0
+	for p in "$@"; do
+		[ -r "/proc/$p/stat" ] || { echo -1; return; }	# gone: no figure
+		s=$((s + $(awk '{ print $14 + $15 }' "/proc/$p/stat")))
+	done
+	echo "$s"
+}
+
 # run LEVEL TRAFFIC CLIENTS VARIANT REPEAT NKEYS -> a CSV line
 run() {
-	local level=$1 traffic=$2 c=$3 v=$4 rep=$5 nkeys=$6 h0 m0 h1 m1 dir tps
+	local level=$1 traffic=$2 c=$3 v=$4 rep=$5 nkeys=$6 h0 m0 h1 m1 dir tps pb pids i w0 w1 c0 c1
 	dir=$WORK/log-$level-$traffic-$c-$v-$rep
 	mkdir -p "$dir"
 	read -r h0 m0 < <(cache_counts)
-	(cd "$dir" && pgbench -n -M prepared -c "$c" -j "$((c < 2 ? c : 2))" -T "$T" -l \
-		-D nkeys="$nkeys" -f "$WORK/$v.sql" >"$dir/out.txt" 2>&1) || {
-		log "pgbench failed: $level $traffic c=$c $v"; cat "$dir/out.txt" >&2; }
+	(cd "$dir" && exec pgbench -n -M prepared -c "$c" -j "$((c < 2 ? c : 2))" -T "$T" -l \
+		-D nkeys="$nkeys" -f "$WORK/$v.sql" >"$dir/out.txt" 2>&1) &
+	pb=$!
+	for i in $(seq 1 100); do	# pgbench's backends, once all connected
+		pids=$(cluster_psql -c "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity
+			WHERE application_name = 'pgbench' AND backend_type = 'client backend'")
+		[ "$(wc -w <<<"$pids")" -ge "$c" ] && break
+		sleep 0.05
+	done
+	sleep 0.3
+	w0=$(date +%s.%N); c0=$(proc_ticks $pids)
+	sleep "$(awk -v t="$T" 'BEGIN { print t - 1.2 }')"
+	c1=$(proc_ticks $pids); w1=$(date +%s.%N)
+	[ "$c0" -ge 0 ] && [ "$c1" -ge 0 ] || c1=$c0	# a backend gone: no figure
+	wait "$pb" || { log "pgbench failed: $level $traffic c=$c $v"; cat "$dir/out.txt" >&2; }
 	read -r h1 m1 < <(cache_counts)
 	tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$dir/out.txt" | head -1)
 	cat "$dir"/pgbench_log.* | python3 -c '
 import sys
-lat = sorted(int(l.split()[2]) for l in sys.stdin if l.strip())
+rows = [l.split() for l in sys.stdin if l.strip()]
+lat = sorted(int(r[2]) for r in rows)
 def q(p):
     return lat[min(len(lat) - 1, int(p * len(lat)))] / 1000.0 if lat else 0
 hits, misses = int(sys.argv[2]), int(sys.argv[3])
 ratio = "" if hits + misses == 0 else "%.3f" % (hits / (hits + misses))
-print("%s,%.0f,%.3f,%.3f,%.3f,%s" % (sys.argv[1], float(sys.argv[4] or 0), q(0.5), q(0.99), q(0.999), ratio))
-' "$level,$traffic,$c,$v,$rep" "$((h1 - h0))" "$((m1 - m0))" "${tps:-0}" >>"$CSV"
+w0, w1, ticks, hz = float(sys.argv[5]), float(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8])
+# transactions that ended inside the window (time_epoch, time_us: the end)
+ntx = sum(1 for r in rows if w0 <= int(r[4]) + int(r[5]) / 1e6 < w1)
+cpu = "%.2f" % (ticks * 1e6 / hz / ntx) if ntx > 0 and ticks > 0 else ""
+print("%s,%.0f,%.3f,%.3f,%.3f,%s,%s" % (sys.argv[1], float(sys.argv[4] or 0), q(0.5), q(0.99), q(0.999), ratio, cpu))
+' "$level,$traffic,$c,$v,$rep" "$((h1 - h0))" "$((m1 - m0))" "${tps:-0}" "$w0" "$w1" "$((c1 - c0))" \
+		"$(getconf CLK_TCK)" >>"$CSV"
 	rm -rf "$dir"
 	tail -n 1 "$CSV"
 }
@@ -165,7 +202,7 @@ ROUND
 done)
 \o
 SELECT '$1,inproc,1,' || label || ',' || row_number() OVER (PARTITION BY label ORDER BY n) || ','
-       || round((ticks - lag(ticks) OVER (ORDER BY n)) * 1e6 / $(getconf CLK_TCK) / $INPROC, 3) || ',,,,'
+       || round((ticks - lag(ticks) OVER (ORDER BY n)) * 1e6 / $(getconf CLK_TCK) / $INPROC, 3) || ',,,,,'
   FROM cpu ORDER BY n OFFSET 1;
 SQL
 }
@@ -196,7 +233,7 @@ for level in $LEVELS; do
 	done
 	inproc "$level"
 	log "max_keys $level: CPU µs per lookup in one backend: $(grep "^$level,inproc" "$CSV" | awk -F, '{ s[$4] = s[$4] " " $6 } END { for (v in s) printf "%s:%s; ", v, s[v] }')"
-	echo "$level,idle,0,worker_cpu_10s,1,$(worker_cpu),,,," >>"$CSV"
+	echo "$level,idle,0,worker_cpu_10s,1,$(worker_cpu),,,,," >>"$CSV"
 	log "max_keys $level: worker CPU over 10 s idle: $(tail -n 1 "$CSV" | cut -d, -f6) s"
 done
 

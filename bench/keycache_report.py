@@ -24,7 +24,7 @@ for row in csv.DictReader(open(path)):
 
 
 def med(key, field):
-    vals = [float(r[field]) for r in runs.get(key, []) if r[field] != ""]
+    vals = [float(r[field]) for r in runs.get(key, []) if r.get(field) not in ("", None)]
     return statistics.median(vals) if vals else None
 
 
@@ -70,6 +70,26 @@ for level in levels:
                 fmt(r["p99c"], "{:.2f}"), fmt(r["p99n"], "{:.2f}"),
                 fmt(r["p999c"], "{:.2f}"), fmt(r["p999n"], "{:.2f}")))
 out.append("")
+if any(med((lvl, tr, cl, "check"), "server_us_per_tx") is not None for (lvl, tr, cl) in results):
+    out.append("Server CPU per transaction (µs: the CPU time of the run's backends between two reads of "
+               "/proc in the middle of the run ÷ the transactions that ended in between; medians of the "
+               "repeats; connection start and exit left out, as with pooled connections). Other load on the "
+               "machine moves it much less than TPS on 2 vCPUs shared with the clients; "
+               "\"over floor\" is what each statement adds to the key selection alone:\n")
+    out.append("| max_keys | traffic | clients | floor | check | naive | verify | over floor: check / naive / verify | naive ÷ check | naive ÷ verify |")
+    out.append("|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+    for (level, traffic, clients), r in sorted(results.items()):
+        k = lambda v: (level, traffic, clients, v)
+        c = {v: med(k(v), "server_us_per_tx") for v in ("floor", "check", "naive", "verify")}
+        r["cpu"] = c
+        over = lambda v: None if c[v] is None or c["floor"] is None else c[v] - c["floor"]
+        out.append("| {:,} | {} | {} | {} | {} | {} | {} | {} / {} / {} | {} | {} |".format(
+            level, "1,000 hot keys" if traffic == "hot" else "uniform over all", clients,
+            fmt(c["floor"], "{:.2f}"), fmt(c["check"], "{:.2f}"), fmt(c["naive"], "{:.2f}"),
+            fmt(c["verify"], "{:.2f}"), fmt(over("check"), "{:.2f}"), fmt(over("naive"), "{:.2f}"),
+            fmt(over("verify"), "{:.2f}"), fmt(ratio(c["naive"], c["check"]), "{:.2f}×"),
+            fmt(ratio(c["naive"], c["verify"]), "{:.2f}×")))
+    out.append("")
 if inproc:
     out.append("CPU time per lookup inside one backend (µs, median of 3 rounds over the same sample of "
                "keys drawn uniformly from the population; set-based, so without the per-statement cost "
