@@ -520,9 +520,17 @@ if [ "${BENCH_FLUSHER_MIX:-1}" = 1 ]; then
 		log "bench/flusher_mix.sh failed (see raw/flusher_mix.log)"
 	fi
 fi
-for gp in bench/plot_throughput.gp bench/plot_dashboards.gp; do
-	gnuplot -e "dir='$OUT'" "$gp" || log "gnuplot $gp failed"
-done
+# a plot only for the phases that ran (their data files exist); a plot
+# that fails leaves no empty image behind
+plot() {	# plot SCRIPT IMAGE DATAFILE...
+	local gp=$1 png=$2; shift 2
+	# data rows below the header line of any of the files
+	awk 'FNR > 1 { found = 1 } END { exit !found }' "$@" 2>/dev/null ||
+		{ log "no data for $png (phase not run)"; return; }
+	gnuplot -e "dir='$OUT'" "$gp" || { log "gnuplot $gp failed"; rm -f "$OUT/$png"; }
+}
+plot bench/plot_throughput.gp throughput.png "$OUT"/raw/plot/throughput_*.dat
+plot bench/plot_dashboards.gp dashboards.png "$OUT"/raw/plot/dash_*.dat
 # the fleet figures (issue 15): their own clusters, appended to summary.md
 if [ "$MODE" = quick ]; then
 	export BENCH_FLEET_T=${BENCH_FLEET_T:-2} BENCH_FLEET_REPS=${BENCH_FLEET_REPS:-1} BENCH_FLEET_ROWS=${BENCH_FLEET_ROWS:-60000}
