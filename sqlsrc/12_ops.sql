@@ -10,21 +10,25 @@
 SELECT pg_catalog.pg_extension_config_dump('apikey_usage.api_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('apikey_usage.usage_hourly', '');
 
--- How this installation was created.  pg_restore and a plain dump run
--- CREATE EXTENSION with check_function_bodies off and then create the
--- dumped day partitions themselves: until the dump's data arrives (keys
--- present), the worker creates no partition ahead of time, or the
--- restore would find its tables existing.  Writing a request still
--- creates the partition it needs.
+-- How this installation was created.  A restore (pg_restore, or psql on a
+-- plain dump) runs CREATE EXTENSION and then creates the dumped day
+-- partitions itself, before any table's data arrives.  CREATE EXTENSION
+-- cannot tell a restore from a fresh install (PostgreSQL runs every
+-- extension script with check_function_bodies off, as dumps do), so every
+-- installation starts "restoring": until the first key exists (the dump's
+-- keys, or the first generate_key), the worker creates no partition ahead
+-- of time, or the restore would find its tables existing.  Writing a
+-- request still creates the partition it needs.  An update from 0.1.0
+-- starts as not restoring.
 CREATE TABLE apikey_usage.install_state (
 	singleton		boolean PRIMARY KEY DEFAULT true CHECK (singleton),
 	restoring		boolean NOT NULL,
 	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 COMMENT ON TABLE apikey_usage.install_state IS
-	'Internal: one row; restoring is true while a pg_dump restore is creating the tables of this installation.';
+	'Internal: one row; restoring is true from CREATE EXTENSION until the first key exists (a restore creates its tables before its keys arrive).';
 INSERT INTO apikey_usage.install_state (restoring)
-	VALUES (NOT pg_catalog.current_setting('check_function_bodies')::boolean);
+	VALUES (true);
 
 -- True while a restore is still under way (see install_state); clears the
 -- mark once the restored keys are there.

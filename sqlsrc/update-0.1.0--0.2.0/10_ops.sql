@@ -81,19 +81,15 @@ $$;
 
 --@include 12_ops.sql SELECT pg_catalog.pg_extension_config_dump('apikey_usage.api_keys', '');
 
--- How this installation was created.  pg_restore and a plain dump run
--- CREATE EXTENSION with check_function_bodies off and then create the
--- dumped day partitions themselves: until the dump's data arrives (keys
--- present), the worker creates no partition ahead of time, or the
--- restore would find its tables existing.  Writing a request still
--- creates the partition it needs.
+-- How this installation was created (see sqlsrc/12_ops.sql): an updated
+-- installation has its keys and partitions, so it is not restoring.
 CREATE TABLE apikey_usage.install_state (
 	singleton		boolean PRIMARY KEY DEFAULT true CHECK (singleton),
 	restoring		boolean NOT NULL,
 	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 COMMENT ON TABLE apikey_usage.install_state IS
-	'Internal: one row; restoring is true while a pg_dump restore is creating the tables of this installation.';
+	'Internal: one row; restoring is true from CREATE EXTENSION until the first key exists (a restore creates its tables before its keys arrive).';
 INSERT INTO apikey_usage.install_state (restoring)
 	VALUES (false);
 
