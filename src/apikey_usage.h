@@ -228,7 +228,25 @@ extern void logbuf_outcome_stats(int64 *duplicates, int64 *quarantined,
 								 int64 *discarded);
 extern uint32 log_entry_crc(const LogEntry *entry);
 
-/* writer.c */
+/*
+ * writer.c: the columns of request_log_raw that the writer fills and
+ * request_log.c reads, looked up by name in each day partition (a
+ * partition's attribute numbers may differ from the parent's).
+ */
+typedef enum RawLogColumn
+{
+	COL_REQUESTED_AT,
+	COL_REQUEST_ID,
+	COL_API_KEY_ID,
+	COL_METHOD,
+	COL_ENDPOINT,
+	COL_RESPONSE_CODE,
+	COL_RESOURCE_ID,
+	NUM_COLS
+} RawLogColumn;
+
+extern const char *const rawlog_col_names[NUM_COLS];
+
 typedef enum WriterSource
 {
 	WRITER_RING,

@@ -64,27 +64,11 @@ CREATE INDEX api_keys_key_hash_hash_idx ON apikey_usage.api_keys USING hash (key
 -- created again, with their comments and grants.
 DROP FUNCTION apikey_usage.verify_key(text);
 DROP FUNCTION apikey_usage.check_request(text, text, text, text);
-CREATE TYPE apikey_usage.verify_key_result AS (
-	valid boolean, key_id uuid, workspace text, reason text);
-COMMENT ON TYPE apikey_usage.verify_key_result IS 'The row verify_key returns.';
-CREATE FUNCTION apikey_usage.verify_key(api_key text)
-	RETURNS apikey_usage.verify_key_result
-	LANGUAGE c VOLATILE CALLED ON NULL INPUT
-	AS 'MODULE_PATHNAME', 'apikey_usage_verify_key';
-COMMENT ON FUNCTION apikey_usage.verify_key(text) IS
-	'Check an API key: valid, or why not (malformed, unknown, expired, revoked). Served from the shared-memory key cache; never writes a table.';
-CREATE TYPE apikey_usage.check_request_result AS (
-	allowed boolean, key_id uuid, workspace text, response_code integer,
-	rate_limit integer, remaining integer, retry_after_ms integer,
-	request_id uuid, rate_window interval, reason text, reset_after_ms integer);
-COMMENT ON TYPE apikey_usage.check_request_result IS 'The row check_request returns.';
-CREATE FUNCTION apikey_usage.check_request(api_key text, method text, endpoint text,
-	resource_id text DEFAULT NULL)
-	RETURNS apikey_usage.check_request_result
-	LANGUAGE c VOLATILE CALLED ON NULL INPUT
-	AS 'MODULE_PATHNAME', 'apikey_usage_check_request';
-COMMENT ON FUNCTION apikey_usage.check_request(text, text, text, text) IS
-	'The gateway call before serving a request: credentials first, then the arguments and the rate limit (GCRA); logs refusals of recognised keys; returns what to answer and why (reason: valid, malformed, unknown, expired, revoked, rate_limited).';
+
+--@include 10_core.sql CREATE TYPE apikey_usage.verify_key_result AS (
+
+--@include 10_core.sql CREATE TYPE apikey_usage.check_request_result AS (
+
 REVOKE ALL ON FUNCTION apikey_usage.verify_key(text),
 	apikey_usage.check_request(text, text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION apikey_usage.verify_key(text),

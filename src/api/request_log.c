@@ -96,22 +96,7 @@ enum
 	NUM_OUT
 };
 
-/* columns of request_log_raw read, by name (a partition's attnums may differ) */
-enum
-{
-	COL_REQUESTED_AT,
-	COL_REQUEST_ID,
-	COL_API_KEY_ID,
-	COL_METHOD,
-	COL_ENDPOINT,
-	COL_RESPONSE_CODE,
-	COL_RESOURCE_ID,
-	NUM_COLS
-};
-static const char *const col_names[NUM_COLS] = {
-	"requested_at", "request_id", "api_key_id", "method", "endpoint",
-	"response_code", "resource_id"
-};
+/* the columns of request_log_raw read: RawLogColumn (apikey_usage.h) */
 
 typedef enum
 {
@@ -295,10 +280,10 @@ scan_partition(Oid partition_oid, const PageRequest *req, Snapshot snapshot,
 
 	for (i = 0; i < NUM_COLS; i++)
 	{
-		attnums[i] = get_attnum(partition_oid, col_names[i]);
+		attnums[i] = get_attnum(partition_oid, rawlog_col_names[i]);
 		if (attnums[i] == InvalidAttrNumber)
 			elog(ERROR, "apikey_usage: partition \"%s\" has no column \"%s\"",
-				 RelationGetRelationName(heap), col_names[i]);
+				 RelationGetRelationName(heap), rawlog_col_names[i]);
 	}
 	index_oid = find_key_index(heap, attnums);
 	if (!OidIsValid(index_oid))

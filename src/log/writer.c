@@ -79,19 +79,8 @@
 
 #define INSERT_CHUNK		1000
 
-/* columns of request_log_raw the writer fills */
-enum
-{
-	COL_REQUESTED_AT,
-	COL_REQUEST_ID,
-	COL_API_KEY_ID,
-	COL_METHOD,
-	COL_ENDPOINT,
-	COL_RESPONSE_CODE,
-	COL_RESOURCE_ID,
-	NUM_COLS
-};
-static const char *const col_names[NUM_COLS] = {
+/* the columns of request_log_raw, by RawLogColumn (apikey_usage.h) */
+const char *const rawlog_col_names[NUM_COLS] = {
 	"requested_at", "request_id", "api_key_id", "method", "endpoint",
 	"response_code", "resource_id"
 };
@@ -394,7 +383,7 @@ insert_day(Oid relid, LogEntry **rows, bool *dup, int n)
 		if (attr->attisdropped)
 			continue;
 		for (i = 0; i < NUM_COLS; i++)
-			if (strcmp(NameStr(attr->attname), col_names[i]) == 0)
+			if (strcmp(NameStr(attr->attname), rawlog_col_names[i]) == 0)
 			{
 				field_of[a] = i;
 				attnums[i] = attr->attnum;
