@@ -90,6 +90,28 @@ if any(med((lvl, tr, cl, "check"), "server_us_per_tx") is not None for (lvl, tr,
             fmt(over("verify"), "{:.2f}"), fmt(ratio(c["naive"], c["check"]), "{:.2f}×"),
             fmt(ratio(c["naive"], c["verify"]), "{:.2f}×")))
     out.append("")
+narrow = [(lvl, tr, cl) for (lvl, tr, cl) in sorted(results) if runs.get((lvl, tr, cl, "check2"))]
+if narrow:
+    out.append("The width of the answer: `check_request` answers 11 columns, `verify_key` 4, the naive lookup 2. "
+               "PostgreSQL pays for every result column of every statement (a type lookup for the plan's result "
+               "descriptor, one for the RowDescription message, one for the output function, then the output "
+               "function itself), and so does the client that reads them. check2 / verify2 are the same calls "
+               "reading two columns (`SELECT allowed, key_id FROM check_request(...)`, `SELECT valid, key_id FROM "
+               "verify_key(...)`), run in the same rounds:\n")
+    out.append("| max_keys | traffic | clients | check ÷ naive (11 columns) | check2 ÷ naive (2 columns) | verify ÷ naive (4 columns) | verify2 ÷ naive (2 columns) | server µs per tx: check / check2 / verify / verify2 / naive |")
+    out.append("|--:|---|--:|--:|--:|--:|--:|--:|")
+    for (level, traffic, clients) in narrow:
+        k = lambda v: (level, traffic, clients, v)
+        t = {v: med(k(v), "tps") for v in ("check", "check2", "verify", "verify2", "naive")}
+        c = {v: med(k(v), "server_us_per_tx") for v in t}
+        results[(level, traffic, clients)]["c2n"] = ratio(t["check2"], t["naive"])
+        results[(level, traffic, clients)]["v2n"] = ratio(t["verify2"], t["naive"])
+        out.append("| {:,} | {} | {} | {} | {} | {} | {} | {} |".format(
+            level, "1,000 hot keys" if traffic == "hot" else "uniform over all", clients,
+            fmt(ratio(t["check"], t["naive"]), "{:.2f}×"), fmt(ratio(t["check2"], t["naive"]), "{:.2f}×"),
+            fmt(ratio(t["verify"], t["naive"]), "{:.2f}×"), fmt(ratio(t["verify2"], t["naive"]), "{:.2f}×"),
+            " / ".join(fmt(c[v], "{:.2f}") for v in ("check", "check2", "verify", "verify2", "naive"))))
+    out.append("")
 if inproc:
     out.append("CPU time per lookup inside one backend (µs, median of 3 rounds over the same sample of "
                "keys drawn uniformly from the population; set-based, so without the per-statement cost "
@@ -118,13 +140,20 @@ def goal(text, ok):
 
 lo, hi = min(levels), max(levels)
 u_lo, u_hi = results.get((lo, "uniform", 2)), results.get((hi, "uniform", 2))
+def narrow_note(r):
+    if r.get("c2n") is None:
+        return ""
+    return " (reading two columns, as the naive lookup does: check2 %.2f×, verify2 %.2f×; not counted)" % (
+        r["c2n"], r["v2n"] or 0)
+
+
 if u_lo:
-    goal("uniform, max_keys %s: check ÷ naive ≥ 1.0 (%.2f×), p99 within 2× of naive's (%.2f / %.2f ms)"
-         % (f"{lo:,}", u_lo["cn"] or 0, u_lo["p99c"] or 0, u_lo["p99n"] or 0),
+    goal("uniform, max_keys %s: check ÷ naive ≥ 1.0 (%.2f×), p99 within 2× of naive's (%.2f / %.2f ms)%s"
+         % (f"{lo:,}", u_lo["cn"] or 0, u_lo["p99c"] or 0, u_lo["p99n"] or 0, narrow_note(u_lo)),
          (u_lo["cn"] or 0) >= 1.0 and (u_lo["p99c"] or 0) <= 2 * (u_lo["p99n"] or 0))
 if u_hi and hi >= nkeys:
-    goal("every key cached: check ÷ naive ≥ 1.2 (%.2f×), verify ÷ naive ≥ 1.3 (%.2f×)"
-         % (u_hi["cn"] or 0, u_hi["vn"] or 0),
+    goal("every key cached: check ÷ naive ≥ 1.2 (%.2f×), verify ÷ naive ≥ 1.3 (%.2f×)%s"
+         % (u_hi["cn"] or 0, u_hi["vn"] or 0, narrow_note(u_hi)),
          (u_hi["cn"] or 0) >= 1.2 and (u_hi["vn"] or 0) >= 1.3)
 s2, s8 = results.get((small, "uniform", 2)), results.get((small, "uniform", 8))
 if s2 and s8 and s2["cn"] and s8["cn"]:
