@@ -15,6 +15,12 @@
 # (log_id, the gateway flow).  The worker's CPU time (user + system, from
 # /proc) is recorded per run: the rates move with other load on the
 # machine, the CPU per entry much less.
+# Last, the request path apart from the worker: after a restart with a
+# ring of 1,048,576 entries, SELECT 1 against log_request with the worker
+# stopped (SIGSTOP) for the run (FM_T_ALONE seconds, at most 5: the ring
+# must hold every entry logged meanwhile, or callers spool), then resumed
+# and the ring flushed; interleaved.  It shows what the call costs when
+# the worker does not share the two vCPUs with the clients.
 # Cluster: fsync on, synchronous_commit on, shared_buffers 1GB, the
 # extension's defaults (ring of 16,384 entries, flush_interval 200 ms).
 #
@@ -28,6 +34,7 @@ case $MODE in
 quick) N=${FM_N:-100000}; REPS=${FM_REPS:-2}; T=${FM_T:-5} ;;
 *) N=${FM_N:-300000}; REPS=${FM_REPS:-3}; T=${FM_T:-10} ;;
 esac
+T_ALONE=${FM_T_ALONE:-$((T < 5 ? T : 5))}
 mkdir -p "$OUT"
 CSV=$OUT/flusher_mix.csv
 echo "scenario,repeat,rows,seconds,rows_per_s,spooled,worker_cpu_s" >"$CSV"
@@ -36,7 +43,8 @@ make -s >/dev/null && make -s install >/dev/null
 source scripts/cluster.sh
 WORK=$(mktemp -d /tmp/aku-fm.XXXXXX)
 chmod 755 "$WORK"; chown postgres:postgres "$WORK"
-cleanup() { cluster_stop; rm -rf "$WORK"; }
+STOPPED=""	# the worker's pid while it is stopped
+cleanup() { [ -n "$STOPPED" ] && kill -CONT "$STOPPED" 2>/dev/null; cluster_stop; rm -rf "$WORK"; }
 trap cleanup EXIT
 cluster_start flmix "shared_buffers = 1GB" "fsync = on" "synchronous_commit = on" \
 	"max_wal_size = 8GB" "checkpoint_timeout = 30min"
@@ -120,6 +128,25 @@ for rep in $(seq 1 "$REPS"); do
 	echo "  rep $rep: $(tail -n 3 "$CSV" | tr '\n' ' ')"
 done
 
+# the request path alone: a ring that holds T_ALONE seconds of calls, the
+# worker stopped while pgbench runs
+psql_ -c "ALTER SYSTEM SET apikey_usage.log_buffer_entries = 1048576" >/dev/null
+cluster_restart
+cluster_wait_worker
+WPID=$(psql_ -c "SELECT worker_pid FROM apikey_usage.runtime_stats")
+for rep in $(seq 1 "$REPS"); do
+	for v in select1 log_alone; do
+		sp0=$(psql_ -c "SELECT sync_fallbacks FROM apikey_usage.runtime_stats")
+		f=$v; [ "$v" = log_alone ] && { f=log; kill -STOP "$WPID"; STOPPED=$WPID; }
+		tps=$(pgbench -n -M prepared -c 2 -j 2 -T "$T_ALONE" -f "$WORK/$f.sql" 2>&1 | sed -n 's/^tps = \([0-9.]*\) .*/\1/p')
+		[ -n "$STOPPED" ] && { kill -CONT "$STOPPED"; STOPPED=""; }
+		sp1=$(psql_ -c "SELECT sync_fallbacks FROM apikey_usage.runtime_stats")
+		echo "alone_$v,$rep,,$T_ALONE,$tps,$((sp1 - sp0)),0" >>"$CSV"
+		psql_ -c "SELECT apikey_usage.flush()" >/dev/null
+	done
+	echo "  rep $rep: $(tail -n 2 "$CSV" | tr '\n' ' ')"
+done
+
 python3 - "$CSV" "$OUT/flusher_mix.md" "$N" <<'PY'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
@@ -138,6 +165,11 @@ md = [f"| measure ({sys.argv[3]} rows of the live mix) | median | goal |", "|---
       f"| log_request ÷ SELECT 1, 2 clients | {lg:,.0f} / {s1:,.0f} TPS = {lg / s1:.2f}× | ≥ 0.8× |",
       f"| log_request with a request_id ÷ SELECT 1, 2 clients | {li:,.0f} / {s1:,.0f} TPS = {li / s1:.2f}× | |",
       f"| worker CPU per entry during the pgbench runs: log / log_id | {cpu('pgbench_log') * 1e6 / tps_n('pgbench_log'):.1f} / {cpu('pgbench_log_id') * 1e6 / tps_n('pgbench_log_id'):.1f} µs | |"]
+if any(r["scenario"] == "alone_log_alone" for r in rows):
+    a1, al = med("alone_select1"), med("alone_log_alone")
+    spilled = sum(int(r["spooled"] or 0) for r in rows if r["scenario"] == "alone_log_alone")
+    md.append(f"| the request path alone: log_request with the worker stopped ÷ SELECT 1, 2 clients "
+              f"(ring of 1,048,576; entries spooled: {spilled}) | {al:,.0f} / {a1:,.0f} TPS = {al / a1:.2f}× | |")
 open(sys.argv[2], "w").write("\n".join(md) + "\n")
 print("\n".join(md))
 PY
