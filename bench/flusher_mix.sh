@@ -7,9 +7,15 @@
 #   A  flusher: one backend logs FM_N entries (300,000; quick: 100,000)
 #      with log_request in one statement; then flush(); rows/s = FM_N /
 #      (time from the first call until flush() returned: end to end)
-#   B  COPY of the same rows (written to a file once) into a bare copy of
+#   B  the same FM_N entries from one backend in statements of FM_CHUNK
+#      (1,000) calls each, then flush(): the shape of live traffic, whose
+#      statements are short; in A the one logging statement's snapshot
+#      keeps every version of the rollup rows the worker updates meanwhile
+#      (nothing can be pruned until it ends), which the worker's
+#      INSERT ... ON CONFLICT then walks
+#   C  COPY of the same rows (written to a file once) into a bare copy of
 #      request_log_raw (same columns, no index, not partitioned)
-# and prints the ratio of the medians.  Then log_request ÷ SELECT 1 at 2
+# and prints the ratios of the medians.  Then log_request ÷ SELECT 1 at 2
 # clients (pgbench -M prepared, FM_T seconds each, interleaved, the worker
 # running and flushing what is logged), also with a request id per call
 # (log_id, the gateway flow).  The worker's CPU time (user + system, from
@@ -35,6 +41,7 @@ quick) N=${FM_N:-100000}; REPS=${FM_REPS:-2}; T=${FM_T:-5} ;;
 *) N=${FM_N:-300000}; REPS=${FM_REPS:-3}; T=${FM_T:-10} ;;
 esac
 T_ALONE=${FM_T_ALONE:-$((T < 5 ? T : 5))}
+CHUNK=${FM_CHUNK:-1000}
 mkdir -p "$OUT"
 CSV=$OUT/flusher_mix.csv
 echo "scenario,repeat,rows,seconds,rows_per_s,spooled,worker_cpu_s" >"$CSV"
@@ -57,14 +64,15 @@ CREATE TABLE bench.keys AS
 	SELECT n, (apikey_usage.generate_key('bench-mix', 'mix key ' || n)).key_id FROM generate_series(1, 100) n;
 CREATE TABLE bench.bare (LIKE apikey_usage.request_log_raw);
 -- the mix, as log_request arguments
-CREATE FUNCTION bench.log_mix(n integer) RETURNS bigint LANGUAGE sql AS $$
+CREATE FUNCTION bench.log_mix(n integer, first integer DEFAULT 1) RETURNS bigint LANGUAGE sql AS $$
 	SELECT count(apikey_usage.log_request(
 		k.ids[1 + (i::bigint * 7919) % 100],
 		(ARRAY['GET', 'POST', 'PUT', 'DELETE'])[1 + i % 4],
 		'/v1/resource' || (i * 31) % 40 || '/{id}',
 		(ARRAY[200, 201, 204, 400, 401, 404, 429, 500])[1 + (i * 13) % 8],
 		'res-' || (i::bigint * 104729) % 100000))
-	  FROM (SELECT array_agg(key_id ORDER BY n) AS ids FROM bench.keys) k, generate_series(1, n) i $$;
+	  FROM (SELECT array_agg(key_id ORDER BY n) AS ids FROM bench.keys) k,
+	       generate_series(first, first + n - 1) i $$;
 SQL
 # the same rows as COPY input (requested_at now, as the live mix)
 psql_ -c "COPY (SELECT now() AS requested_at, gen_random_uuid() AS request_id, k.key_id AS api_key_id,
@@ -80,18 +88,30 @@ el() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 # other load on the machine, unlike the rates
 WPID=$(psql_ -c "SELECT worker_pid FROM apikey_usage.runtime_stats")
 worker_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$WPID/stat"; }
-for rep in $(seq 1 "$REPS"); do
+# the same entries in statements of CHUNK calls, one session
+seq 0 "$CHUNK" $((N - 1)) |
+	awk -v c="$CHUNK" -v n="$N" '{ printf "SELECT bench.log_mix(%d, %d);\n", (n - $1 < c ? n - $1 : c), $1 + 1 }' >"$WORK/chunks.sql"
+flusher_run() {	# SCENARIO REP SQLFILE-OR-EMPTY: log, flush(), one CSV line
+	local sp0 sp1 c0 c1 t0 t1 s
 	sp0=$(psql_ -c "SELECT sync_fallbacks FROM apikey_usage.runtime_stats")
 	c0=$(worker_cpu)
 	t0=$(now)
-	psql_ -c "SELECT bench.log_mix($N)" >/dev/null
+	if [ -n "$3" ]; then
+		psql_ -f "$3" >/dev/null
+	else
+		psql_ -c "SELECT bench.log_mix($N)" >/dev/null
+	fi
 	psql_ -c "SELECT apikey_usage.flush()" >/dev/null
 	t1=$(now)
 	sp1=$(psql_ -c "SELECT sync_fallbacks FROM apikey_usage.runtime_stats")
 	c1=$(worker_cpu)
 	s=$(el "$t0" "$t1")
-	echo "flusher,$rep,$N,$s,$(awk -v n="$N" -v s="$s" 'BEGIN { printf "%.0f", n / s }'),$((sp1 - sp0)),$(el "$c0" "$c1")" >>"$CSV"
+	echo "$1,$2,$N,$s,$(awk -v n="$N" -v s="$s" 'BEGIN { printf "%.0f", n / s }'),$((sp1 - sp0)),$(el "$c0" "$c1")" >>"$CSV"
 	psql_ -c "CHECKPOINT"
+}
+for rep in $(seq 1 "$REPS"); do
+	flusher_run flusher "$rep" ""
+	flusher_run flusher_chunked "$rep" "$WORK/chunks.sql"
 	t0=$(now)
 	psql_ -c "COPY bench.bare FROM '$WORK/mix.copy'"
 	t1=$(now)
@@ -99,7 +119,7 @@ for rep in $(seq 1 "$REPS"); do
 	echo "copy_bare,$rep,$N,$s,$(awk -v n="$N" -v s="$s" 'BEGIN { printf "%.0f", n / s }'),0," >>"$CSV"
 	psql_ -c "TRUNCATE bench.bare"
 	psql_ -c "CHECKPOINT"
-	echo "  rep $rep: $(tail -n 2 "$CSV" | tr '\n' ' ')"
+	echo "  rep $rep: $(tail -n 3 "$CSV" | tr '\n' ' ')"
 done
 
 # log_request ÷ SELECT 1 at 2 clients.  The key ids are a constant of the
@@ -147,21 +167,24 @@ for rep in $(seq 1 "$REPS"); do
 	echo "  rep $rep: $(tail -n 2 "$CSV" | tr '\n' ' ')"
 done
 
-python3 - "$CSV" "$OUT/flusher_mix.md" "$N" <<'PY'
+python3 - "$CSV" "$OUT/flusher_mix.md" "$N" "$CHUNK" <<'PY'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 med = lambda s: statistics.median(float(r["rows_per_s"]) for r in rows if r["scenario"] == s)
 fl, cp = med("flusher"), med("copy_bare")
+fc = med("flusher_chunked")
 s1, lg, li = med("pgbench_select1"), med("pgbench_log"), med("pgbench_log_id")
-spooled = sum(int(r["spooled"]) for r in rows if r["scenario"] == "flusher")
+spooled = sum(int(r["spooled"]) for r in rows if r["scenario"] in ("flusher", "flusher_chunked"))
 cpu = lambda s: statistics.median(float(r["worker_cpu_s"]) for r in rows if r["scenario"] == s)
 tps_n = lambda s: statistics.median(float(r["rows_per_s"]) * float(r["seconds"]) for r in rows if r["scenario"] == s)
 md = [f"| measure ({sys.argv[3]} rows of the live mix) | median | goal |", "|---|--:|--:|",
       f"| flusher end to end (log, then flush()) | {fl:,.0f} rows/s | |",
       f"| COPY into a bare table | {cp:,.0f} rows/s | |",
       f"| flusher ÷ COPY | {fl / cp:.2f}× | ≥ 0.25× |",
+      f"| flusher end to end, logged in statements of {sys.argv[4]} calls (one session) | {fc:,.0f} rows/s | |",
+      f"| that ÷ COPY | {fc / cp:.2f}× | ≥ 0.25× |",
       f"| entries spooled (ring full) during the flusher runs | {spooled} | |",
-      f"| worker CPU per flusher run (user + system) | {cpu('flusher'):.2f} s ({cpu('flusher') * 1e6 / int(sys.argv[3]):.1f} µs per entry) | |",
+      f"| worker CPU per flusher run (user + system): one statement / statements of {sys.argv[4]} | {cpu('flusher'):.2f} s ({cpu('flusher') * 1e6 / int(sys.argv[3]):.1f} µs per entry) / {cpu('flusher_chunked'):.2f} s ({cpu('flusher_chunked') * 1e6 / int(sys.argv[3]):.1f} µs) | |",
       f"| log_request ÷ SELECT 1, 2 clients | {lg:,.0f} / {s1:,.0f} TPS = {lg / s1:.2f}× | ≥ 0.8× |",
       f"| log_request with a request_id ÷ SELECT 1, 2 clients | {li:,.0f} / {s1:,.0f} TPS = {li / s1:.2f}× | |",
       f"| worker CPU per entry during the pgbench runs: log / log_id | {cpu('pgbench_log') * 1e6 / tps_n('pgbench_log'):.1f} / {cpu('pgbench_log_id') * 1e6 / tps_n('pgbench_log_id'):.1f} µs | |"]
