@@ -84,16 +84,23 @@ phase() {
 		sleep 0.1
 	done
 	old=$(worker_pid)
-	# a writer's session may end between the query and the kill: retry
-	# (any state: on a loaded machine a writer is often between two calls)
+	# a writer's session may end between the query and the kill (then the
+	# kill fails, or lands on a backend already exiting normally, which is
+	# no crash): retry until the server log shows the crash-restart (any
+	# state: on a loaded machine a writer is often between two calls)
 	for i in $(seq 1 400); do
 		victim=$(cluster_psql -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'aku_writer'
 			AND backend_type = 'client backend' ORDER BY state = 'active' DESC, random() LIMIT 1")
-		[ -n "$victim" ] && [ "$victim" != "$old" ] && kill -KILL "$victim" 2>/dev/null && break
+		if [ -n "$victim" ] && [ "$victim" != "$old" ] && kill -KILL "$victim" 2>/dev/null; then
+			for _ in $(seq 1 50); do
+				[ "$(grep -c "was terminated by signal 9" "$CLUSTER_LOG")" -gt "$crashes" ] && break 2
+				sleep 0.1
+			done
+		fi
 		victim=""
 		sleep 0.05
 	done
-	[ -n "$victim" ] || fail "$label: found no writer backend to kill"
+	[ -n "$victim" ] || fail "$label: no writer backend killed with a crash-restart"
 	new=$(wait_new_worker "$old")
 	for p in "${WRITER_PIDS[@]}"; do wait "$p" || true; done
 	WRITER_PIDS=()
