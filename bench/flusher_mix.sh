@@ -28,7 +28,7 @@
 # and the ring flushed; interleaved.  It shows what the call costs when
 # the worker does not share the two vCPUs with the clients.
 # Cluster: fsync on, synchronous_commit on, shared_buffers 1GB, the
-# extension's defaults (ring of 16,384 entries, flush_interval 200 ms).
+# extension's defaults (ring of 65,536 entries, flush_interval 200 ms).
 #
 # Writes OUTDIR/flusher_mix.csv and OUTDIR/flusher_mix.md.
 set -euo pipefail

@@ -37,7 +37,7 @@ PG_MODULE_MAGIC;
 
 char	   *apikey_database = NULL;
 int			apikey_max_keys = 100000;
-int			apikey_log_buffer_entries = 16384;
+int			apikey_log_buffer_entries = 65536;
 int			apikey_flush_interval_ms = 200;
 char	   *apikey_retention_string = NULL;
 char	   *apikey_secret_file = NULL;
@@ -159,7 +159,7 @@ _PG_init(void)
 	DefineCustomIntVariable("apikey_usage.log_buffer_entries",
 							"Entries the durable log buffer holds.",
 							"The buffer is a file-backed shared mapping in the data directory.",
-							&apikey_log_buffer_entries, 16384, 64, 4194304,
+							&apikey_log_buffer_entries, 65536, 64, 4194304,
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("apikey_usage.flush_interval",
 							"How often the background worker writes the log buffer to the tables.",
