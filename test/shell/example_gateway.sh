@@ -37,11 +37,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fail=0
-check() { # description condition...
-	local what=$1; shift
-	if "$@"; then echo "ok - $what"; else echo "not ok - $what"; fail=1; fi
-}
+source scripts/check.sh
 
 (cd "$APP" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 

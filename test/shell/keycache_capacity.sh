@@ -14,11 +14,7 @@ cluster_start keycap "fsync = off" "apikey_usage.flush_interval = 50" "apikey_us
 cluster_psql -c "CREATE EXTENSION apikey_usage"
 cluster_wait_worker
 
-fail=0
-check() { # description condition...
-	local what=$1; shift
-	if "$@"; then echo "ok - $what"; else echo "not ok - $what"; fail=1; fi
-}
+source scripts/check.sh
 
 # g % 11 = 0: deleted (100 keys); even g: 2 requests per day; odd: unlimited
 cluster_psql >/dev/null <<'SQL'

@@ -15,11 +15,7 @@ cluster_start kcids "fsync = off" "apikey_usage.flush_interval = 50"
 cluster_psql -c "CREATE EXTENSION apikey_usage"
 cluster_wait_worker
 
-fail=0
-check() { # description condition...
-	local what=$1; shift
-	if "$@"; then echo "ok - $what"; else echo "not ok - $what"; fail=1; fi
-}
+source scripts/check.sh
 
 cluster_psql >/dev/null <<'SQL'
 CREATE TABLE public.k AS

@@ -14,11 +14,7 @@ cluster_start kcscale "fsync = off" "apikey_usage.flush_interval = 50" \
 cluster_psql -c "CREATE EXTENSION apikey_usage"
 cluster_wait_worker
 
-fail=0
-check() { # description condition...
-	local what=$1; shift
-	if "$@"; then echo "ok - $what"; else echo "not ok - $what"; fail=1; fi
-}
+source scripts/check.sh
 stat() { cluster_psql -c "SELECT $1 FROM apikey_usage.runtime_stats"; }
 # wait until the worker has written every queued last_used_at
 wait_written() {

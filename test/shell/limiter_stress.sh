@@ -47,11 +47,7 @@ log_bound=$(( 200 + log_span_ms * 200 / 10000 ))
 echo "transactions $total (failed ${failed_tx:-0}), allowed $allowed, refused $refused;" \
 	"wall clock ${wall_ms} ms -> bound $bound; span of allowed admissions ${log_span_ms} ms -> $log_bound"
 
-fail=0
-check() { # description condition...
-	local what=$1; shift
-	if "$@"; then echo "ok - $what"; else echo "not ok - $what"; fail=1; fi
-}
+source scripts/check.sh
 check "pgbench ran transactions" test "${total:-0}" -gt 0
 check "no failed transactions" test "${failed_tx:-0}" -eq 0
 check "allowed ($allowed) <= 200 + floor(wall clock x 20/s) ($bound)" test "$allowed" -le "$bound"

@@ -14,11 +14,7 @@ cluster_start notabw "fsync = off" "apikey_usage.flush_interval = '60s'"
 cluster_psql -c "CREATE EXTENSION apikey_usage"
 cluster_wait_worker
 
-fail=0
-check() { # description condition...
-	local what=$1; shift
-	if "$@"; then echo "ok - $what"; else echo "not ok - $what"; fail=1; fi
-}
+source scripts/check.sh
 
 # Every session below ends with pg_stat_force_next_flush(), so its table
 # statistics are reported before psql gets its last answer.
