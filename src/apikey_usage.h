@@ -31,6 +31,7 @@
 #include "port/atomics.h"
 #include "storage/latch.h"
 #include "fmgr.h"
+#include "utils/relcache.h"
 #include "utils/uuid.h"
 
 #define APIKEY_HASH_BYTES	32	/* BLAKE2b-256 */
@@ -58,6 +59,10 @@ extern bool apikey_preloaded;
 extern void apikey_require_preload(void);
 extern Interval *apikey_retention(void);
 extern void apikey_require_primary(const char *what);
+
+/* indexes.c */
+extern Oid	apikey_find_index(Relation rel, const AttrNumber *keys, int nkeys,
+							  bool exact, Oid am);
 
 /* redact.c */
 extern void redact_install_hook(void);

@@ -200,66 +200,6 @@ check_read_right(Oid parent)
 }
 
 /*
- * The partition's btree on (api_key_id, requested_at, request_id), all
- * ascending, plain (no predicate, no expression) and valid; InvalidOid if
- * it has none.  Read from the syscaches, so only the chosen index is
- * opened (and locked).
- */
-static Oid
-find_key_index(Relation partition, const AttrNumber *attnums)
-{
-	List	   *indexes = RelationGetIndexList(partition);
-	ListCell   *lc;
-	Oid			found = InvalidOid;
-
-	foreach(lc, indexes)
-	{
-		Oid			index_oid = lfirst_oid(lc);
-		HeapTuple	index_tuple = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(index_oid));
-		HeapTuple	class_tuple;
-		Form_pg_index form;
-		bool		ok;
-
-		if (!HeapTupleIsValid(index_tuple))
-			continue;
-		form = (Form_pg_index) GETSTRUCT(index_tuple);
-		ok = form->indisvalid && form->indnkeyatts >= 3 &&
-			form->indkey.values[0] == attnums[COL_API_KEY_ID] &&
-			form->indkey.values[1] == attnums[COL_REQUESTED_AT] &&
-			form->indkey.values[2] == attnums[COL_REQUEST_ID] &&
-			heap_attisnull(index_tuple, Anum_pg_index_indpred, NULL) &&
-			heap_attisnull(index_tuple, Anum_pg_index_indexprs, NULL);
-		if (ok)
-		{
-			bool		isnull;
-			Datum		options = SysCacheGetAttr(INDEXRELID, index_tuple,
-												  Anum_pg_index_indoption, &isnull);
-			int2vector *indoption = (int2vector *) DatumGetPointer(options);
-			int			k;
-
-			for (k = 0; k < 3 && !isnull; k++)
-				if (indoption->values[k] & INDOPTION_DESC)
-					ok = false;
-		}
-		ReleaseSysCache(index_tuple);
-		if (!ok)
-			continue;
-		class_tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(index_oid));
-		if (!HeapTupleIsValid(class_tuple))
-			continue;
-		ok = ((Form_pg_class) GETSTRUCT(class_tuple))->relam == BTREE_AM_OID;
-		ReleaseSysCache(class_tuple);
-		if (ok)
-		{
-			found = index_oid;
-			break;
-		}
-	}
-	list_free(indexes);
-	return found;
-}
-
-/*
  * Scan one partition's per-key btree backward and append the qualifying
  * rows to the tuplestore.  Returns the rows appended (at most want).
  */
@@ -285,7 +225,13 @@ scan_partition(Oid partition_oid, const PageRequest *req, Snapshot snapshot,
 			elog(ERROR, "apikey_usage: partition \"%s\" has no column \"%s\"",
 				 RelationGetRelationName(heap), rawlog_col_names[i]);
 	}
-	index_oid = find_key_index(heap, attnums);
+	/* its btree on (api_key_id, requested_at, request_id), all ascending */
+	{
+		AttrNumber	keys[3] = {attnums[COL_API_KEY_ID], attnums[COL_REQUESTED_AT],
+		attnums[COL_REQUEST_ID]};
+
+		index_oid = apikey_find_index(heap, keys, 3, false, BTREE_AM_OID);
+	}
 	if (!OidIsValid(index_oid))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -139,19 +139,6 @@ key_table_attnum(Oid relid, const char *name)
 	return attnum;
 }
 
-static Oid
-index_am(Oid indexoid)
-{
-	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(indexoid));
-	Oid			am;
-
-	if (!HeapTupleIsValid(tuple))
-		return InvalidOid;
-	am = ((Form_pg_class) GETSTRUCT(tuple))->relam;
-	ReleaseSysCache(tuple);
-	return am;
-}
-
 /*
  * A valid single-column index of access method am of the key table on
  * attnum, without a predicate; InvalidOid if there is none.
@@ -159,31 +146,7 @@ index_am(Oid indexoid)
 static Oid
 key_table_index_on(Relation rel, AttrNumber attnum, Oid am)
 {
-	List	   *indexes = RelationGetIndexList(rel);
-	ListCell   *lc;
-	Oid			found = InvalidOid;
-
-	foreach(lc, indexes)
-	{
-		Oid			indexoid = lfirst_oid(lc);
-		HeapTuple	tuple = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexoid));
-		Form_pg_index index;
-
-		if (!HeapTupleIsValid(tuple))
-			continue;
-		index = (Form_pg_index) GETSTRUCT(tuple);
-		if (index->indisvalid && index->indnatts == 1 &&
-			index->indkey.values[0] == attnum &&
-			heap_attisnull(tuple, Anum_pg_index_indpred, NULL) &&
-			heap_attisnull(tuple, Anum_pg_index_indexprs, NULL) &&
-			index_am(indexoid) == am)
-			found = indexoid;
-		ReleaseSysCache(tuple);
-		if (OidIsValid(found))
-			break;
-	}
-	list_free(indexes);
-	return found;
+	return apikey_find_index(rel, &attnum, 1, true, am);
 }
 
 static void
