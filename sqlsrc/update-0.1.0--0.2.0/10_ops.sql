@@ -54,12 +54,20 @@ BEGIN
 	IF pg_catalog.to_regclass('apikey_usage.' || part) IS NOT NULL THEN
 		RETURN;
 	END IF;
-	EXECUTE pg_catalog.format(
-		'CREATE TABLE apikey_usage.%I PARTITION OF apikey_usage.request_log_raw
-		   FOR VALUES FROM (%L) TO (%L)',
-		part,
-		(day::timestamp AT TIME ZONE 'UTC'),
-		((day + 1)::timestamp AT TIME ZONE 'UTC'));
+	-- to_regclass reads the backend's catalog cache, which a transaction
+	-- that ran for a while may not have refreshed since another creator
+	-- committed the partition: CREATE TABLE (which does refresh it) then
+	-- says so, and the partition is there
+	BEGIN
+		EXECUTE pg_catalog.format(
+			'CREATE TABLE apikey_usage.%I PARTITION OF apikey_usage.request_log_raw
+			   FOR VALUES FROM (%L) TO (%L)',
+			part,
+			(day::timestamp AT TIME ZONE 'UTC'),
+			((day + 1)::timestamp AT TIME ZONE 'UTC'));
+	EXCEPTION WHEN duplicate_table THEN
+		RETURN;
+	END;
 	PERFORM apikey_usage._index_partition(('apikey_usage.' || part)::regclass);
 END
 $$;
