@@ -66,6 +66,7 @@ extern Oid	apikey_find_index(Relation rel, const AttrNumber *keys, int nkeys,
 
 /* redact.c */
 extern void redact_install_hook(void);
+extern bool redact_keys_in_text(char *buf, size_t len);
 
 /* secret.c */
 extern void secret_load_or_create(void);

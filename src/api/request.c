@@ -142,7 +142,8 @@ field_error(FieldError *error, int sqlstate, char *message)
 
 /*
  * Check method, endpoint and resource_id and copy them into the entry
- * (method upper-cased).  Returns false and fills *error (22004 / 22023)
+ * (method upper-cased; an API key with a valid checksum inside endpoint
+ * or resource_id is masked, keeping its prefix).  Returns false and fills *error (22004 / 22023)
  * at the first bad one, raising nothing: check_request looks at the
  * credentials before it decides whether a bad argument is an error.
  */
@@ -196,6 +197,8 @@ texts_valid(text *method, text *endpoint, text *resource, LogEntry *entry,
 	}
 	memcpy(entry->endpoint, e, elen);
 	entry->endpoint_len = (uint16) elen;
+	/* an API key inside it (say, a query string) is stored masked */
+	(void) redact_keys_in_text(entry->endpoint, elen);
 
 	entry->has_resource = (resource != NULL);
 	entry->resource_len = 0;
@@ -209,6 +212,7 @@ texts_valid(text *method, text *endpoint, text *resource, LogEntry *entry,
 										APIKEY_RESOURCE_MAX));
 		memcpy(entry->resource, VARDATA_ANY(resource), rlen);
 		entry->resource_len = (uint16) rlen;
+		(void) redact_keys_in_text(entry->resource, rlen);
 	}
 	return true;
 }

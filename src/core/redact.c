@@ -4,18 +4,32 @@
  *		Keep presented API keys out of the server log, whatever the
  *		logging settings.
  *
- * A key is recognisable offline: <prefix>_<43 base62>[<2 base62 node>]
- * <6 base62 checksum> with a CRC-32 that must match (keyformat.c).  An emit_log_hook, set in
- * the postmaster and inherited by every process, rewrites every message
- * field that reaches the server log (message, detail, detail_log, hint,
- * context, internal query) and the statement text that elog.c prints
- * from debug_query_string (the STATEMENT line, csvlog/jsonlog "query"):
- * each key with a valid checksum keeps its prefix and has the rest
- * replaced by '*' of the same length, so error cursor positions stay
- * right.  That covers log_statement, bind parameters (DETAIL: parameters:
- * $1 = '...'), duration logging, errors, PL/pgSQL contexts and plans that
- * auto_explain logs as messages.  Strings that only look like keys (a
- * wrong checksum) are left alone: they are not keys.
+ * A key is <prefix>_<43 base62>[<2 base62 node>]<6 base62 checksum>
+ * (keyformat.c).  An emit_log_hook, set in the postmaster and inherited
+ * by every process, rewrites every message field that reaches the server
+ * log (message, detail, detail_log, hint, context, internal query) and the
+ * statement text that elog.c prints from debug_query_string (the
+ * STATEMENT line, csvlog/jsonlog "query").  That covers log_statement,
+ * bind parameters (DETAIL: parameters: $1 = '...'), duration logging,
+ * errors, PL/pgSQL contexts and plans that auto_explain logs as messages.
+ *
+ * What is masked in a log line is anything that could hold most of a key,
+ * checksum or not, whole or cut short: every run of at least
+ * LOG_SUSPECT_CHARS base62 characters that follows a '_' (a key, a key
+ * with a typo, a key cut by log_parameter_max_length, a key lower-cased as
+ * an unquoted identifier, two keys written back to back) or that follows
+ * "..." (PostgreSQL's mark for a line it cut at the start, as in a JSON
+ * error context).  The run is replaced by '*' of the same length, so error
+ * cursor positions stay right; the prefix is kept.  Fewer characters leave
+ * more than 2^119 guesses for the rest of the body.  Node-tree dumps
+ * (debug_print_parse, debug_print_rewritten, debug_print_plan) print a
+ * constant as its bytes in decimal: every constant of LOG_SUSPECT_BYTES
+ * bytes or more has its bytes replaced by zeros there (the pretty printer
+ * may split a number across lines, so the bytes are not decoded).
+ *
+ * Data is treated more narrowly: redact_keys_in_text masks only real keys
+ * (a valid checksum) in an endpoint or resource_id before it is logged, so
+ * that an identifier which merely looks like a key is stored as given.
  *
  * Shared state: none.  Per process: the redacted copy of the current
  * statement text (TopMemoryContext), replaced when the statement changes,
@@ -41,6 +55,16 @@
 /* characters after the '_': body and checksum, plus the node on nodes >= 1 */
 #define KEY_TAIL_CHARS	(KEYFMT_BODY_CHARS + KEYFMT_CHECKSUM_CHARS)
 #define KEY_TAIL_CHARS_NODE	(KEY_TAIL_CHARS + KEYFMT_NODE_CHARS)
+
+/*
+ * A run of base62 characters this long, after a '_' or a "...", is masked
+ * in the log: a run of 23 reveals at most 23 of the 43 body characters,
+ * leaving 62^20 (more than 2^119) possibilities for the rest.
+ */
+#define LOG_SUSPECT_CHARS	24
+
+/* node dumps: constants of at least this many bytes are zeroed */
+#define LOG_SUSPECT_BYTES	(1 + LOG_SUSPECT_CHARS)
 
 static emit_log_hook_type prev_emit_log_hook = NULL;
 static char *redacted_statement = NULL;
@@ -70,8 +94,8 @@ is_prefix_char(unsigned char c)
  * checksum cannot contain '_', and a longer run is not a key); each
  * possible prefix start before the '_' is tried.
  */
-static bool
-redact_buffer(char *buf, size_t len)
+bool
+redact_keys_in_text(char *buf, size_t len)
 {
 	bool		changed = false;
 	size_t		pos;
@@ -118,14 +142,88 @@ redact_buffer(char *buf, size_t len)
 }
 
 /*
+ * Overwrite, in place, every run of buf[0..len) that could hold most of a
+ * key (see the header comment).  Returns true when something was
+ * overwritten.
+ */
+static bool
+redact_log_buffer(char *buf, size_t len)
+{
+	bool		changed = false;
+	size_t		pos;
+
+	for (pos = 0; pos < len; pos++)
+	{
+		size_t		run_start;
+		size_t		run_end;
+
+		if (buf[pos] == '_')
+			run_start = pos + 1;
+		else if (buf[pos] == '.' && pos + 2 < len &&
+				 buf[pos + 1] == '.' && buf[pos + 2] == '.')
+			run_start = pos + 3;
+		else
+			continue;
+		run_end = run_start;
+		while (run_end < len && is_base62((unsigned char) buf[run_end]))
+			run_end++;
+		if (run_end - run_start >= LOG_SUSPECT_CHARS)
+		{
+			memset(buf + run_start, '*', run_end - run_start);
+			changed = true;
+		}
+		/* the character that ended the run may start the next one */
+		pos = Max(pos, run_end - 1);
+	}
+	return changed;
+}
+
+/*
+ * Zero, in place, the bytes of every constant of LOG_SUSPECT_BYTES bytes
+ * or more in a node dump (":constvalue 56 [ -32 0 0 0 97 107 ... ]",
+ * possibly wrapped over several lines by the pretty printer).
+ */
+static void
+redact_node_dump(char *buf)
+{
+	char	   *at = buf;
+
+	while ((at = strstr(at, ":constvalue ")) != NULL)
+	{
+		char	   *p = at + strlen(":constvalue ");
+		long		nbytes = 0;
+
+		while (*p == ' ')
+			p++;
+		while (*p >= '0' && *p <= '9' && nbytes < LOG_SUSPECT_BYTES)
+			nbytes = nbytes * 10 + (*p++ - '0');
+		while (*p >= '0' && *p <= '9')
+			p++;
+		while (*p == ' ')
+			p++;
+		at = p;
+		if (*p != '[')
+			continue;			/* "<>": a null constant */
+		for (p++; *p != '\0' && *p != ']'; p++)
+		{
+			if (nbytes >= LOG_SUSPECT_BYTES && (*p == '-' || (*p >= '0' && *p <= '9')))
+				*p = '0';
+		}
+		at = p;
+	}
+}
+/*
  * Redact one message field (allocated by elog.c in ErrorContext, so it
  * may be changed in place).
  */
 static void
 redact_field(char *field)
 {
-	if (field != NULL)
-		(void) redact_buffer(field, strlen(field));
+	if (field == NULL)
+		return;
+	(void) redact_log_buffer(field, strlen(field));
+	if (strstr(field, ":constvalue ") != NULL)
+		redact_node_dump(field);
 }
 
 /*
@@ -143,7 +241,9 @@ redact_statement(void)
 		debug_query_string == withheld_statement)
 		return;
 	len = strlen(debug_query_string);
-	if (len < 1 + KEY_TAIL_CHARS || strchr(debug_query_string, '_') == NULL)
+	if (len < LOG_SUSPECT_CHARS ||
+		(strchr(debug_query_string, '_') == NULL &&
+		 strstr(debug_query_string, "...") == NULL))
 		return;
 	copy = MemoryContextAllocExtended(TopMemoryContext, len + 1,
 									  MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE);
@@ -154,7 +254,7 @@ redact_statement(void)
 		return;
 	}
 	memcpy(copy, debug_query_string, len + 1);
-	if (!redact_buffer(copy, len))
+	if (!redact_log_buffer(copy, len))
 	{
 		pfree(copy);
 		return;

@@ -4,6 +4,8 @@
 #    bind parameters, errors with STATEMENT lines, PL/pgSQL contexts,
 #    auto_explain plans, stderr + csvlog + jsonlog, verbose errors), no key
 #    that was presented reaches the server log; its redacted form does;
+#    nor do keys cut short by the parameter length settings, changed by a
+#    typo, unquoted, or dumped as bytes by debug_print_parse / _plan;
 #  - the secret file is refused with FATAL when the group or others may
 #    read it, and when its size is wrong; fixed, the server starts again.
 set -euo pipefail
@@ -105,12 +107,55 @@ for ext in csv json log; do
 done
 echo "ok: ${#KEYS[@]} keys used with every logging knob on; none in ${#logs[@]} log files, redacted forms present"
 
-# a string shaped like a key with a wrong checksum is not a key: left alone
-bad="${K0:0:${#K0}-1}$( [ "${K0: -1}" = A ] && echo B || echo A)"
-cluster_psql -c "SELECT '$bad' AS not_a_key" >/dev/null
+# Keys that arrive cut short or changed still give most of a key away (the
+# checksum is a CRC: a key can be rebuilt from its body), so anything that
+# could hold most of one is masked, checksum or not: a key cut by the
+# parameter length settings, one with a typo, one character short or long,
+# lower-cased as an unquoted identifier, two keys back to back, the end of a
+# key in a JSON error context (cut at its start), and constants in the node
+# trees that debug_print_* dumps as decimal bytes.
+MORE=()
+for name in seven eight nine ten eleven twelve thirteen fourteen fifteen; do
+	MORE+=("$(cluster_psql -c "SELECT api_key FROM apikey_usage.generate_key('sec', '$name')")")
+done
+flip_last() { local k=$1; echo "${k:0:${#k}-1}$( [ "${k: -1}" = A ] && echo B || echo A)"; }
+PGOPTIONS="-c log_parameter_max_length=50" "$PGBIN/pgbench" -n -M extended -t 1 -D k="${MORE[0]}" \
+	-f "$CLUSTER_DIR/bind.sql" >/dev/null 2>&1 || fail "pgbench with a cut bind parameter failed"
+PGOPTIONS="-c log_parameter_max_length_on_error=46" "$PGBIN/pgbench" -n -M extended -t 1 -D k="${MORE[1]}" \
+	-f "$CLUSTER_DIR/binderr.sql" >/dev/null 2>&1 || true
+cluster_psql -c "SELECT '$(flip_last "${MORE[2]}")' AS typo" >/dev/null
+cluster_psql -c "SELECT '${MORE[3]:0:${#MORE[3]}-1}' AS short, '${MORE[4]}x' AS long" >/dev/null
+psql -X -qAt -c "SELECT apikey_usage.verify_key(${MORE[5]})" >/dev/null 2>&1 || true
+cluster_psql -c "SELECT '${MORE[6]}${MORE[6]}' AS twice" >/dev/null
+psql -X -qAt -c "SELECT '{\"key\": ${MORE[7]}}'::json" >/dev/null 2>&1 || true
+PGOPTIONS="-c debug_print_parse=on -c debug_print_plan=on" psql -X -qAt \
+	-c "SELECT valid FROM apikey_usage.verify_key('${MORE[8]}')" >/dev/null
 wait_logged
-grep -qF -- "$bad" "$CLUSTER_LOG" "$CLUSTER_DATA"/log/* || fail "a non-key was redacted"
-echo "ok: a key-shaped string with a wrong checksum is not redacted"
+logs=("$CLUSTER_LOG" "$CLUSTER_DATA"/log/*)
+for k in "${MORE[@]}"; do
+	body=${k#*_}
+	lower=$(printf '%s' "$body" | tr 'A-Z' 'a-z')
+	for part in "${body:0:20}" "${body:14:20}" "${body:29:20}" "${lower:0:20}" "${lower:29:20}"; do
+		if grep -qF -- "$part" "${logs[@]}"; then
+			grep -nF -- "$part" "${logs[@]}" | head -n 2 >&2
+			fail "20 characters of a cut or changed key are in the server log"
+		fi
+	done
+done
+grep -qE "parameters: \\\$1 = '[a-z0-9]+_[*]{24,}[.][.][.]'" "${logs[@]}" ||
+	fail "the cut bind parameter is not in the log in its masked form (is the test testing it?)"
+grep -q ":constvalue" "$CLUSTER_DATA"/log/*.log || fail "debug_print_parse wrote no node tree (is the test testing it?)"
+# every constant long enough to hold most of a key is printed as zeros
+# (a dump may wrap a constant's bytes over several lines)
+perl -0777 -ne 'while (/:constvalue (\d+) \[([^\]]*)\]/g) { my ($n, $b) = ($1, $2); if ($n >= 25 && $b =~ /[1-9]/) { print "$n [$b]\n"; exit 1 } }' \
+	"${logs[@]}" || fail "a long constant of a node tree dump is in the server log"
+perl -0777 -ne 'exit(/:constvalue (\d+) \[[\s0]+\]/ && $1 >= 25 ? 0 : 1)' "$CLUSTER_DATA"/log/*.log ||
+	fail "no masked constant found in the node tree dumps (is the test testing them?)"
+# an ordinary identifier with underscores is left alone
+cluster_psql -c "SELECT 'apikey_usage_reader_is_not_masked' AS plain" >/dev/null
+wait_logged
+grep -qF "apikey_usage_reader_is_not_masked" "$CLUSTER_DATA"/log/*.log || fail "an ordinary identifier was masked"
+echo "ok: keys cut short (parameter lengths), with a typo, short, long, unquoted, doubled, in a JSON context and in node dumps are masked"
 
 # secret file mode and size
 SECRET="$CLUSTER_DATA/apikey_usage.secret"
