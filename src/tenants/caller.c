@@ -9,7 +9,9 @@
  * cannot name the caller.  The "outer" user id is the session user or the
  * role chosen by SET ROLE; SECURITY DEFINER and SET ROLE inside functions
  * do not change it.  It is what a tenant logged in as, or switched to
- * with SET ROLE (which needs membership).
+ * with SET ROLE (which needs membership).  Inside a security-restricted
+ * operation the outer user is not the role whose code runs, so the
+ * functions here refuse to answer (caller_oid).
  *
  * The visibility functions are called by every view and analytics
  * function, sometimes once per row.  Their SQL definitions
@@ -57,13 +59,35 @@ PG_FUNCTION_INFO_V1(apikey_usage_visible_workspaces);
 PG_FUNCTION_INFO_V1(apikey_usage_visible_key_ids);
 
 /*
- * _caller(): the oid of the role the calling session acts as (SET ROLE
- * included), whatever SECURITY DEFINER function it runs inside.
+ * The role the calling session acts as (SET ROLE included), whatever
+ * SECURITY DEFINER function it runs inside.
+ *
+ * Refused inside a security-restricted operation: there PostgreSQL runs a
+ * table owner's code (index expressions, CHECK constraints, ...) on behalf
+ * of whoever started ANALYZE, VACUUM, REINDEX, CREATE INDEX, CLUSTER or
+ * REFRESH MATERIALIZED VIEW (autovacuum included, as the bootstrap
+ * superuser).  The outer user is then not the role whose code runs, and
+ * answering with it would hand a tenant's index function the rights of a
+ * superuser's ANALYZE.
+ */
+static Oid
+caller_oid(void)
+{
+	if (InSecurityRestrictedOperation())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("apikey_usage cannot be used inside a security-restricted operation"),
+				 errdetail("Index expressions, constraints and materialized views are evaluated as their table's owner on behalf of whoever runs ANALYZE, VACUUM, REINDEX or REFRESH; the caller cannot be told apart.")));
+	return GetOuterUserId();
+}
+
+/*
+ * _caller(): the oid of the role the calling session acts as.
  */
 Datum
 apikey_usage_caller(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_OID(GetOuterUserId());
+	PG_RETURN_OID(caller_oid());
 }
 
 /* One cached answer (an array, or NULL for "everything"). */
@@ -136,7 +160,7 @@ caller_is_global(Oid user)
 static Datum
 cached_visibility(VisibilityCache *cache, const char *sql, bool *isnull)
 {
-	Oid			user = GetOuterUserId();
+	Oid			user = caller_oid();
 	LocalTransactionId lxid = MyProc->lxid;
 	CommandId	cid = GetCurrentCommandId(false);
 	Snapshot	snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : NULL;

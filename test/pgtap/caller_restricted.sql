@@ -1,0 +1,61 @@
+-- A tenant's code run by someone else's maintenance command is not that
+-- someone.  ANALYZE, VACUUM, REINDEX, CREATE INDEX and REFRESH evaluate a
+-- table's index expressions as the table's owner, inside a
+-- security-restricted operation, while the session (or autovacuum) is a
+-- superuser: the extension must not take the superuser for the caller.
+-- The attack: a tenant admin owns a table indexed on a function that
+-- copies every key it can see into a stash; a superuser's ANALYZE (or
+-- autovacuum's) evaluates it.
+CREATE TEMP TABLE rk AS
+SELECT 'mine' AS ws, g.* FROM apikey_usage.generate_key('rs-mine', 'own key') g
+UNION ALL
+SELECT 'other', g.* FROM apikey_usage.generate_key('rs-other', 'victim key') g;
+GRANT SELECT ON rk TO PUBLIC;
+
+BEGIN;
+SELECT plan(9);
+
+CREATE ROLE rs_tenant LOGIN;
+SELECT apikey_usage.grant_workspace('rs_tenant', 'rs-mine', 'admin');
+CREATE SCHEMA rs_tenant AUTHORIZATION rs_tenant;
+
+SET ROLE rs_tenant;
+CREATE TABLE rs_tenant.stash (api_key text);
+CREATE FUNCTION rs_tenant.stash_keys() RETURNS integer LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+	INSERT INTO rs_tenant.stash
+	SELECT apikey_usage.copy_key(k.key_id) FROM apikey_usage.keys k WHERE k.workspace LIKE 'rs-%';
+	RETURN 1;
+END$$;
+CREATE FUNCTION rs_tenant.f(integer) RETURNS integer LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+	RETURN rs_tenant.stash_keys() + $1;
+END$$;
+CREATE TABLE rs_tenant.t (i integer);
+CREATE INDEX ON rs_tenant.t (rs_tenant.f(i));
+-- the tenant's own inserts run its function as itself: its workspace only
+INSERT INTO rs_tenant.t VALUES (1);
+SELECT is((SELECT count(*) FROM rs_tenant.stash), 1::bigint, 'run by the tenant itself, the function sees its own key');
+SELECT is((SELECT api_key FROM rs_tenant.stash), (SELECT api_key FROM rk WHERE ws = 'mine'), '...and copies only that one');
+RESET ROLE;
+
+-- a superuser's maintenance evaluates the index function as the tenant,
+-- in a security-restricted operation: refused, nothing copied
+SELECT throws_ok($$ANALYZE rs_tenant.t$$, '42501', NULL, 'ANALYZE by a superuser: the function is refused');
+SELECT throws_ok($$REINDEX TABLE rs_tenant.t$$, '42501', NULL, 'REINDEX by a superuser: refused');
+SELECT is((SELECT count(*) FROM rs_tenant.stash), 1::bigint, 'nothing more was copied');
+SELECT is((SELECT count(*) FROM rs_tenant.stash WHERE api_key = (SELECT api_key FROM rk WHERE ws = 'other')), 0::bigint,
+	'the other workspace''s key never reached the stash');
+-- refused, not blinded: the restricted operation itself gets the error
+SELECT throws_ok($$CREATE INDEX ON rs_tenant.t ((rs_tenant.f(i) + 0))$$, '42501',
+	'apikey_usage cannot be used inside a security-restricted operation',
+	'CREATE INDEX over existing rows: the message says why');
+-- outside maintenance a superuser still acts as itself
+SELECT ok(apikey_usage._caller_is_global(), 'a superuser session is global outside restricted operations');
+SELECT ok((SELECT count(*) FROM apikey_usage.keys WHERE workspace LIKE 'rs-%') = 2, 'and sees both workspaces');
+
+SELECT * FROM finish();
+ROLLBACK;
+
+SELECT apikey_usage.delete_key(key_id) FROM rk;
+DROP TABLE rk;
