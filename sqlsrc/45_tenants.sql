@@ -83,6 +83,7 @@ CREATE FUNCTION apikey_usage.create_alert_rule(
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+	max_rules	constant integer := 100;
 	new_id		bigint;
 BEGIN
 	IF workspace IS NULL OR metric IS NULL OR threshold IS NULL OR alert_window IS NULL
@@ -112,6 +113,16 @@ BEGIN
 		RAISE EXCEPTION 'baseline_factor must be positive (or NULL for none)' USING ERRCODE = '22023';
 	END IF;
 	PERFORM apikey_usage._check_workspace_admin(workspace);
+	-- at most max_rules rules per workspace: the worker evaluates them all
+	-- (serialised per workspace, so concurrent calls cannot exceed it)
+	PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('apikey_usage.alert_rule'),
+											 pg_catalog.hashtext(workspace));
+	IF (SELECT pg_catalog.count(*) FROM apikey_usage.alert_rule r
+		 WHERE r.workspace OPERATOR(pg_catalog.=) create_alert_rule.workspace) >= max_rules THEN
+		RAISE EXCEPTION 'workspace % already has % alert rules, the most it may have', workspace, max_rules
+			USING ERRCODE = '22023',
+				  HINT = 'Drop rules it no longer needs (drop_alert_rule) first.';
+	END IF;
 	IF key_id IS NOT NULL AND NOT EXISTS (
 		SELECT FROM apikey_usage.api_keys k
 		 WHERE k.key_id OPERATOR(pg_catalog.=) create_alert_rule.key_id
@@ -129,7 +140,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION apikey_usage.create_alert_rule(text, text, numeric, interval, uuid, bigint, numeric) IS
-	'Alert when, over the last alert_window, metric reaches threshold with at least min_requests requests (and, with baseline_factor, is that many times its average over the previous 12 windows). Returns the rule id.';
+	'Alert when, over the last alert_window, metric reaches threshold with at least min_requests requests (and, with baseline_factor, is that many times its average over the previous 12 windows). At most 100 rules per workspace. Returns the rule id.';
 
 CREATE FUNCTION apikey_usage.drop_alert_rule(rule_id bigint) RETURNS boolean
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -194,11 +205,18 @@ CREATE FUNCTION apikey_usage._alert_metric(metric text, total bigint, failed big
 COMMENT ON FUNCTION apikey_usage._alert_metric(text, bigint, bigint, bigint) IS
 	'Internal: the value of an alert metric from request counts.';
 
--- Evaluate every rule over the window ending now; record and NOTIFY each
--- transition.  Called by the background worker every alert_interval.
+-- Evaluate the rules over the window ending now; record and NOTIFY each
+-- transition.  Called by the background worker every alert_interval with
+-- a budget: it stops starting rules once the budget is spent, and since
+-- the rules least recently evaluated go first, the next call takes up
+-- those not reached.  Rules with the same workspace, key and window share
+-- one count.  A rule whose evaluation is cancelled (the worker's time
+-- limit, see src/alerts/alerts.c) is skipped: its last_evaluated_at moves
+-- on with last_value NULL and its state unchanged, so it cannot hold back
+-- the rules after it, and the call returns.
 -- The baseline of a count is its mean over the previous 12 windows; of a
 -- ratio, the ratio over those 12 windows together.
-CREATE FUNCTION apikey_usage._evaluate_alerts() RETURNS integer
+CREATE FUNCTION apikey_usage._evaluate_alerts(budget interval DEFAULT NULL) RETURNS integer
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 	SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -213,20 +231,54 @@ DECLARE
 	new_state	text;
 	event		bigint;
 	transitions	integer := 0;
+	counted		jsonb := '{}';		-- counts of this call by workspace, key and range
+	ckey		text;
+	cancelled	boolean;
+	evaluated	integer := 0;
 BEGIN
-	FOR rule IN SELECT * FROM apikey_usage.alert_rule ORDER BY rule_id FOR UPDATE SKIP LOCKED LOOP
+	FOR rule IN SELECT * FROM apikey_usage.alert_rule
+				 ORDER BY last_evaluated_at NULLS FIRST, rule_id FOR UPDATE SKIP LOCKED LOOP
+		EXIT WHEN evaluated > 0 AND budget IS NOT NULL
+			AND pg_catalog.clock_timestamp() >= window_end + budget;
 		window_start := window_end - rule.alert_window;
-		cur := apikey_usage._alert_counts(rule.workspace, rule.key_id, window_start, window_end);
-		value := apikey_usage._alert_metric(rule.metric, cur.total, cur.failed, cur.rate_limited);
-		firing := value >= rule.threshold AND cur.total >= rule.min_requests;
-		IF firing AND rule.baseline_factor IS NOT NULL THEN
-			base := apikey_usage._alert_counts(rule.workspace, rule.key_id,
-											   window_start - 12 * rule.alert_window, window_start);
-			baseline := apikey_usage._alert_metric(rule.metric, base.total, base.failed, base.rate_limited);
-			IF rule.metric NOT LIKE '%\_ratio' THEN
-				baseline := baseline / 12;
+		cancelled := false;
+		BEGIN
+			ckey := pg_catalog.concat_ws('|', rule.workspace, rule.key_id, rule.alert_window, 'cur');
+			IF counted ? ckey THEN
+				SELECT (counted -> ckey ->> 0)::bigint AS total, (counted -> ckey ->> 1)::bigint AS failed,
+					   (counted -> ckey ->> 2)::bigint AS rate_limited INTO cur;
+			ELSE
+				cur := apikey_usage._alert_counts(rule.workspace, rule.key_id, window_start, window_end);
+				counted := counted || pg_catalog.jsonb_build_object(ckey,
+					pg_catalog.jsonb_build_array(cur.total, cur.failed, cur.rate_limited));
 			END IF;
-			firing := value >= rule.baseline_factor * baseline;
+			value := apikey_usage._alert_metric(rule.metric, cur.total, cur.failed, cur.rate_limited);
+			firing := value >= rule.threshold AND cur.total >= rule.min_requests;
+			IF firing AND rule.baseline_factor IS NOT NULL THEN
+				ckey := pg_catalog.concat_ws('|', rule.workspace, rule.key_id, rule.alert_window, 'base');
+				IF counted ? ckey THEN
+					SELECT (counted -> ckey ->> 0)::bigint AS total, (counted -> ckey ->> 1)::bigint AS failed,
+						   (counted -> ckey ->> 2)::bigint AS rate_limited INTO base;
+				ELSE
+					base := apikey_usage._alert_counts(rule.workspace, rule.key_id,
+													   window_start - 12 * rule.alert_window, window_start);
+					counted := counted || pg_catalog.jsonb_build_object(ckey,
+						pg_catalog.jsonb_build_array(base.total, base.failed, base.rate_limited));
+				END IF;
+				baseline := apikey_usage._alert_metric(rule.metric, base.total, base.failed, base.rate_limited);
+				IF rule.metric NOT LIKE '%\_ratio' THEN
+					baseline := baseline / 12;
+				END IF;
+				firing := value >= rule.baseline_factor * baseline;
+			END IF;
+		EXCEPTION WHEN query_canceled THEN
+			cancelled := true;
+		END;
+		IF cancelled THEN
+			UPDATE apikey_usage.alert_rule r
+			   SET last_evaluated_at = window_end, last_value = NULL
+			 WHERE r.rule_id OPERATOR(pg_catalog.=) rule.rule_id;
+			EXIT;
 		END IF;
 		new_state := CASE WHEN firing THEN 'firing' ELSE 'ok' END;
 		IF new_state <> rule.state THEN
@@ -245,12 +297,13 @@ BEGIN
 		UPDATE apikey_usage.alert_rule r
 		   SET state = new_state, last_evaluated_at = window_end, last_value = value
 		 WHERE r.rule_id OPERATOR(pg_catalog.=) rule.rule_id;
+		evaluated := evaluated + 1;
 	END LOOP;
 	RETURN transitions;
 END
 $$;
-COMMENT ON FUNCTION apikey_usage._evaluate_alerts() IS
-	'Internal: evaluate every alert rule now, record and NOTIFY apikey_usage_alerts each transition; returns their number.';
+COMMENT ON FUNCTION apikey_usage._evaluate_alerts(interval) IS
+	'Internal: evaluate the alert rules now, least recently evaluated first, starting none after budget (NULL: every rule); record and NOTIFY apikey_usage_alerts each transition; returns their number.';
 
 CREATE VIEW apikey_usage.alert_rules WITH (security_barrier) AS
 SELECT r.rule_id, r.workspace, r.key_id, r.metric, r.threshold, r.alert_window, r.min_requests,

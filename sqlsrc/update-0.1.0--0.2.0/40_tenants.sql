@@ -42,7 +42,7 @@ ALTER TABLE apikey_usage.api_keys
 
 --@include 45_tenants.sql CREATE FUNCTION apikey_usage._alert_metric(metric text, total bigint, failed bigint, rate_limited bigint)
 
---@include 45_tenants.sql CREATE FUNCTION apikey_usage._evaluate_alerts() RETURNS integer
+--@include 45_tenants.sql CREATE FUNCTION apikey_usage._evaluate_alerts(budget interval DEFAULT NULL) RETURNS integer
 
 --@include 45_tenants.sql CREATE VIEW apikey_usage.alert_rules WITH (security_barrier) AS
 

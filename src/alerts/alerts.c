@@ -8,12 +8,21 @@
  *		NOTIFY apikey_usage_alerts at its commit.
  *
  * Runs only in the worker, between its flush cycles (so the counts include
- * everything flushed so far), in its own transaction.  An error is
- * reported and retried at the next interval; it never stops the worker or
- * its flushing.  Nothing happens in recovery, without the extension, or
- * with an extension script older than 0.2.0 (no _evaluate_alerts yet).
+ * everything flushed so far), in its own transaction: an evaluation that
+ * fails or is cancelled rolls back only itself, never a flush.  It must
+ * not hold up flushing for long, whatever rules tenants create: a pass
+ * starts no rule after ALERT_PASS_BUDGET_MS (the rules least recently
+ * evaluated go first, so the next pass takes up those not reached), and a
+ * timer cancels it after ALERT_PASS_TIMEOUT_MS (a single rule that slow is
+ * skipped by _evaluate_alerts and the pass ends).  While rules are left
+ * over, the next pass runs in the worker's next round, after a flush,
+ * instead of an alert_interval later.  Errors and cancellations are
+ * logged at most once every ALERT_REPORT_INTERVAL_MS (with the number not
+ * logged); they never stop the worker or its flushing.  Nothing happens
+ * in recovery, without the extension, or with an extension script older
+ * than 0.2.0 (no _evaluate_alerts yet).
  *
- * Shared state: none (the last evaluation time is private to the worker).
+ * Shared state: none (the schedule is private to the worker).
  *
  *-------------------------------------------------------------------------
  */
@@ -22,19 +31,32 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "commands/extension.h"
+#include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "pgstat.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 
 #include "alerts/alerts.h"
 
+/* a pass starts no rule after this long ... */
+#define ALERT_PASS_BUDGET_MS		100
+/* ... and is cancelled after this long */
+#define ALERT_PASS_TIMEOUT_MS		500
+/* failures and cancellations are logged at most this often */
+#define ALERT_REPORT_INTERVAL_MS	(5 * 60 * 1000)
+
 int			apikey_alert_interval_ms = 60000;
 
 static TimestampTz last_evaluation = 0;
+static bool rules_left = false;		/* the last pass did not reach every rule */
+static TimestampTz last_report = 0;
+static int64 unreported = 0;		/* failures not logged since last_report */
 
 /*
  * Called from _PG_init while preloading, before the prefix is reserved.
@@ -49,7 +71,44 @@ alerts_define_gucs(void)
 }
 
 /*
- * One evaluation, in a transaction of its own; returns the transitions.
+ * Log a failure or cancellation of a pass, at most once every
+ * ALERT_REPORT_INTERVAL_MS: the first one, then one with the number of
+ * those not logged since.  edata NULL: a rule was skipped.
+ */
+static void
+report_problem(ErrorData *edata)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (last_report != 0 &&
+		!TimestampDifferenceExceeds(last_report, now, ALERT_REPORT_INTERVAL_MS))
+	{
+		unreported++;
+		return;
+	}
+	if (edata == NULL)
+		ereport(LOG,
+				(errmsg("apikey_usage: an alert rule took longer than %d ms to evaluate and was skipped",
+						ALERT_PASS_TIMEOUT_MS),
+				 unreported > 0 ? errdetail("%lld earlier failures or skips of alert evaluation were not logged.",
+											(long long) unreported) : 0,
+				 errhint("Its last_value in apikey_usage.alert_rules is NULL; the other rules are evaluated as usual.")));
+	else
+		ereport(LOG,
+				(errcode(edata->sqlerrcode),
+				 errmsg("apikey_usage: evaluating alert rules failed: %s", edata->message),
+				 unreported > 0 ? errdetail("%lld earlier failures or skips of alert evaluation were not logged.",
+											(long long) unreported) : 0,
+				 edata->sqlerrcode == ERRCODE_QUERY_CANCELED ?
+				 errhint("An evaluation pass may take at most %d ms; it is retried at the next one.",
+						 ALERT_PASS_TIMEOUT_MS) : 0));
+	last_report = now;
+	unreported = 0;
+}
+
+/*
+ * One pass, in a transaction of its own, under the pass timer; returns the
+ * transitions and sets rules_left.
  */
 static int64
 evaluate_alerts(void)
@@ -57,7 +116,9 @@ evaluate_alerts(void)
 	int64		transitions = 0;
 	int			rc;
 	bool		isnull;
+	bool		skipped = false;
 
+	rules_left = false;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -66,30 +127,63 @@ evaluate_alerts(void)
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		rc = SPI_execute("SELECT pg_catalog.to_regprocedure('apikey_usage._evaluate_alerts()') IS NOT NULL",
+		rc = SPI_execute("SELECT pg_catalog.to_regprocedure('apikey_usage._evaluate_alerts(interval)') IS NOT NULL",
 						 true, 1);
 		if (rc == SPI_OK_SELECT && SPI_processed == 1 &&
 			DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
 									   SPI_tuptable->tupdesc, 1, &isnull)))
 		{
-			rc = SPI_execute("SELECT apikey_usage._evaluate_alerts()", false, 1);
+			char		sql[128];
+
+			/*
+			 * statement_timeout is armed by the top-level query loop only,
+			 * never for SPI in a background worker: arm it here.
+			 */
+			snprintf(sql, sizeof(sql),
+					 "SELECT apikey_usage._evaluate_alerts('%d milliseconds'::pg_catalog.interval)",
+					 ALERT_PASS_BUDGET_MS);
+			enable_timeout_after(STATEMENT_TIMEOUT, ALERT_PASS_TIMEOUT_MS);
+			rc = SPI_execute(sql, false, 1);
+			/* fired and caught by _evaluate_alerts: a rule was skipped */
+			skipped = !get_timeout_active(STATEMENT_TIMEOUT);
+			disable_timeout(STATEMENT_TIMEOUT, false);
+			/* a cancel that came too late to be caught fails here, not later */
+			CHECK_FOR_INTERRUPTS();
 			if (rc != SPI_OK_SELECT)
 				elog(ERROR, "apikey_usage: evaluating alert rules failed: %s",
 					 SPI_result_code_string(rc));
 			transitions = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 													  SPI_tuptable->tupdesc, 1, &isnull));
+			/*
+			 * rules this round has not reached yet (those another session
+			 * holds locked are skipped, as the pass skipped them)
+			 */
+			{
+				Oid			argtypes[1] = {TIMESTAMPTZOID};
+				Datum		args[1] = {TimestampTzGetDatum(last_evaluation)};
+
+				rc = SPI_execute_with_args("SELECT FROM apikey_usage.alert_rule r"
+										   " WHERE r.last_evaluated_at IS NULL"
+										   " OR r.last_evaluated_at OPERATOR(pg_catalog.<) $1"
+										   " LIMIT 1 FOR UPDATE SKIP LOCKED",
+										   1, argtypes, args, NULL, false, 1);
+				rules_left = (rc == SPI_OK_SELECT && SPI_processed > 0);
+			}
 		}
 		SPI_finish();
 	}
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
+	if (skipped)
+		report_problem(NULL);
 	return transitions;
 }
 
 /*
  * The worker's hook: evaluate the rules when alert_interval has passed
- * since the last evaluation.  Called outside any transaction.
+ * since the last evaluation began, or when the last pass left rules over.
+ * Called outside any transaction.
  */
 void
 alerts_evaluate_if_due(void)
@@ -97,10 +191,13 @@ alerts_evaluate_if_due(void)
 	MemoryContext caller_context = CurrentMemoryContext;
 	TimestampTz now = GetCurrentTimestamp();
 
-	if (RecoveryInProgress() ||
-		!TimestampDifferenceExceeds(last_evaluation, now, apikey_alert_interval_ms))
+	if (RecoveryInProgress())
 		return;
-	last_evaluation = now;
+	if (TimestampDifferenceExceeds(last_evaluation, now, apikey_alert_interval_ms))
+		last_evaluation = now;	/* a new round */
+	else if (!rules_left)
+		return;
+
 	PG_TRY();
 	{
 		int64		transitions = evaluate_alerts();
@@ -110,10 +207,18 @@ alerts_evaluate_if_due(void)
 	}
 	PG_CATCH();
 	{
+		ErrorData  *edata;
+
+		disable_timeout(STATEMENT_TIMEOUT, false);
 		MemoryContextSwitchTo(caller_context);
-		EmitErrorReport();
+		edata = CopyErrorData();
 		FlushErrorState();
 		AbortCurrentTransaction();
+		MemoryContextSwitchTo(caller_context);
+		/* retried at the next alert_interval, not in the next round */
+		rules_left = false;
+		report_problem(edata);
+		FreeErrorData(edata);
 		MemoryContextSwitchTo(caller_context);
 		pgstat_report_activity(STATE_IDLE, NULL);
 	}
