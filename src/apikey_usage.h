@@ -19,6 +19,7 @@
  *	import.c		import_requests (bulk history, through writer.c)
  *	stats.c			runtime_stats, flush(), helpers for views
  *	node.c			node_of(), key ids that carry the node (fleets)
+ *	owner.c			run writes as apikey_usage_owner, security-restricted
  *
  *-------------------------------------------------------------------------
  */
@@ -63,6 +64,22 @@ extern void apikey_require_primary(const char *what);
 /* indexes.c */
 extern Oid	apikey_find_index(Relation rel, const AttrNumber *keys, int nkeys,
 							  bool exact, Oid am);
+
+/* owner.c */
+typedef struct OwnerSwitch
+{
+	bool		active;
+	Oid			save_userid;
+	int			save_sec_context;
+	int			nest_level;
+} OwnerSwitch;
+
+#define OWNER_SWITCH_INIT {false, InvalidOid, 0, 0}
+
+extern Oid	apikey_writer_role(void);
+extern void apikey_owner_begin(OwnerSwitch *sw);
+extern void apikey_owner_end(OwnerSwitch *sw);
+extern void apikey_owner_abort(OwnerSwitch *sw);
 
 /* redact.c */
 extern void redact_install_hook(void);

@@ -22,6 +22,12 @@
  * in recovery, without the extension, or with an extension script older
  * than 0.2.0 (no _evaluate_alerts yet).
  *
+ * Security: the worker is connected as the bootstrap superuser, but the
+ * evaluation runs as apikey_usage_owner in a security-restricted operation
+ * (owner.c): that role owns _evaluate_alerts and may create objects in the
+ * schema, so what it could change there must never run as a superuser.
+ * The handler restores the user before aborting on an error.
+ *
  * Shared state: none (the schedule is private to the worker).
  *
  *-------------------------------------------------------------------------
@@ -42,6 +48,7 @@
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
 
+#include "apikey_usage.h"
 #include "alerts/alerts.h"
 
 /* a pass starts no rule after this long ... */
@@ -57,6 +64,7 @@ static TimestampTz last_evaluation = 0;
 static bool rules_left = false;		/* the last pass did not reach every rule */
 static TimestampTz last_report = 0;
 static int64 unreported = 0;		/* failures not logged since last_report */
+static OwnerSwitch alerts_owner = OWNER_SWITCH_INIT;
 
 /*
  * Called from _PG_init while preloading, before the prefix is reserved.
@@ -125,6 +133,7 @@ evaluate_alerts(void)
 	pgstat_report_activity(STATE_RUNNING, "apikey_usage: evaluating alert rules");
 	if (OidIsValid(get_extension_oid("apikey_usage", true)))
 	{
+		apikey_owner_begin(&alerts_owner);
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		rc = SPI_execute("SELECT pg_catalog.to_regprocedure('apikey_usage._evaluate_alerts(interval)') IS NOT NULL",
@@ -171,6 +180,7 @@ evaluate_alerts(void)
 			}
 		}
 		SPI_finish();
+		apikey_owner_end(&alerts_owner);
 	}
 	PopActiveSnapshot();
 	CommitTransactionCommand();
@@ -211,6 +221,7 @@ alerts_evaluate_if_due(void)
 
 		disable_timeout(STATEMENT_TIMEOUT, false);
 		MemoryContextSwitchTo(caller_context);
+		apikey_owner_abort(&alerts_owner);
 		edata = CopyErrorData();
 		FlushErrorState();
 		AbortCurrentTransaction();

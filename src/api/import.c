@@ -12,7 +12,10 @@
  * and only around that call does the function switch to the role that
  * owns the definer functions (apikey_usage_owner, not a superuser), in a
  * restricted security context with search_path pinned to
- * pg_catalog, pg_temp: the writer evaluates nothing the caller supplied.
+ * pg_catalog, pg_temp (apikey_owner_begin, src/core/owner.c; restored on
+ * error too): the writer evaluates nothing the caller supplied, and what
+ * the owner role attached to its tables runs as that role, never as a
+ * superuser caller.
  *
  * Shared state: none.
  *
@@ -25,9 +28,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "utils/acl.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/regproc.h"
 #include "utils/timestamp.h"
@@ -47,29 +48,25 @@
  * Write entries as the role that owns the definer functions
  * (apikey_usage_owner, not a superuser; the extension owner when that
  * role does not exist), in a restricted security context with a pinned
- * search_path.
+ * search_path (owner.c).
  */
 static void
 write_as_owner(LogEntry *entries, int n, WriterCounts *counts)
 {
-	Oid			save_userid;
-	int			save_sec_context;
-	int			nest_level;
-	Oid			writer_role = get_role_oid("apikey_usage_owner", true);
+	OwnerSwitch sw = OWNER_SWITCH_INIT;
 
-	if (!OidIsValid(writer_role))
-		writer_role = apikey_owner_oid();
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(writer_role,
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	nest_level = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-							 true, 0, false);
-	writer_write(entries, NULL, n, WRITER_IMPORT, counts);
-	AtEOXact_GUC(true, nest_level);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	apikey_owner_begin(&sw);
+	PG_TRY();
+	{
+		writer_write(entries, NULL, n, WRITER_IMPORT, counts);
+	}
+	PG_CATCH();
+	{
+		apikey_owner_abort(&sw);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	apikey_owner_end(&sw);
 }
 
 /*

@@ -17,6 +17,21 @@
  * the ring before exiting on SIGTERM, exits on postmaster death, and is
  * restarted by the postmaster after a crash.
  *
+ * Security: the worker connects as the bootstrap superuser, but never
+ * touches the extension's tables or calls its SQL as that role.  Every
+ * transaction that does (the writer's inserts into the raw log, the
+ * quarantine and the rollups, flush_state and spool_done, last_used_at,
+ * partition creation and retention in _maintain, BRIN summarization in
+ * _summarize_log) runs as apikey_usage_owner in a security-restricted
+ * operation with search_path pinned (begin_tx / commit_tx, owner.c),
+ * switched once per transaction.  That role owns the raw log, its
+ * partitions and the definer functions and may create objects in the
+ * schema, so whatever it attaches to them (index expressions, CHECK
+ * constraints, a redefined _maintain) runs as itself, never as a
+ * superuser.  Only the catalog reads of extension_ready run as the
+ * bootstrap superuser.  An error restores the user in work_cycle's
+ * handler before the transaction is aborted.
+ *
  * Shared state: none of its own; it is the only process that advances the
  * ring's flushed_seq (see logbuf.c).
  *
@@ -108,6 +123,7 @@ static TimestampTz last_maintain = 0;
 static TimestampTz last_last_used = 0;
 static TimestampTz last_summarize = 0;
 static bool maintain_now = true;
+static OwnerSwitch worker_owner = OWNER_SWITCH_INIT;	/* see the header */
 
 /* Run one SQL statement with up to two parameters in its own SPI scope. */
 static void
@@ -123,8 +139,9 @@ run_sql(const char *sql, int nargs, Oid *types, Datum *values)
 	SPI_finish();
 }
 
+/* Start a transaction as the worker's own (superuser) role. */
 static void
-begin_tx(const char *activity)
+start_tx(const char *activity)
 {
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -132,9 +149,22 @@ begin_tx(const char *activity)
 	pgstat_report_activity(STATE_RUNNING, activity);
 }
 
+/*
+ * Start a transaction that works on the extension's tables: as
+ * apikey_usage_owner, security-restricted (see the file header).
+ */
+static void
+begin_tx(const char *activity)
+{
+	start_tx(activity);
+	apikey_owner_begin(&worker_owner);
+}
+
+/* Commit either kind, back to the worker's own role first. */
 static void
 commit_tx(void)
 {
+	apikey_owner_end(&worker_owner);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(work_context);
@@ -410,7 +440,7 @@ extension_ready(void)
 	Oid			extension;
 	char	   *version;
 
-	begin_tx("apikey_usage: checking for the extension");
+	start_tx("apikey_usage: checking for the extension");
 	extension = get_extension_oid("apikey_usage", true);
 	version = OidIsValid(extension) ? apikey_installed_version(extension) : NULL;
 	if (version != NULL && strcmp(version, APIKEY_USAGE_VERSION) != 0)
@@ -433,6 +463,7 @@ extension_ready(void)
 	if (OidIsValid(extension) && extension != synced_extension)
 	{
 		/* first time, or the extension was dropped and created again */
+		apikey_owner_begin(&worker_owner);
 		sync_ring_with_table();
 		synced_extension = extension;
 		maintain_now = true;
@@ -514,6 +545,7 @@ work_cycle(bool drain)
 	PG_CATCH();
 	{
 		MemoryContextSwitchTo(cycle_context);
+		apikey_owner_abort(&worker_owner);
 		EmitErrorReport();
 		FlushErrorState();
 		AbortCurrentTransaction();

@@ -29,6 +29,13 @@
  * Any other error (a lock timeout, a full disk) propagates: the caller
  * retries the whole batch later.
  *
+ * Security: the writer runs only as apikey_usage_owner under
+ * SECURITY_RESTRICTED_OPERATION (its callers switch once per batch, see
+ * src/core/owner.c): that role owns the raw log and its partitions, so the
+ * index expressions, CHECK constraints and anything else attached to them
+ * that the inserts evaluate, and the SQL it runs (_ensure_partition,
+ * _rollup_apply, the quarantine insert), never run as a superuser.
+ *
  * Locking rules: the writer takes only the table locks of its inserts
  * (RowExclusiveLock).  The one background worker is the only writer of
  * live entries, so its duplicate probe (a fresh snapshot: everything
@@ -792,8 +799,10 @@ quarantine_entries(LogEntry **rows, const char **reasons, int n,
  * quarantined.  For WRITER_IMPORT every problem raises 22023 naming the
  * entry's 1-based index instead (the caller checked its arguments; all or
  * nothing), and nothing is quarantined.  Runs in the caller's transaction
- * with the rights of the caller, who must be the extension owner or a
- * superuser (the worker, or a SECURITY DEFINER function).
+ * with the rights of the caller, which is always apikey_usage_owner in a
+ * security-restricted operation (apikey_owner_begin, owner.c: the worker's
+ * transactions and import_requests): the index expressions, constraints
+ * and SQL it evaluates on that role's tables run as that role.
  */
 void
 writer_write(LogEntry *entries, const char *const *damage, int count,
