@@ -7,6 +7,9 @@
 #   cluster_stop           fast stop and remove the dir (safe to call twice)
 #   cluster_restart [mode] pg_ctl restart (-m fast by default)
 #   cluster_psql ...       psql -X -v ON_ERROR_STOP=1 -qAt against it
+#
+# DUMP_LOG_ON_STOP=FILE copies the server log to FILE when the cluster stops
+# (to debug a test that removes its cluster).
 
 # PG_CONFIG selects the PostgreSQL installation (default: the one on PATH).
 PGBIN=${PGBIN:-$("${PG_CONFIG:-pg_config}" --bindir)}
@@ -55,6 +58,7 @@ cluster_restart() {
 }
 
 cluster_stop() {
+	[ -n "${DUMP_LOG_ON_STOP:-}" ] && [ -n "${CLUSTER_LOG:-}" ] && cp "$CLUSTER_LOG" "$DUMP_LOG_ON_STOP" 2>/dev/null
 	if [ -n "$CLUSTER_DIR" ] && [ -d "$CLUSTER_DIR" ]; then
 		if [ -f "$CLUSTER_DATA/postmaster.pid" ]; then
 			(cd / && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$CLUSTER_DATA" -m immediate -w -t 60 stop >/dev/null 2>&1) || true

@@ -83,6 +83,9 @@ extern void apikey_owner_abort(OwnerSwitch *sw);
 
 /* redact.c */
 extern void redact_install_hook(void);
+
+/* flusher.c: true in the background worker */
+extern bool apikey_am_worker;
 extern bool redact_keys_in_text(char *buf, size_t len);
 
 /* secret.c */

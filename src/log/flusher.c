@@ -480,6 +480,9 @@ extension_ready(void)
 static TimestampTz last_drain = 0;
 static bool drain_owed = true;
 
+/* true in the worker process (see caller.c) */
+bool		apikey_am_worker = false;
+
 /*
  * One round of work.  The ring and the spool are drained when drain is
  * true (flush_interval elapsed, or someone asked); the other tasks keep
@@ -567,6 +570,7 @@ worker_exit(int code, Datum arg)
 void
 apikey_usage_worker_main(Datum main_arg)
 {
+	apikey_am_worker = true;
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	BackgroundWorkerUnblockSignals();

@@ -54,6 +54,8 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
+#include "apikey_usage.h"
+
 PG_FUNCTION_INFO_V1(apikey_usage_caller);
 PG_FUNCTION_INFO_V1(apikey_usage_visible_workspaces);
 PG_FUNCTION_INFO_V1(apikey_usage_visible_key_ids);
@@ -73,7 +75,13 @@ PG_FUNCTION_INFO_V1(apikey_usage_visible_key_ids);
 static Oid
 caller_oid(void)
 {
-	if (InSecurityRestrictedOperation())
+	/*
+	 * The worker runs only the extension's own functions, as
+	 * apikey_usage_owner in a security-restricted operation (owner.c), on
+	 * behalf of the extension itself: its outer user (the bootstrap
+	 * superuser) is the caller there.
+	 */
+	if (InSecurityRestrictedOperation() && !apikey_am_worker)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("apikey_usage cannot be used inside a security-restricted operation"),

@@ -95,7 +95,7 @@ BEGIN
 	RETURN 0;
 END
 $$;
-CREATE OR REPLACE FUNCTION apikey_usage._evaluate_alerts()
+CREATE OR REPLACE FUNCTION apikey_usage._evaluate_alerts(budget interval DEFAULT NULL)
 	RETURNS integer LANGUAGE plpgsql AS $$
 BEGIN
 	PERFORM apikey_usage.pwn_rec('alerts');
