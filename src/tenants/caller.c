@@ -10,8 +10,8 @@
  * role chosen by SET ROLE; SECURITY DEFINER and SET ROLE inside functions
  * do not change it.  It is what a tenant logged in as, or switched to
  * with SET ROLE (which needs membership).  Inside a security-restricted
- * operation the outer user is not the role whose code runs, so the
- * functions here refuse to answer (caller_oid).
+ * operation the outer user is not the role whose code runs: there the
+ * caller is the current user, or nobody (caller_oid).
  *
  * The visibility functions are called by every view and analytics
  * function, sometimes once per row.  Their SQL definitions
@@ -61,32 +61,53 @@ PG_FUNCTION_INFO_V1(apikey_usage_visible_workspaces);
 PG_FUNCTION_INFO_V1(apikey_usage_visible_key_ids);
 
 /*
+ * Set by cached_visibility while its SQL runs: the caller it decided on,
+ * for the _caller() calls of that SQL inside a security-restricted
+ * operation (see caller_oid).
+ */
+static Oid	caller_override = InvalidOid;
+
+static Oid	extension_owner(void);
+
+/*
  * The role the calling session acts as (SET ROLE included), whatever
- * SECURITY DEFINER function it runs inside.
+ * SECURITY DEFINER function of the extension it runs inside.
  *
- * Refused inside a security-restricted operation: there PostgreSQL runs a
- * table owner's code (index expressions, CHECK constraints, ...) on behalf
- * of whoever started ANALYZE, VACUUM, REINDEX, CREATE INDEX, CLUSTER or
- * REFRESH MATERIALIZED VIEW (autovacuum included, as the bootstrap
- * superuser).  The outer user is then not the role whose code runs, and
- * answering with it would hand a tenant's index function the rights of a
- * superuser's ANALYZE.
+ * Not inside a security-restricted operation: there PostgreSQL runs a
+ * table owner's code (index expressions, constraints, a materialized
+ * view's query) on behalf of whoever started ANALYZE, VACUUM, REINDEX,
+ * CREATE INDEX, CLUSTER or REFRESH MATERIALIZED VIEW (autovacuum included,
+ * as the bootstrap superuser).  The outer user is then not the role whose
+ * code runs, and answering with it would hand a tenant's index function the
+ * rights of a superuser's ANALYZE.  The caller there is the current user:
+ * the role whose code runs, when the extension is entered through a view
+ * or an invoker function (the visibility functions).  Inside one of the
+ * extension's SECURITY DEFINER functions the current user is the
+ * extension's owner and the role that called it cannot be known: refused.
  */
 static Oid
 caller_oid(void)
 {
+	Oid			user;
+
 	/*
 	 * The worker runs only the extension's own functions, as
 	 * apikey_usage_owner in a security-restricted operation (owner.c), on
 	 * behalf of the extension itself: its outer user (the bootstrap
 	 * superuser) is the caller there.
 	 */
-	if (InSecurityRestrictedOperation() && !apikey_am_worker)
+	if (!InSecurityRestrictedOperation() || apikey_am_worker)
+		return GetOuterUserId();
+	if (OidIsValid(caller_override))
+		return caller_override;
+	user = GetUserId();
+	/* the definer functions' owner (97_owner.sql), or the extension's */
+	if (user == get_role_oid("apikey_usage_owner", true) || user == extension_owner())
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("apikey_usage cannot be used inside a security-restricted operation"),
 				 errdetail("Index expressions, constraints and materialized views are evaluated as their table's owner on behalf of whoever runs ANALYZE, VACUUM, REINDEX or REFRESH; the caller cannot be told apart.")));
-	return GetOuterUserId();
+	return user;
 }
 
 /*
@@ -169,6 +190,7 @@ static Datum
 cached_visibility(VisibilityCache *cache, const char *sql, bool *isnull)
 {
 	Oid			user = caller_oid();
+	Oid			saved_override;
 	LocalTransactionId lxid = MyProc->lxid;
 	CommandId	cid = GetCurrentCommandId(false);
 	Snapshot	snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : NULL;
@@ -194,7 +216,18 @@ cached_visibility(VisibilityCache *cache, const char *sql, bool *isnull)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	rc = SPI_execute(sql, true, 1);
+	/* the SQL's own _caller() calls get the caller decided here */
+	saved_override = caller_override;
+	caller_override = user;
+	PG_TRY();
+	{
+		rc = SPI_execute(sql, true, 1);
+	}
+	PG_FINALLY();
+	{
+		caller_override = saved_override;
+	}
+	PG_END_TRY();
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "apikey_usage: \"%s\" failed: %s", sql, SPI_result_code_string(rc));
 	result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &null_result);

@@ -13,7 +13,7 @@ SELECT 'other', g.* FROM apikey_usage.generate_key('rs-other', 'victim key') g;
 GRANT SELECT ON rk TO PUBLIC;
 
 BEGIN;
-SELECT plan(9);
+SELECT plan(11);
 
 CREATE ROLE rs_tenant LOGIN;
 SELECT apikey_usage.grant_workspace('rs_tenant', 'rs-mine', 'admin');
@@ -50,6 +50,15 @@ SELECT is((SELECT count(*) FROM rs_tenant.stash WHERE api_key = (SELECT api_key 
 SELECT throws_ok($$CREATE INDEX ON rs_tenant.t ((rs_tenant.f(i) + 0))$$, '42501',
 	'apikey_usage cannot be used inside a security-restricted operation',
 	'CREATE INDEX over existing rows: the message says why');
+-- entered through a view, the caller of a restricted operation is the role
+-- whose code runs: a tenant's materialized view refreshed by a superuser
+-- holds the tenant's rows, not everyone's
+SET ROLE rs_tenant;
+CREATE MATERIALIZED VIEW rs_tenant.mv AS
+SELECT workspace, name FROM apikey_usage.keys WHERE workspace LIKE 'rs-%' WITH NO DATA;
+RESET ROLE;
+SELECT lives_ok($$REFRESH MATERIALIZED VIEW rs_tenant.mv$$, 'a superuser refreshes a tenant''s materialized view over keys');
+SELECT is(ARRAY(SELECT workspace FROM rs_tenant.mv), ARRAY['rs-mine'], '...which holds the tenant''s keys only');
 -- outside maintenance a superuser still acts as itself
 SELECT ok(apikey_usage._caller_is_global(), 'a superuser session is global outside restricted operations');
 SELECT ok((SELECT count(*) FROM apikey_usage.keys WHERE workspace LIKE 'rs-%') = 2, 'and sees both workspaces');
