@@ -39,38 +39,7 @@ $$;
 COMMENT ON FUNCTION apikey_usage._index_partition(regclass) IS
 	'Internal: create the indexes of a day partition of request_log_raw (by key and time, by time, by resource).';
 
-CREATE OR REPLACE FUNCTION apikey_usage._ensure_partition(ts timestamptz) RETURNS void
-	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
-DECLARE
-	day		date := (ts AT TIME ZONE 'UTC')::date;
-	part	text := 'request_log_raw_p' || pg_catalog.to_char(day, 'YYYYMMDD');
-BEGIN
-	IF pg_catalog.to_regclass('apikey_usage.' || part) IS NOT NULL THEN
-		RETURN;
-	END IF;
-	-- serialise creators (worker, synchronous fall-backs)
-	PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('apikey_usage._ensure_partition'));
-	IF pg_catalog.to_regclass('apikey_usage.' || part) IS NOT NULL THEN
-		RETURN;
-	END IF;
-	-- to_regclass reads the backend's catalog cache, which a transaction
-	-- that ran for a while may not have refreshed since another creator
-	-- committed the partition: CREATE TABLE (which does refresh it) then
-	-- says so, and the partition is there
-	BEGIN
-		EXECUTE pg_catalog.format(
-			'CREATE TABLE apikey_usage.%I PARTITION OF apikey_usage.request_log_raw
-			   FOR VALUES FROM (%L) TO (%L)',
-			part,
-			(day::timestamp AT TIME ZONE 'UTC'),
-			((day + 1)::timestamp AT TIME ZONE 'UTC'));
-	EXCEPTION WHEN duplicate_table THEN
-		RETURN;
-	END;
-	PERFORM apikey_usage._index_partition(('apikey_usage.' || part)::regclass);
-END
-$$;
+--@include 10_core.sql CREATE OR REPLACE FUNCTION apikey_usage._ensure_partition(ts timestamptz) RETURNS void
 
 DO $$
 DECLARE

@@ -87,6 +87,15 @@ is_prefix_char(unsigned char c)
 	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
 }
 
+/* The end of the run of base62 characters of buf[0..len) starting at from. */
+static inline size_t
+base62_run_end(const char *buf, size_t from, size_t len)
+{
+	while (from < len && is_base62((unsigned char) buf[from]))
+		from++;
+	return from;
+}
+
 /*
  * Overwrite, in place, every key with a valid checksum in buf[0..len).
  * Returns true when something was overwritten.  Candidates are found at
@@ -107,9 +116,7 @@ redact_keys_in_text(char *buf, size_t len)
 
 		if (buf[pos] != '_')
 			continue;
-		run_end = pos + 1;
-		while (run_end < len && is_base62((unsigned char) buf[run_end]))
-			run_end++;
+		run_end = base62_run_end(buf, pos + 1, len);
 		if (pos > 0 && (run_end - pos - 1 == KEY_TAIL_CHARS ||
 						run_end - pos - 1 == KEY_TAIL_CHARS_NODE))
 		{
@@ -164,9 +171,7 @@ redact_log_buffer(char *buf, size_t len)
 			run_start = pos + 3;
 		else
 			continue;
-		run_end = run_start;
-		while (run_end < len && is_base62((unsigned char) buf[run_end]))
-			run_end++;
+		run_end = base62_run_end(buf, run_start, len);
 		if (run_end - run_start >= LOG_SUSPECT_CHARS)
 		{
 			memset(buf + run_start, '*', run_end - run_start);
