@@ -69,6 +69,8 @@ static Oid	caller_override = InvalidOid;
 
 static Oid	extension_owner(void);
 
+static bool caller_is_global(Oid user);
+
 /*
  * The role the calling session acts as (SET ROLE included), whatever
  * SECURITY DEFINER function of the extension it runs inside.
@@ -76,19 +78,23 @@ static Oid	extension_owner(void);
  * Not inside a security-restricted operation: there PostgreSQL runs a
  * table owner's code (index expressions, constraints, a materialized
  * view's query) on behalf of whoever started ANALYZE, VACUUM, REINDEX,
- * CREATE INDEX, CLUSTER or REFRESH MATERIALIZED VIEW (autovacuum included,
- * as the bootstrap superuser).  The outer user is then not the role whose
- * code runs, and answering with it would hand a tenant's index function the
- * rights of a superuser's ANALYZE.  The caller there is the current user:
- * the role whose code runs, when the extension is entered through a view
- * or an invoker function (the visibility functions).  Inside one of the
- * extension's SECURITY DEFINER functions the current user is the
- * extension's owner and the role that called it cannot be known: refused.
+ * CREATE INDEX, CLUSTER or CREATE / REFRESH MATERIALIZED VIEW (autovacuum
+ * included, as the bootstrap superuser).  The outer user is then not the
+ * role whose code runs, and answering with it would hand a tenant's index
+ * function the rights of a superuser's ANALYZE.  There the caller is the
+ * less privileged of the two: the current user (the role whose code runs,
+ * when the extension is entered through a view or an invoker function),
+ * unless it is global, then the outer user (so a tenant cannot borrow a
+ * global role's SECURITY DEFINER function inside a materialized view of
+ * its own).  Inside one of the extension's own SECURITY DEFINER functions
+ * the current user is apikey_usage_owner and the role that called it
+ * cannot be known: refused.
  */
 static Oid
 caller_oid(void)
 {
 	Oid			user;
+	Oid			definer_owner;
 
 	/*
 	 * The worker runs only the extension's own functions, as
@@ -101,13 +107,16 @@ caller_oid(void)
 	if (OidIsValid(caller_override))
 		return caller_override;
 	user = GetUserId();
-	/* the definer functions' owner (97_owner.sql), or the extension's */
-	if (user == get_role_oid("apikey_usage_owner", true) || user == extension_owner())
+	/* the definer functions' owner (97_owner.sql; the extension's without it) */
+	definer_owner = get_role_oid("apikey_usage_owner", true);
+	if (!OidIsValid(definer_owner))
+		definer_owner = extension_owner();
+	if (user == definer_owner)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("apikey_usage cannot be used inside a security-restricted operation"),
 				 errdetail("Index expressions, constraints and materialized views are evaluated as their table's owner on behalf of whoever runs ANALYZE, VACUUM, REINDEX or REFRESH; the caller cannot be told apart.")));
-	return user;
+	return caller_is_global(user) ? GetOuterUserId() : user;
 }
 
 /*

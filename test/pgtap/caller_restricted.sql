@@ -13,7 +13,7 @@ SELECT 'other', g.* FROM apikey_usage.generate_key('rs-other', 'victim key') g;
 GRANT SELECT ON rk TO PUBLIC;
 
 BEGIN;
-SELECT plan(11);
+SELECT plan(15);
 
 CREATE ROLE rs_tenant LOGIN;
 SELECT apikey_usage.grant_workspace('rs_tenant', 'rs-mine', 'admin');
@@ -59,6 +59,25 @@ SELECT workspace, name FROM apikey_usage.keys WHERE workspace LIKE 'rs-%' WITH N
 RESET ROLE;
 SELECT lives_ok($$REFRESH MATERIALIZED VIEW rs_tenant.mv$$, 'a superuser refreshes a tenant''s materialized view over keys');
 SELECT is(ARRAY(SELECT workspace FROM rs_tenant.mv), ARRAY['rs-mine'], '...which holds the tenant''s keys only');
+-- a tenant cannot borrow a global role's SECURITY DEFINER function inside a
+-- materialized view of its own: the less privileged role counts there
+CREATE ROLE rs_reporting NOLOGIN IN ROLE apikey_usage_reader;
+CREATE SCHEMA rs_reporting AUTHORIZATION rs_reporting;
+SET ROLE rs_reporting;
+CREATE FUNCTION rs_reporting.key_workspaces() RETURNS SETOF text LANGUAGE sql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog AS $$SELECT workspace FROM apikey_usage.keys WHERE workspace LIKE 'rs-%'$$;
+GRANT USAGE ON SCHEMA rs_reporting TO rs_tenant;
+GRANT EXECUTE ON FUNCTION rs_reporting.key_workspaces() TO rs_tenant;
+RESET ROLE;
+SET ROLE rs_tenant;
+SELECT is(ARRAY(SELECT rs_reporting.key_workspaces()), ARRAY['rs-mine'], 'called by a tenant, a global role''s definer function shows the tenant''s keys');
+CREATE MATERIALIZED VIEW rs_tenant.borrowed AS SELECT rs_reporting.key_workspaces() AS workspace;
+SELECT is(ARRAY(SELECT workspace FROM rs_tenant.borrowed), ARRAY['rs-mine'], '...and the same inside the tenant''s materialized view');
+RESET ROLE;
+-- the extension's owner (a superuser) may materialize the views
+SELECT lives_ok($$CREATE MATERIALIZED VIEW rs_tenant.all_keys AS SELECT workspace FROM apikey_usage.keys WHERE workspace LIKE 'rs-%'$$,
+	'the extension owner creates a materialized view over keys');
+SELECT is(ARRAY(SELECT workspace FROM rs_tenant.all_keys ORDER BY 1), ARRAY['rs-mine', 'rs-other'], '...holding every workspace');
 -- outside maintenance a superuser still acts as itself
 SELECT ok(apikey_usage._caller_is_global(), 'a superuser session is global outside restricted operations');
 SELECT ok((SELECT count(*) FROM apikey_usage.keys WHERE workspace LIKE 'rs-%') = 2, 'and sees both workspaces');
