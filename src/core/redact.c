@@ -15,17 +15,27 @@
  *
  * What is masked in a log line is anything that could hold most of a key,
  * checksum or not, whole or cut short: every run of at least
- * LOG_SUSPECT_CHARS base62 characters that follows a '_' (a key, a key
- * with a typo, a key cut by log_parameter_max_length, a key lower-cased as
- * an unquoted identifier, two keys written back to back) or that follows
- * "..." (PostgreSQL's mark for a line it cut at the start, as in a JSON
- * error context).  The run is replaced by '*' of the same length, so error
- * cursor positions stay right; the prefix is kept.  Fewer characters leave
- * more than 2^119 guesses for the rest of the body.  Node-tree dumps
- * (debug_print_parse, debug_print_rewritten, debug_print_plan) print a
- * constant as its bytes in decimal: every constant of LOG_SUSPECT_BYTES
- * bytes or more has its bytes replaced by zeros there (the pretty printer
- * may split a number across lines, so the bytes are not decoded).
+ * LOG_SUSPECT_CHARS base62 characters that follows a '_' or a "%5F" (a
+ * key, a key with a typo, a key cut by log_parameter_max_length, a key
+ * lower-cased as an unquoted identifier, two keys written back to back, a
+ * URL-encoded key) or that follows "..." (PostgreSQL's mark for a line it
+ * cut at the start, as in a JSON error context); with it, the runs that
+ * follow one separator character apart when each has LOG_LINKED_CHARS or
+ * more (a key with a space or a line break pasted into it).  The run is
+ * replaced by '*' of the same length, so error cursor positions stay
+ * right; the prefix is kept.  Fewer characters leave more than 2^119
+ * guesses for the rest of the body.  Node-tree dumps (debug_print_parse,
+ * debug_print_rewritten, debug_print_plan) are wrapped at 78 columns in
+ * the middle of words, so there a run goes on across a line break and its
+ * indentation; they print a constant as its bytes in decimal, and every
+ * constant of LOG_SUSPECT_BYTES bytes or more (or of a size that cannot be
+ * read) has its bytes replaced by zeros there.
+ *
+ * PostgreSQL hands the hook the one copy of each field that it then sends
+ * both to the log and to the client, so the client sees the same masking
+ * (an application's own error detail with such a run is masked for it
+ * too).  Lines that PostgreSQL sends only to the client, not to the log,
+ * never reach the hook.
  *
  * Data is treated more narrowly: redact_keys_in_text masks only real keys
  * (a valid checksum) in an endpoint or resource_id before it is logged, so
@@ -62,6 +72,9 @@
  * leaving 62^20 (more than 2^119) possibilities for the rest.
  */
 #define LOG_SUSPECT_CHARS	24
+
+/* a run one separator after a suspect run is masked with it from this long */
+#define LOG_LINKED_CHARS	8
 
 /* node dumps: constants of at least this many bytes are zeroed */
 #define LOG_SUSPECT_BYTES	(1 + LOG_SUSPECT_CHARS)
@@ -149,12 +162,62 @@ redact_keys_in_text(char *buf, size_t len)
 }
 
 /*
+ * The end of the run of base62 characters of buf[0..len) starting at
+ * from, counting them in *nchars.  In a wrapped node dump the run goes on
+ * across a line break and the indentation after it (the pretty printer
+ * wraps every line at 78 columns, in the middle of a word).
+ */
+static size_t
+log_run_end(const char *buf, size_t from, size_t len, bool wrapped, size_t *nchars)
+{
+	size_t		n = 0;
+
+	while (from < len)
+	{
+		if (is_base62((unsigned char) buf[from]))
+		{
+			from++;
+			n++;
+			continue;
+		}
+		if (wrapped && buf[from] == '\n')
+		{
+			size_t		next = from + 1;
+
+			while (next < len && (buf[next] == ' ' || buf[next] == '\t'))
+				next++;
+			if (next < len && is_base62((unsigned char) buf[next]))
+			{
+				from = next;
+				continue;
+			}
+		}
+		break;
+	}
+	*nchars = n;
+	return from;
+}
+
+/* Overwrite the base62 characters of buf[start..end) with '*'. */
+static void
+mask_run(char *buf, size_t start, size_t end)
+{
+	for (; start < end; start++)
+		if (is_base62((unsigned char) buf[start]))
+			buf[start] = '*';
+}
+
+/*
  * Overwrite, in place, every run of buf[0..len) that could hold most of a
- * key (see the header comment).  Returns true when something was
- * overwritten.
+ * key (see the header comment): LOG_SUSPECT_CHARS base62 characters or
+ * more after a '_', a "%5F" (a URL-encoded '_') or a "...", or such a run
+ * and the runs that follow it one separator character apart (a key with a
+ * space or line break pasted into it), when each of those has at least
+ * LOG_LINKED_CHARS and all together LOG_SUSPECT_CHARS.  wrapped: buf is a
+ * pretty-printed node dump.  Returns true when something was overwritten.
  */
 static bool
-redact_log_buffer(char *buf, size_t len)
+redact_log_buffer(char *buf, size_t len, bool wrapped)
 {
 	bool		changed = false;
 	size_t		pos;
@@ -163,18 +226,38 @@ redact_log_buffer(char *buf, size_t len)
 	{
 		size_t		run_start;
 		size_t		run_end;
+		size_t		chain_start;
+		size_t		chain_chars;
+		size_t		nchars;
 
 		if (buf[pos] == '_')
 			run_start = pos + 1;
+		else if (buf[pos] == '%' && pos + 2 < len && buf[pos + 1] == '5' &&
+				 (buf[pos + 2] == 'F' || buf[pos + 2] == 'f'))
+			run_start = pos + 3;
 		else if (buf[pos] == '.' && pos + 2 < len &&
 				 buf[pos + 1] == '.' && buf[pos + 2] == '.')
 			run_start = pos + 3;
 		else
 			continue;
-		run_end = base62_run_end(buf, run_start, len);
-		if (run_end - run_start >= LOG_SUSPECT_CHARS)
+		run_end = log_run_end(buf, run_start, len, wrapped, &nchars);
+		chain_start = run_start;
+		chain_chars = nchars;
+		/* runs one separator apart, each long enough to be part of a key */
+		while (nchars > 0 && run_end + 1 < len && buf[run_end] != '_' &&
+			   is_base62((unsigned char) buf[run_end + 1]))
 		{
-			memset(buf + run_start, '*', run_end - run_start);
+			size_t		next_chars;
+			size_t		next_end = log_run_end(buf, run_end + 1, len, wrapped, &next_chars);
+
+			if (next_chars < LOG_LINKED_CHARS)
+				break;
+			run_end = next_end;
+			chain_chars += next_chars;
+		}
+		if (chain_chars >= LOG_SUSPECT_CHARS)
+		{
+			mask_run(buf, chain_start, run_end);
 			changed = true;
 		}
 		/* the character that ended the run may start the next one */
@@ -183,32 +266,62 @@ redact_log_buffer(char *buf, size_t len)
 	return changed;
 }
 
+/* Past spaces, tabs and line breaks. */
+static inline char *
+skip_space(char *p)
+{
+	while (*p == ' ' || *p == '\t' || *p == '\n')
+		p++;
+	return p;
+}
+
 /*
  * Zero, in place, the bytes of every constant of LOG_SUSPECT_BYTES bytes
  * or more in a node dump (":constvalue 56 [ -32 0 0 0 97 107 ... ]",
- * possibly wrapped over several lines by the pretty printer).
+ * possibly wrapped over several lines by the pretty printer, even in the
+ * middle of a number).  A constant whose size cannot be read is zeroed.
  */
 static void
 redact_node_dump(char *buf)
 {
 	char	   *at = buf;
 
-	while ((at = strstr(at, ":constvalue ")) != NULL)
+	while ((at = strstr(at, ":constvalue")) != NULL)
 	{
-		char	   *p = at + strlen(":constvalue ");
+		char	   *p = skip_space(at + strlen(":constvalue"));
 		long		nbytes = 0;
+		int			ndigits = 0;
 
-		while (*p == ' ')
-			p++;
-		while (*p >= '0' && *p <= '9' && nbytes < LOG_SUSPECT_BYTES)
-			nbytes = nbytes * 10 + (*p++ - '0');
-		while (*p >= '0' && *p <= '9')
-			p++;
-		while (*p == ' ')
-			p++;
+		for (;;)
+		{
+			if (*p >= '0' && *p <= '9')
+			{
+				if (nbytes < LOG_SUSPECT_BYTES)
+					nbytes = nbytes * 10 + (*p - '0');
+				ndigits++;
+				p++;
+				continue;
+			}
+			if (*p == '\n')
+			{
+				char	   *q = p + 1;
+
+				while (*q == ' ' || *q == '\t')
+					q++;
+				if (*q >= '0' && *q <= '9')
+				{
+					p = q;
+					continue;
+				}
+			}
+			break;
+		}
+		p = skip_space(p);
 		at = p;
 		if (*p != '[')
 			continue;			/* "<>": a null constant */
+		if (ndigits == 0)
+			nbytes = LOG_SUSPECT_BYTES;
 		for (p++; *p != '\0' && *p != ']'; p++)
 		{
 			if (nbytes >= LOG_SUSPECT_BYTES && (*p == '-' || (*p >= '0' && *p <= '9')))
@@ -217,18 +330,33 @@ redact_node_dump(char *buf)
 		at = p;
 	}
 }
+
 /*
  * Redact one message field (allocated by elog.c in ErrorContext, so it
- * may be changed in place).
+ * may be changed in place).  wrapped: a pretty-printed node dump.
  */
 static void
-redact_field(char *field)
+redact_field(char *field, bool wrapped)
 {
 	if (field == NULL)
 		return;
-	(void) redact_log_buffer(field, strlen(field));
-	if (strstr(field, ":constvalue ") != NULL)
+	(void) redact_log_buffer(field, strlen(field), wrapped);
+	if (strstr(field, ":constvalue") != NULL)
 		redact_node_dump(field);
+}
+
+/*
+ * Whether a message is one of the node dumps of debug_print_parse,
+ * debug_print_rewritten and debug_print_plan (elog_node_display: the title
+ * as message, the dump as detail).
+ */
+static bool
+is_node_dump(const ErrorData *edata)
+{
+	return edata->message != NULL &&
+		(strcmp(edata->message, "parse tree:") == 0 ||
+		 strcmp(edata->message, "rewritten parse tree:") == 0 ||
+		 strcmp(edata->message, "plan:") == 0);
 }
 
 /*
@@ -248,7 +376,8 @@ redact_statement(void)
 	len = strlen(debug_query_string);
 	if (len < LOG_SUSPECT_CHARS ||
 		(strchr(debug_query_string, '_') == NULL &&
-		 strstr(debug_query_string, "...") == NULL))
+		 strstr(debug_query_string, "...") == NULL &&
+		 strstr(debug_query_string, "%5") == NULL))
 		return;
 	copy = MemoryContextAllocExtended(TopMemoryContext, len + 1,
 									  MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE);
@@ -259,7 +388,7 @@ redact_statement(void)
 		return;
 	}
 	memcpy(copy, debug_query_string, len + 1);
-	if (!redact_log_buffer(copy, len))
+	if (!redact_log_buffer(copy, len, false))
 	{
 		pfree(copy);
 		return;
@@ -284,12 +413,14 @@ redact_emit_log(ErrorData *edata)
 		in_redact_hook = true;
 		PG_TRY();
 		{
-			redact_field(edata->message);
-			redact_field(edata->detail);
-			redact_field(edata->detail_log);
-			redact_field(edata->hint);
-			redact_field(edata->context);
-			redact_field(edata->internalquery);
+			bool		dump = is_node_dump(edata);
+
+			redact_field(edata->message, false);
+			redact_field(edata->detail, dump);
+			redact_field(edata->detail_log, false);
+			redact_field(edata->hint, false);
+			redact_field(edata->context, false);
+			redact_field(edata->internalquery, false);
 			redact_statement();
 		}
 		PG_FINALLY();

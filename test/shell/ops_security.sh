@@ -115,7 +115,7 @@ echo "ok: ${#KEYS[@]} keys used with every logging knob on; none in ${#logs[@]} 
 # key in a JSON error context (cut at its start), and constants in the node
 # trees that debug_print_* dumps as decimal bytes.
 MORE=()
-for name in seven eight nine ten eleven twelve thirteen fourteen fifteen; do
+for name in seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen; do
 	MORE+=("$(cluster_psql -c "SELECT api_key FROM apikey_usage.generate_key('sec', '$name')")")
 done
 flip_last() { local k=$1; echo "${k:0:${#k}-1}$( [ "${k: -1}" = A ] && echo B || echo A)"; }
@@ -130,13 +130,27 @@ cluster_psql -c "SELECT '${MORE[6]}${MORE[6]}' AS twice" >/dev/null
 psql -X -qAt -c "SELECT '{\"key\": ${MORE[7]}}'::json" >/dev/null 2>&1 || true
 PGOPTIONS="-c debug_print_parse=on -c debug_print_plan=on" psql -X -qAt \
 	-c "SELECT valid FROM apikey_usage.verify_key('${MORE[8]}')" >/dev/null
+# a space pasted into a key, and a URL-encoded '_'
+k9=${MORE[9]}
+cluster_psql -c "SELECT '${k9:0:23} ${k9:23}' AS pasted, '${MORE[10]%%_*}%5F${MORE[10]#*_}' AS encoded" >/dev/null
+# a node dump wraps a key inside a string at column 78, and a long
+# constant deep in nested subqueries gets its size wrapped too
+PGOPTIONS="-c debug_print_parse=on" psql -X -qAt \
+	-c "NOTIFY c, '$(printf 'x%.0s' $(seq 1 40)) ${MORE[11]}'" >/dev/null
+PGOPTIONS="-c debug_print_parse=on -c debug_print_rewritten=on" psql -X -qAt -c "SELECT length(c) FROM
+	(SELECT c FROM (SELECT c FROM (SELECT c FROM (SELECT c FROM (SELECT c FROM (SELECT c FROM (SELECT c FROM
+	(SELECT '$(printf 'x%.0s' $(seq 1 10000))${MORE[12]}'::text AS c OFFSET 0) a OFFSET 0) b OFFSET 0) d OFFSET 0) e OFFSET 0) f
+	OFFSET 0) g OFFSET 0) h OFFSET 0) i" >/dev/null
 wait_logged
 logs=("$CLUSTER_LOG" "$CLUSTER_DATA"/log/*)
+# the log files with the line breaks of wrapped dumps (and their indentation) removed
+joined="$CLUSTER_DIR/joined.txt"
+perl -0777 -pe 's/\n[ \t]*//g' "${logs[@]}" >"$joined"
 for k in "${MORE[@]}"; do
 	body=${k#*_}
 	lower=$(printf '%s' "$body" | tr 'A-Z' 'a-z')
 	for part in "${body:0:20}" "${body:14:20}" "${body:29:20}" "${lower:0:20}" "${lower:29:20}"; do
-		if grep -qF -- "$part" "${logs[@]}"; then
+		if grep -qF -- "$part" "${logs[@]}" "$joined"; then
 			grep -nF -- "$part" "${logs[@]}" | head -n 2 >&2
 			fail "20 characters of a cut or changed key are in the server log"
 		fi
@@ -147,15 +161,16 @@ grep -qE "parameters: \\\$1 = '[a-z0-9]+_[*]{24,}[.][.][.]'" "${logs[@]}" ||
 grep -q ":constvalue" "$CLUSTER_DATA"/log/*.log || fail "debug_print_parse wrote no node tree (is the test testing it?)"
 # every constant long enough to hold most of a key is printed as zeros
 # (a dump may wrap a constant's bytes over several lines)
-perl -0777 -ne 'while (/:constvalue (\d+) \[([^\]]*)\]/g) { my ($n, $b) = ($1, $2); if ($n >= 25 && $b =~ /[1-9]/) { print "$n [$b]\n"; exit 1 } }' \
-	"${logs[@]}" || fail "a long constant of a node tree dump is in the server log"
+perl -0777 -ne 'while (/:constvalue\s*(\d+)\s*\[([^\]]*)\]/g) { my ($n, $b) = ($1, $2); if ($n >= 25 && $b =~ /[1-9]/) { print substr("$n [$b]", 0, 200), "\n"; exit 1 } }' \
+	"$joined" || fail "a long constant of a node tree dump is in the server log"
+grep -q ":constvalue 10" "$joined" || fail "no dump of the 10 kB constant (is the test testing it?)"
 perl -0777 -ne 'exit(/:constvalue (\d+) \[[\s0]+\]/ && $1 >= 25 ? 0 : 1)' "$CLUSTER_DATA"/log/*.log ||
 	fail "no masked constant found in the node tree dumps (is the test testing them?)"
 # an ordinary identifier with underscores is left alone
 cluster_psql -c "SELECT 'apikey_usage_reader_is_not_masked' AS plain" >/dev/null
 wait_logged
 grep -qF "apikey_usage_reader_is_not_masked" "$CLUSTER_DATA"/log/*.log || fail "an ordinary identifier was masked"
-echo "ok: keys cut short (parameter lengths), with a typo, short, long, unquoted, doubled, in a JSON context and in node dumps are masked"
+echo "ok: keys cut short (parameter lengths), with a typo, short, long, unquoted, doubled, with a space, URL-encoded, in a JSON context and in (wrapped) node dumps are masked"
 
 # secret file mode and size
 SECRET="$CLUSTER_DATA/apikey_usage.secret"
