@@ -243,7 +243,7 @@ BEGIN
 		window_start := window_end - rule.alert_window;
 		cancelled := false;
 		BEGIN
-			ckey := pg_catalog.concat_ws('|', rule.workspace, rule.key_id, rule.alert_window, 'cur');
+			ckey := pg_catalog.jsonb_build_array(rule.workspace, rule.key_id, rule.alert_window, 'cur')::text;
 			IF counted ? ckey THEN
 				SELECT (counted -> ckey ->> 0)::bigint AS total, (counted -> ckey ->> 1)::bigint AS failed,
 					   (counted -> ckey ->> 2)::bigint AS rate_limited INTO cur;
@@ -255,7 +255,7 @@ BEGIN
 			value := apikey_usage._alert_metric(rule.metric, cur.total, cur.failed, cur.rate_limited);
 			firing := value >= rule.threshold AND cur.total >= rule.min_requests;
 			IF firing AND rule.baseline_factor IS NOT NULL THEN
-				ckey := pg_catalog.concat_ws('|', rule.workspace, rule.key_id, rule.alert_window, 'base');
+				ckey := pg_catalog.jsonb_build_array(rule.workspace, rule.key_id, rule.alert_window, 'base')::text;
 				IF counted ? ckey THEN
 					SELECT (counted -> ckey ->> 0)::bigint AS total, (counted -> ckey ->> 1)::bigint AS failed,
 						   (counted -> ckey ->> 2)::bigint AS rate_limited INTO base;
@@ -275,9 +275,14 @@ BEGIN
 			cancelled := true;
 		END;
 		IF cancelled THEN
-			UPDATE apikey_usage.alert_rule r
-			   SET last_evaluated_at = window_end, last_value = NULL
-			 WHERE r.rule_id OPERATOR(pg_catalog.=) rule.rule_id;
+			-- the pass is over.  A rule that had it all to itself is that slow:
+			-- skipped, to the back of the queue.  One that started late keeps
+			-- its place at the front, so the next pass gives it the whole time.
+			IF evaluated = 0 THEN
+				UPDATE apikey_usage.alert_rule r
+				   SET last_evaluated_at = window_end, last_value = NULL
+				 WHERE r.rule_id OPERATOR(pg_catalog.=) rule.rule_id;
+			END IF;
 			EXIT;
 		END IF;
 		new_state := CASE WHEN firing THEN 'firing' ELSE 'ok' END;

@@ -96,11 +96,11 @@ report_problem(ErrorData *edata)
 	}
 	if (edata == NULL)
 		ereport(LOG,
-				(errmsg("apikey_usage: an alert rule took longer than %d ms to evaluate and was skipped",
+				(errmsg("apikey_usage: an alert evaluation pass reached its limit of %d ms",
 						ALERT_PASS_TIMEOUT_MS),
 				 unreported > 0 ? errdetail("%lld earlier failures or skips of alert evaluation were not logged.",
 											(long long) unreported) : 0,
-				 errhint("Its last_value in apikey_usage.alert_rules is NULL; the other rules are evaluated as usual.")));
+				 errhint("The rule being evaluated then is retried first in the next pass; one that alone took that long is skipped (its last_value in apikey_usage.alert_rules is NULL).")));
 	else
 		ereport(LOG,
 				(errcode(edata->sqlerrcode),
@@ -153,11 +153,16 @@ evaluate_alerts(void)
 					 ALERT_PASS_BUDGET_MS);
 			enable_timeout_after(STATEMENT_TIMEOUT, ALERT_PASS_TIMEOUT_MS);
 			rc = SPI_execute(sql, false, 1);
-			/* fired and caught by _evaluate_alerts: a rule was skipped */
+			/*
+			 * The timer fired: _evaluate_alerts caught the cancel and ended
+			 * the pass, or it fired after the pass; either way its cancel
+			 * means nothing any more (left pending, it would fail the
+			 * worker's next interrupt check instead).
+			 */
 			skipped = !get_timeout_active(STATEMENT_TIMEOUT);
 			disable_timeout(STATEMENT_TIMEOUT, false);
-			/* a cancel that came too late to be caught fails here, not later */
-			CHECK_FOR_INTERRUPTS();
+			if (skipped)
+				QueryCancelPending = false;
 			if (rc != SPI_OK_SELECT)
 				elog(ERROR, "apikey_usage: evaluating alert rules failed: %s",
 					 SPI_result_code_string(rc));
@@ -220,6 +225,8 @@ alerts_evaluate_if_due(void)
 		ErrorData  *edata;
 
 		disable_timeout(STATEMENT_TIMEOUT, false);
+		/* as PostgresMain does after an error: no cancel outlives it */
+		QueryCancelPending = false;
 		MemoryContextSwitchTo(caller_context);
 		apikey_owner_abort(&alerts_owner);
 		edata = CopyErrorData();
