@@ -160,7 +160,10 @@ evaluate_alerts(void)
 			 * worker's next interrupt check instead).
 			 */
 			skipped = !get_timeout_active(STATEMENT_TIMEOUT);
-			disable_timeout(STATEMENT_TIMEOUT, false);
+			disable_timeout(STATEMENT_TIMEOUT, true);
+			/* (it may also have fired just before it was disabled) */
+			if (get_timeout_indicator(STATEMENT_TIMEOUT, true))
+				skipped = true;
 			if (skipped)
 				QueryCancelPending = false;
 			if (rc != SPI_OK_SELECT)

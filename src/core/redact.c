@@ -20,8 +20,9 @@
  * lower-cased as an unquoted identifier, two keys written back to back, a
  * URL-encoded key) or that follows "..." (PostgreSQL's mark for a line it
  * cut at the start, as in a JSON error context); with it, the runs that
- * follow one separator character apart when each has LOG_LINKED_CHARS or
- * more (a key with a space or a line break pasted into it).  The run is
+ * follow a separator apart when each has LOG_LINKED_CHARS or more (a key
+ * with a space, a line break, a no-break or zero-width space pasted into
+ * it: see separator_end).  The run is
  * replaced by '*' of the same length, so error cursor positions stay
  * right; the prefix is kept.  Fewer characters leave more than 2^119
  * guesses for the rest of the body.  Node-tree dumps (debug_print_parse,
@@ -73,8 +74,10 @@
  */
 #define LOG_SUSPECT_CHARS	24
 
-/* a run one separator after a suspect run is masked with it from this long */
+/* a run a separator after a suspect run is masked with it from this long */
 #define LOG_LINKED_CHARS	8
+/* a separator of white space and non-ASCII bytes is at most this long */
+#define LOG_SEPARATOR_BYTES	4
 
 /* node dumps: constants of at least this many bytes are zeroed */
 #define LOG_SUSPECT_BYTES	(1 + LOG_SUSPECT_CHARS)
@@ -198,6 +201,33 @@ log_run_end(const char *buf, size_t from, size_t len, bool wrapped, size_t *ncha
 	return from;
 }
 
+/*
+ * The end of a separator at buf[at]: one character other than '_' (and
+ * not base62), or up to LOG_SEPARATOR_BYTES bytes of white space,
+ * backslashes (a node dump prints a space as "\ ") and non-ASCII bytes (a
+ * no-break or zero-width space pasted into a key); at itself when there
+ * is none.
+ */
+static size_t
+separator_end(const char *buf, size_t at, size_t len)
+{
+	size_t		end = at;
+
+	while (end < len && end - at < LOG_SEPARATOR_BYTES)
+	{
+		unsigned char c = (unsigned char) buf[end];
+
+		if (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\\' || c >= 0x80)
+			end++;
+		else
+			break;
+	}
+	if (end == at && at < len && buf[at] != '_' && buf[at] != '\0' &&
+		!is_base62((unsigned char) buf[at]))
+		end = at + 1;
+	return end;
+}
+
 /* Overwrite the base62 characters of buf[start..end) with '*'. */
 static void
 mask_run(char *buf, size_t start, size_t end)
@@ -243,13 +273,19 @@ redact_log_buffer(char *buf, size_t len, bool wrapped)
 		run_end = log_run_end(buf, run_start, len, wrapped, &nchars);
 		chain_start = run_start;
 		chain_chars = nchars;
-		/* runs one separator apart, each long enough to be part of a key */
-		while (nchars > 0 && run_end + 1 < len && buf[run_end] != '_' &&
-			   is_base62((unsigned char) buf[run_end + 1]))
+		/*
+		 * runs a separator apart, each long enough to be part of a key (not
+		 * from an empty run after "...", which ends many a cut line)
+		 */
+		while (nchars > 0 || buf[pos] != '.')
 		{
+			size_t		next_start = separator_end(buf, run_end, len);
 			size_t		next_chars;
-			size_t		next_end = log_run_end(buf, run_end + 1, len, wrapped, &next_chars);
+			size_t		next_end;
 
+			if (next_start == run_end)
+				break;
+			next_end = log_run_end(buf, next_start, len, wrapped, &next_chars);
 			if (next_chars < LOG_LINKED_CHARS)
 				break;
 			run_end = next_end;

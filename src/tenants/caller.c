@@ -71,6 +71,15 @@ static Oid	extension_owner(void);
 
 static bool caller_is_global(Oid user);
 
+static void
+refuse_restricted(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("apikey_usage cannot be used inside a security-restricted operation"),
+			 errdetail("Index expressions, constraints and materialized views are evaluated as their table's owner on behalf of whoever runs ANALYZE, VACUUM, REINDEX or REFRESH; the caller cannot be told apart.")));
+}
+
 /*
  * The role the calling session acts as (SET ROLE included), whatever
  * SECURITY DEFINER function of the extension it runs inside.
@@ -86,9 +95,11 @@ static bool caller_is_global(Oid user);
  * when the extension is entered through a view or an invoker function),
  * unless it is global, then the outer user (so a tenant cannot borrow a
  * global role's SECURITY DEFINER function inside a materialized view of
- * its own).  Inside one of the extension's own SECURITY DEFINER functions
- * the current user is apikey_usage_owner and the role that called it
- * cannot be known: refused.
+ * its own).  When both are global, the current user, unless a SECURITY
+ * DEFINER function stands between (refused: its caller is unknown).
+ * Inside one of the extension's own SECURITY DEFINER functions the current
+ * user is apikey_usage_owner and the role that called it cannot be known:
+ * refused.
  */
 static Oid
 caller_oid(void)
@@ -112,11 +123,28 @@ caller_oid(void)
 	if (!OidIsValid(definer_owner))
 		definer_owner = extension_owner();
 	if (user == definer_owner)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("apikey_usage cannot be used inside a security-restricted operation"),
-				 errdetail("Index expressions, constraints and materialized views are evaluated as their table's owner on behalf of whoever runs ANALYZE, VACUUM, REINDEX or REFRESH; the caller cannot be told apart.")));
-	return caller_is_global(user) ? GetOuterUserId() : user;
+		refuse_restricted();
+	if (!caller_is_global(user))
+		return user;
+	if (!caller_is_global(GetOuterUserId()))
+		return GetOuterUserId();
+
+	/*
+	 * Both global, as when a superuser or autovacuum refreshes or analyzes
+	 * a global role's table.  Unless a SECURITY DEFINER function stands in
+	 * between: then the current user is that function's owner, not the
+	 * role whose code called it (a tenant's materialized view calling a
+	 * global role's definer function), and who that was cannot be known.
+	 */
+	{
+		Oid			current;
+		int			sec_context;
+
+		GetUserIdAndSecContext(&current, &sec_context);
+		if (sec_context & SECURITY_LOCAL_USERID_CHANGE)
+			refuse_restricted();
+	}
+	return user;
 }
 
 /*

@@ -115,7 +115,8 @@ echo "ok: ${#KEYS[@]} keys used with every logging knob on; none in ${#logs[@]} 
 # key in a JSON error context (cut at its start), and constants in the node
 # trees that debug_print_* dumps as decimal bytes.
 MORE=()
-for name in seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen; do
+for name in seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen \
+	twenty twentyone twentytwo twentythree twentyfour; do
 	MORE+=("$(cluster_psql -c "SELECT api_key FROM apikey_usage.generate_key('sec', '$name')")")
 done
 flip_last() { local k=$1; echo "${k:0:${#k}-1}$( [ "${k: -1}" = A ] && echo B || echo A)"; }
@@ -133,6 +134,15 @@ PGOPTIONS="-c debug_print_parse=on -c debug_print_plan=on" psql -X -qAt \
 # a space pasted into a key, and a URL-encoded '_'
 k9=${MORE[9]}
 cluster_psql -c "SELECT '${k9:0:23} ${k9:23}' AS pasted, '${MORE[10]%%_*}%5F${MORE[10]#*_}' AS encoded" >/dev/null
+# ... after the '_', as CRLF, as two spaces, as a no-break and a zero-width
+# space (the real bytes, in statements and in error messages)
+k13=${MORE[13]} k14=${MORE[14]} k15=${MORE[15]} k16=${MORE[16]} k17=${MORE[17]}
+nbsp=$(printf '\xc2\xa0') zwsp=$(printf '\xe2\x80\x8b') crlf=$'\r\n'
+for v in "${k13%%_*}_ ${k13#*_}" "${k14:0:23}${crlf}${k14:23}" "${k15:0:23}  ${k15:23}" \
+	"${k16:0:23}${nbsp}${k16:23}" "${k17:0:23}${zwsp}${k17:23}"; do
+	cluster_psql -c "SELECT '$v' AS pasted" >/dev/null
+	psql -X -qAt -c "SELECT '$v'::int" >/dev/null 2>&1 || true
+done
 # a node dump wraps a key inside a string at column 78, and a long
 # constant deep in nested subqueries gets its size wrapped too
 PGOPTIONS="-c debug_print_parse=on" psql -X -qAt \
