@@ -105,7 +105,9 @@ static Oid
 caller_oid(void)
 {
 	Oid			user;
+	Oid			outer;
 	Oid			definer_owner;
+	bool		restricted;
 
 	/*
 	 * The worker runs only the extension's own functions, as
@@ -113,29 +115,48 @@ caller_oid(void)
 	 * behalf of the extension itself: its outer user (the bootstrap
 	 * superuser) is the caller there.
 	 */
-	if (!InSecurityRestrictedOperation() || apikey_am_worker)
+	if (apikey_am_worker)
 		return GetOuterUserId();
 	if (OidIsValid(caller_override))
 		return caller_override;
 	user = GetUserId();
+	outer = GetOuterUserId();
+	if (user == outer)
+		return outer;			/* no definer function, no maintenance */
+	restricted = InSecurityRestrictedOperation();
+
 	/* the definer functions' owner (97_owner.sql; the extension's without it) */
 	definer_owner = get_role_oid("apikey_usage_owner", true);
 	if (!OidIsValid(definer_owner))
 		definer_owner = extension_owner();
 	if (user == definer_owner)
-		refuse_restricted();
+	{
+		/* inside one of the extension's own definer functions */
+		if (restricted)
+			refuse_restricted();
+		return outer;
+	}
+
+	/*
+	 * Some other role's code runs: its SECURITY DEFINER function, or a
+	 * table's code in maintenance.  The less privileged of the two roles
+	 * counts, so a global session gains nothing by calling a tenant's
+	 * function, and a tenant nothing by calling a global role's.
+	 */
 	if (!caller_is_global(user))
 		return user;
-	if (!caller_is_global(GetOuterUserId()))
-		return GetOuterUserId();
+	if (!caller_is_global(outer))
+		return outer;
 
 	/*
 	 * Both global, as when a superuser or autovacuum refreshes or analyzes
-	 * a global role's table.  Unless a SECURITY DEFINER function stands in
-	 * between: then the current user is that function's owner, not the
-	 * role whose code called it (a tenant's materialized view calling a
-	 * global role's definer function), and who that was cannot be known.
+	 * a global role's table.  Unless, in maintenance, a SECURITY DEFINER
+	 * function stands in between: then the current user is that function's
+	 * owner, not the role whose code called it (a tenant's materialized view
+	 * calling a global role's definer function), and who that was cannot be
+	 * known.
 	 */
+	if (restricted)
 	{
 		Oid			current;
 		int			sec_context;

@@ -1,5 +1,5 @@
--- A tenant's code run by someone else's maintenance command is not that
--- someone.  ANALYZE, VACUUM, REINDEX, CREATE INDEX and REFRESH evaluate a
+-- A tenant's code run by someone else's maintenance command, or called by
+-- someone else as a SECURITY DEFINER function, is not that someone.  ANALYZE, VACUUM, REINDEX, CREATE INDEX and REFRESH evaluate a
 -- table's index expressions as the table's owner, inside a
 -- security-restricted operation, while the session (or autovacuum) is a
 -- superuser: the extension must not take the superuser for the caller.
@@ -13,7 +13,7 @@ SELECT 'other', g.* FROM apikey_usage.generate_key('rs-other', 'victim key') g;
 GRANT SELECT ON rk TO PUBLIC;
 
 BEGIN;
-SELECT plan(17);
+SELECT plan(19);
 
 CREATE ROLE rs_tenant LOGIN;
 SELECT apikey_usage.grant_workspace('rs_tenant', 'rs-mine', 'admin');
@@ -83,6 +83,16 @@ SELECT is(ARRAY(SELECT workspace FROM rs_tenant.borrowed), ARRAY['rs-mine'], '..
 SELECT lives_ok($$CREATE MATERIALIZED VIEW rs_tenant.all_keys AS SELECT workspace FROM apikey_usage.keys WHERE workspace LIKE 'rs-%'$$,
 	'the extension owner creates a materialized view over keys');
 SELECT is(ARRAY(SELECT workspace FROM rs_tenant.all_keys ORDER BY 1), ARRAY['rs-mine', 'rs-other'], '...holding every workspace');
+-- outside maintenance too, the less privileged role counts when another
+-- role's definer function runs: a superuser calling a tenant's definer
+-- function gets the tenant's view, not its own
+SET ROLE rs_tenant;
+CREATE FUNCTION rs_tenant.peek() RETURNS SETOF text LANGUAGE sql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog AS $$SELECT workspace FROM apikey_usage.keys WHERE workspace LIKE 'rs-%'$$;
+RESET ROLE;
+SELECT is(ARRAY(SELECT rs_tenant.peek()), ARRAY['rs-mine'], 'a superuser calling a tenant''s definer function sees what the tenant sees');
+SELECT is(ARRAY(SELECT workspace FROM apikey_usage.keys WHERE workspace LIKE 'rs-%' ORDER BY 1), ARRAY['rs-mine', 'rs-other'],
+	'...and everything in its own statements');
 -- outside maintenance a superuser still acts as itself
 SELECT ok(apikey_usage._caller_is_global(), 'a superuser session is global outside restricted operations');
 SELECT ok((SELECT count(*) FROM apikey_usage.keys WHERE workspace LIKE 'rs-%') = 2, 'and sees both workspaces');
