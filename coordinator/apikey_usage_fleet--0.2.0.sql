@@ -100,6 +100,16 @@ END
 $$;
 COMMENT ON FUNCTION apikey_usage._node_count() IS 'Internal: the number of nodes (55000 when no fleet is configured).';
 
+-- The recorded node of one workspace.  SECURITY DEFINER because the table
+-- of placements, which names every tenant, is readable by admins only.
+CREATE FUNCTION apikey_usage._recorded_node(workspace text) RETURNS integer
+	LANGUAGE sql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	RETURN (SELECT w.node FROM apikey_usage.workspace_nodes w
+			 WHERE w.workspace OPERATOR(pg_catalog.=) _recorded_node.workspace);
+COMMENT ON FUNCTION apikey_usage._recorded_node(text) IS
+	'Internal: the node recorded for a workspace in workspace_nodes, or NULL.';
+
 CREATE FUNCTION apikey_usage.workspace_node(workspace text) RETURNS integer
 	LANGUAGE plpgsql STABLE
 	SET search_path = pg_catalog, pg_temp AS $$
@@ -109,9 +119,8 @@ BEGIN
 	IF workspace IS NULL THEN
 		RAISE EXCEPTION 'workspace must not be NULL' USING ERRCODE = '22004';
 	END IF;
-	SELECT w.node INTO placed FROM apikey_usage.workspace_nodes w
-	 WHERE w.workspace OPERATOR(pg_catalog.=) workspace_node.workspace;
-	IF FOUND THEN
+	placed := apikey_usage._recorded_node(workspace);
+	IF placed IS NOT NULL THEN
 		RETURN placed;
 	END IF;
 	-- hash placement: the first 32 bits of md5, stable across versions
@@ -283,14 +292,19 @@ CREATE FUNCTION apikey_usage._grant_workspace_on(node integer, role_name text, w
 	SELECT apikey_usage.grant_workspace(role_name::regrole, workspace, access);
 $$;
 COMMENT ON FUNCTION apikey_usage._grant_workspace_on(integer, text, text, text) IS 'Internal.';
-CREATE FUNCTION apikey_usage._revoke_workspace_on(node integer, role_name text, workspace text)
+-- A revoke goes to every node: a workspace moved by set_workspace_node (or
+-- placed by hash before nodes were added) may keep grants on a node that is
+-- no longer its own.  A node where the role does not exist has nothing to
+-- revoke.
+CREATE FUNCTION apikey_usage._revoke_workspace_all(role_name text, workspace text)
 	RETURNS SETOF void
 	LANGUAGE plproxy AS $$
 	CLUSTER 'apikey_usage_fleet';
-	RUN ON node;
-	SELECT apikey_usage.revoke_workspace(role_name::regrole, workspace);
+	RUN ON ALL;
+	SELECT apikey_usage.revoke_workspace(r.oid::pg_catalog.regrole, workspace)
+	  FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) role_name;
 $$;
-COMMENT ON FUNCTION apikey_usage._revoke_workspace_on(integer, text, text) IS 'Internal.';
+COMMENT ON FUNCTION apikey_usage._revoke_workspace_all(text, text) IS 'Internal.';
 
 CREATE FUNCTION apikey_usage.grant_workspace(role regrole, workspace text, access text DEFAULT 'reader')
 	RETURNS void
@@ -303,9 +317,9 @@ COMMENT ON FUNCTION apikey_usage.grant_workspace(regrole, text, text) IS
 CREATE FUNCTION apikey_usage.revoke_workspace(role regrole, workspace text) RETURNS void
 	LANGUAGE sql VOLATILE
 	SET search_path = pg_catalog, pg_temp AS $$
-	SELECT apikey_usage._revoke_workspace_on(apikey_usage.workspace_node(workspace), role::text, workspace)
+	SELECT count(*) FROM apikey_usage._revoke_workspace_all(role::text, workspace);
 $$;
-COMMENT ON FUNCTION apikey_usage.revoke_workspace(regrole, text) IS 'revoke_workspace on the workspace''s node.';
+COMMENT ON FUNCTION apikey_usage.revoke_workspace(regrole, text) IS 'revoke_workspace on every node (grants left on a node the workspace moved away from go too).';
 
 CREATE FUNCTION apikey_usage._create_alert_rule_on(node integer, workspace text, metric text,
 	threshold numeric, alert_window interval, key_id uuid, min_requests bigint, baseline_factor numeric)
@@ -1051,7 +1065,7 @@ GRANT EXECUTE ON FUNCTION
 	apikey_usage.set_rate_limit(uuid, integer, interval),
 	apikey_usage.roll_key(uuid, interval),
 	apikey_usage.grant_workspace(regrole, text, text), apikey_usage._grant_workspace_on(integer, text, text, text),
-	apikey_usage.revoke_workspace(regrole, text), apikey_usage._revoke_workspace_on(integer, text, text),
+	apikey_usage.revoke_workspace(regrole, text), apikey_usage._revoke_workspace_all(text, text),
 	apikey_usage.create_alert_rule(text, text, numeric, interval, uuid, bigint, numeric),
 	apikey_usage._create_alert_rule_on(integer, text, text, numeric, interval, uuid, bigint, numeric),
 	apikey_usage.drop_alert_rule(bigint, integer), apikey_usage._drop_alert_rule_on(integer, bigint)
@@ -1069,6 +1083,7 @@ GRANT EXECUTE ON FUNCTION
 	apikey_usage.node_of(text), apikey_usage.node_of(uuid), apikey_usage.status_of(integer),
 	apikey_usage._key_node(text), apikey_usage._id_node(uuid),
 	apikey_usage.fleet_nodes(), apikey_usage._node_count(), apikey_usage.workspace_node(text),
+	apikey_usage._recorded_node(text),
 	apikey_usage._fleet_reraise(text, text, text, text)
 	TO apikey_usage_admin, apikey_usage_app, apikey_usage_reader;
 GRANT EXECUTE ON FUNCTION
@@ -1100,5 +1115,8 @@ GRANT EXECUTE ON FUNCTION
 	apikey_usage.unused_keys(interval), apikey_usage._unused_keys_all(interval),
 	apikey_usage._alert_rules_all(), apikey_usage._alert_events_all()
 	TO apikey_usage_reader;
-GRANT SELECT ON apikey_usage.keys, apikey_usage.workspace_nodes, apikey_usage.alert_rules,
+GRANT SELECT ON apikey_usage.keys, apikey_usage.alert_rules,
 	apikey_usage.alert_events TO apikey_usage_reader;
+-- the whole placement table names every tenant: admins only (workspace_node()
+-- answers for one workspace)
+GRANT SELECT ON apikey_usage.workspace_nodes TO apikey_usage_admin;

@@ -233,6 +233,28 @@ err=$(coord_psql -v VERBOSITY=verbose -c "SELECT * FROM apikey_usage.top_endpoin
 [[ "$err" == *"54000"* ]] || fail "undecidable top_endpoints: $err"
 echo "ok: set_workspace_node places a workspace; fleet-wide top_endpoints stays exact past 10000 endpoints a node, or says 54000"
 
+# ---- 3e. a revoke reaches every node; the placement table is for admins --
+for i in 0 1 2; do node_psql $i -c "CREATE ROLE fleet_tenant LOGIN"; done
+coord_psql -c "CREATE ROLE fleet_tenant LOGIN" -c "CREATE ROLE fleet_reader LOGIN IN ROLE apikey_usage_reader" >/dev/null
+coord_psql >/dev/null <<'SQL'
+SELECT apikey_usage.set_workspace_node('moving', 1);
+SELECT apikey_usage.grant_workspace('fleet_tenant', 'moving', 'admin');
+SELECT apikey_usage.set_workspace_node('moving', 2);
+SQL
+[ "$(node_psql 1 -c "SELECT count(*) FROM apikey_usage.workspace_grants WHERE workspace = 'moving'")" = 1 ] ||
+	fail "the grant did not reach node 1 (is the test testing it?)"
+coord_psql -c "SELECT apikey_usage.revoke_workspace('fleet_tenant', 'moving')" >/dev/null
+for i in 0 1 2; do
+	[ "$(node_psql $i -c "SELECT count(*) FROM apikey_usage.workspace_grants WHERE workspace = 'moving'")" = 0 ] ||
+		fail "a grant of the moved workspace is left on node $i after revoke_workspace"
+done
+err=$(psql -X -qAt -h "$COORD_DIR" -p "$COORD_PORT" -U fleet_reader -d fleet \
+	-c "SELECT count(*) FROM apikey_usage.workspace_nodes" 2>&1) && fail "a reader listed every workspace's node"
+[[ "$err" == *"permission denied"* ]] || fail "reader on workspace_nodes: $err"
+got=$(psql -X -qAt -h "$COORD_DIR" -p "$COORD_PORT" -U fleet_reader -d fleet -c "SELECT apikey_usage.workspace_node('moving')")
+[ "$got" = 2 ] || fail "workspace_node('moving') for a reader: '$got'"
+echo "ok: revoke_workspace reaches every node (a moved workspace keeps no grant behind); only admins list the placements"
+
 # ---- 4. failures ----------------------------------------------------------
 # a coordinator session kept open across the failures (one PL/Proxy backend)
 mkfifo "$WORK/in"
