@@ -143,9 +143,10 @@ field_error(FieldError *error, int sqlstate, char *message)
 /*
  * Check method, endpoint and resource_id and copy them into the entry
  * (method upper-cased; an API key with a valid checksum inside endpoint
- * or resource_id is masked, keeping its prefix).  Returns false and fills *error (22004 / 22023)
- * at the first bad one, raising nothing: check_request looks at the
- * credentials before it decides whether a bad argument is an error.
+ * or resource_id is masked, keeping its prefix).  Returns false and fills
+ * *error (22004 / 22023) at the first bad one, raising nothing:
+ * check_request looks at the credentials before it decides whether a bad
+ * argument is an error.
  */
 static bool
 texts_valid(text *method, text *endpoint, text *resource, LogEntry *entry,

@@ -68,7 +68,7 @@
 #define KEY_TAIL_CHARS_NODE	(KEY_TAIL_CHARS + KEYFMT_NODE_CHARS)
 
 /*
- * A run of base62 characters this long, after a '_' or a "...", is masked
+ * A run of base62 characters this long, after a '_', "%5F" or "...", is masked
  * in the log: a run of 23 reveals at most 23 of the 43 body characters,
  * leaving 62^20 (more than 2^119) possibilities for the rest.
  */
@@ -101,67 +101,6 @@ static inline bool
 is_prefix_char(unsigned char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-}
-
-/* The end of the run of base62 characters of buf[0..len) starting at from. */
-static inline size_t
-base62_run_end(const char *buf, size_t from, size_t len)
-{
-	while (from < len && is_base62((unsigned char) buf[from]))
-		from++;
-	return from;
-}
-
-/*
- * Overwrite, in place, every key with a valid checksum in buf[0..len).
- * Returns true when something was overwritten.  Candidates are found at
- * each '_' followed by exactly 49 or 51 base62 characters (body, node and
- * checksum cannot contain '_', and a longer run is not a key); each
- * possible prefix start before the '_' is tried.
- */
-bool
-redact_keys_in_text(char *buf, size_t len)
-{
-	bool		changed = false;
-	size_t		pos;
-
-	for (pos = 0; pos < len; pos++)
-	{
-		size_t		run_end;
-		size_t		start;
-
-		if (buf[pos] != '_')
-			continue;
-		run_end = base62_run_end(buf, pos + 1, len);
-		if (pos > 0 && (run_end - pos - 1 == KEY_TAIL_CHARS ||
-						run_end - pos - 1 == KEY_TAIL_CHARS_NODE))
-		{
-			/* try each prefix start, longest first */
-			for (start = (pos > KEYFMT_PREFIX_MAX ? pos - KEYFMT_PREFIX_MAX : 0);
-				 start < pos; start++)
-			{
-				size_t		i;
-				bool		plausible = true;
-
-				for (i = start; i < pos; i++)
-				{
-					if (!is_prefix_char((unsigned char) buf[i]))
-					{
-						plausible = false;
-						break;
-					}
-				}
-				if (plausible && keyfmt_parse(buf + start, run_end - start, NULL))
-				{
-					memset(buf + pos + 1, '*', run_end - pos - 1);
-					changed = true;
-					break;
-				}
-			}
-		}
-		pos = run_end - 1;
-	}
-	return changed;
 }
 
 /*
@@ -200,6 +139,62 @@ log_run_end(const char *buf, size_t from, size_t len, bool wrapped, size_t *ncha
 	*nchars = n;
 	return from;
 }
+
+/*
+ * Overwrite, in place, every key with a valid checksum in buf[0..len).
+ * Returns true when something was overwritten.  Candidates are found at
+ * each '_' followed by exactly 49 or 51 base62 characters (body, node and
+ * checksum cannot contain '_', and a longer run is not a key); each
+ * possible prefix start before the '_' is tried.
+ */
+bool
+redact_keys_in_text(char *buf, size_t len)
+{
+	bool		changed = false;
+	size_t		pos;
+
+	/* the request path calls this for every endpoint: most hold no key */
+	if (len < 2 + KEY_TAIL_CHARS || memchr(buf, '_', len) == NULL)
+		return false;
+	for (pos = 0; pos < len; pos++)
+	{
+		size_t		run_end;
+		size_t		start;
+		size_t		nchars;
+
+		if (buf[pos] != '_')
+			continue;
+		run_end = log_run_end(buf, pos + 1, len, false, &nchars);
+		if (pos > 0 && (nchars == KEY_TAIL_CHARS || nchars == KEY_TAIL_CHARS_NODE))
+		{
+			/* try each prefix start, longest first */
+			for (start = (pos > KEYFMT_PREFIX_MAX ? pos - KEYFMT_PREFIX_MAX : 0);
+				 start < pos; start++)
+			{
+				size_t		i;
+				bool		plausible = true;
+
+				for (i = start; i < pos; i++)
+				{
+					if (!is_prefix_char((unsigned char) buf[i]))
+					{
+						plausible = false;
+						break;
+					}
+				}
+				if (plausible && keyfmt_parse(buf + start, run_end - start, NULL))
+				{
+					memset(buf + pos + 1, '*', run_end - pos - 1);
+					changed = true;
+					break;
+				}
+			}
+		}
+		pos = run_end - 1;
+	}
+	return changed;
+}
+
 
 /*
  * The end of a separator at buf[at]: one character other than '_' (and

@@ -67,8 +67,6 @@ PG_FUNCTION_INFO_V1(apikey_usage_visible_key_ids);
  */
 static Oid	caller_override = InvalidOid;
 
-static Oid	extension_owner(void);
-
 static bool caller_is_global(Oid user);
 
 static void
@@ -106,7 +104,6 @@ caller_oid(void)
 {
 	Oid			user;
 	Oid			outer;
-	Oid			definer_owner;
 	bool		restricted;
 
 	/*
@@ -125,11 +122,8 @@ caller_oid(void)
 		return outer;			/* no definer function, no maintenance */
 	restricted = InSecurityRestrictedOperation();
 
-	/* the definer functions' owner (97_owner.sql; the extension's without it) */
-	definer_owner = get_role_oid("apikey_usage_owner", true);
-	if (!OidIsValid(definer_owner))
-		definer_owner = extension_owner();
-	if (user == definer_owner)
+	/* the definer functions' owner (97_owner.sql), the writes' role too */
+	if (user == apikey_writer_role())
 	{
 		/* inside one of the extension's own definer functions */
 		if (restricted)
